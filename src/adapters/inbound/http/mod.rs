@@ -1,0 +1,82 @@
+//! The poem-openapi edge: parses requests into domain commands, calls the use cases and maps
+//! their results onto the contract in `shared/API.md`. Holds no business rule.
+
+mod api;
+mod errors;
+mod guards;
+
+pub use api::{AuthApi, HealthApi};
+pub use errors::ErrorBody;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+use crate::app::{Login, Logout, Me, Refresh, Register};
+use crate::ports::{Clock, RefreshStore};
+
+/// Edge settings that are not use-case policy.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub app_name: String,
+    pub cookie_secure: bool,
+    pub allowed_origins: Vec<String>,
+    /// The public base URL, if configured: the spec's server and an accepted `Origin`.
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// Take the client address from this header (rightmost value) instead of the socket.
+    pub trusted_proxy_header: Option<String>,
+    pub registration_enabled: bool,
+}
+
+/// Everything a request may need.
+pub struct AppState {
+    pub login: Login,
+    pub refresh: Refresh,
+    pub logout: Logout,
+    pub me: Me,
+    pub register: Register,
+    pub sessions: Arc<dyn RefreshStore>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: HttpSettings,
+}
+
+/// The API title and version shown in the spec.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The OpenAPI service; the servers entry is relative unless a public URL is configured.
+pub fn openapi_service(state: &Arc<AppState>) -> OpenApiService<(AuthApi, HealthApi), ()> {
+    let service = OpenApiService::new(
+        (AuthApi::new(state.clone()), HealthApi::new(state.clone())),
+        "jwt-auth",
+        API_VERSION,
+    )
+    .description(
+        "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
+         cookie. Log in, then use Authorize with the access token for /auth/me.",
+    );
+    match &state.settings.public_url {
+        Some(url) => service.server(url.trim_end_matches('/')),
+        None => service.server("/"),
+    }
+}
+
+/// The whole HTTP application: API, spec, Swagger UI and the guards around them.
+pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
+    let service = openapi_service(&state);
+    let docs = service.swagger_ui();
+    let json = service.spec_endpoint();
+    let yaml = service.spec_endpoint_yaml();
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", json)
+        .at("/openapi.yaml", yaml)
+        .around(guards::cross_site)
+        .around(guards::body_limit)
+        .around(guards::cors)
+        .around(errors::json_errors)
+        .around(guards::security_headers)
+        .data(state)
+}

@@ -1,0 +1,3 @@
+//! Driving adapters.
+
+pub mod http;

@@ -1,0 +1,163 @@
+//! `PasswordHasher` on bcrypt.
+//!
+//! bcrypt reads at most 72 bytes, so a long password would authenticate by its prefix. Policy:
+//! every password (up to the 1024-byte cap) is first pre-hashed with HMAC-SHA256 under a fixed
+//! domain-separation key and base64-encoded (44 ASCII bytes, no NUL), and that string is what
+//! bcrypt sees. Every byte of the password counts; bcrypt's `non_truncating_*` functions make
+//! any future slip an error instead of a silent truncation.
+//!
+//! Hashing runs on blocking threads, at most `max_concurrent` at a time, so a flood of logins
+//! queues here instead of stalling the async workers that serve `/auth/me` and refresh.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+use crate::domain::{Password, PasswordHash};
+use crate::ports::{HashError, PasswordHasher};
+
+/// Fixed, public key of the pre-hash: domain separation, not a secret pepper.
+const PREHASH_KEY: &[u8] = b"jwt-auth/bcrypt-prehash/v1";
+
+pub struct BcryptHasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so both paths cost one bcrypt run.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for BcryptHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BcryptHasher").field("cost", &self.cost).finish_non_exhaustive()
+    }
+}
+
+impl BcryptHasher {
+    /// # Errors
+    /// When `cost` is outside bcrypt's range (4 to 31).
+    pub fn new(cost: u32, max_concurrent: usize) -> anyhow::Result<Self> {
+        let dummy_hash = bcrypt::non_truncating_hash(prehash(b"no such user: dummy"), cost)?;
+        Ok(Self { cost, permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash })
+    }
+
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(anyhow::anyhow!(e)))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| HashError(anyhow::anyhow!("hashing task failed: {e}")))
+    }
+}
+
+fn prehash(password: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(PREHASH_KEY).expect("HMAC takes any key length");
+    mac.update(password);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[async_trait]
+impl PasswordHasher for BcryptHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let input = prehash(password.expose().as_bytes());
+        let cost = self.cost;
+        self.run(move || bcrypt::non_truncating_hash(input, cost))
+            .await?
+            .map(PasswordHash::new)
+            .map_err(|e| HashError(e.into()))
+    }
+
+    async fn verify(&self, password: &Password, hash: Option<PasswordHash>) -> Result<bool, HashError> {
+        let input = prehash(password.expose().as_bytes());
+        let (stored, real) = match hash {
+            Some(h) => (h.as_str().to_owned(), true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        // A malformed stored hash is a mismatch, not an outage.
+        let matches = self
+            .run(move || bcrypt::non_truncating_verify(input, &stored).unwrap_or(false))
+            .await?;
+        Ok(real && matches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::parse(s.to_owned()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hash_is_2b_at_the_configured_cost_and_verifies() {
+        // Checklist case 48.
+        let hasher = BcryptHasher::new(10, 2).unwrap();
+        let hash = hasher.hash(&pw("correct horse")).await.unwrap();
+        assert!(hash.as_str().starts_with("$2b$10$"), "{}", hash.as_str());
+        assert!(hasher.verify(&pw("correct horse"), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify(&pw("correct horsE"), Some(hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn bytes_past_72_still_count() {
+        // Checklist cases 53 and 54: no prefix authenticates.
+        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let long = format!("{}{}", "a".repeat(72), "tail-one");
+        let hash = hasher.hash(&pw(&long)).await.unwrap();
+        let other = format!("{}{}", "a".repeat(72), "tail-two");
+        assert!(!hasher.verify(&pw(&other), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify(&pw(&"a".repeat(72)), Some(hash.clone())).await.unwrap());
+        assert!(hasher.verify(&pw(&long), Some(hash)).await.unwrap());
+
+        let emoji = "😀".repeat(20); // 80 bytes
+        let hash = hasher.hash(&pw(&emoji)).await.unwrap();
+        assert!(!hasher.verify(&pw(&"😀".repeat(18)), Some(hash.clone())).await.unwrap());
+        assert!(hasher.verify(&pw(&emoji), Some(hash)).await.unwrap());
+        let ascii_then_emoji = format!("{}😀", "b".repeat(72));
+        let hash = hasher.hash(&pw(&ascii_then_emoji)).await.unwrap();
+        assert!(!hasher.verify(&pw(&format!("{}😃", "b".repeat(72))), Some(hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn nfc_and_nfd_are_different_passwords_and_nul_is_fine() {
+        // Checklist case 54: verified as received, no normalization.
+        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let nfc = "caf\u{e9}";
+        let nfd = "cafe\u{301}";
+        let hash = hasher.hash(&pw(nfc)).await.unwrap();
+        assert!(hasher.verify(&pw(nfc), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify(&pw(nfd), Some(hash)).await.unwrap());
+        let with_nul = "before\u{0}after";
+        let hash = hasher.hash(&pw(with_nul)).await.unwrap();
+        assert!(!hasher.verify(&pw("before"), Some(hash.clone())).await.unwrap());
+        assert!(hasher.verify(&pw(with_nul), Some(hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn missing_user_and_malformed_hash_never_match() {
+        let hasher = BcryptHasher::new(4, 2).unwrap();
+        assert!(!hasher.verify(&pw("no such user: dummy"), None).await.unwrap());
+        assert!(!hasher.verify(&pw("x"), Some(PasswordHash::new("not a hash".into()))).await.unwrap());
+    }
+
+    #[test]
+    fn out_of_range_cost_is_refused() {
+        assert!(BcryptHasher::new(3, 1).is_err());
+        assert!(BcryptHasher::new(32, 1).is_err());
+    }
+}

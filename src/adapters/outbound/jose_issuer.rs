@@ -1,0 +1,274 @@
+//! `TokenIssuer` on josekit: HMAC-signed access tokens (RFC 9068 `at+jwt`).
+//!
+//! josekit checks format, `alg` and the MAC but validates no claim by itself, accepts a token
+//! without `exp` or `aud`, and compares MACs with `!=`. So this adapter pins the algorithm,
+//! compares MACs in constant time, refuses header parameters it never issues, and checks every
+//! claim itself from the raw JSON against the injected time (never through josekit's
+//! `expires_at()`, which can overflow on an absurd `exp`).
+
+use std::fmt;
+use josekit::jws::alg::hmac::{HmacJwsAlgorithm, HmacJwsSigner};
+use josekit::jws::{JwsAlgorithm, JwsHeader, JwsSigner, JwsVerifier};
+use josekit::jwt::{self, JwtPayload};
+use josekit::JoseError;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use crate::domain::{AccessClaims, AccessToken, SessionId, Timestamp, UserId};
+use crate::ports::{TokenError, TokenIssuer};
+
+/// The `typ` header of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// Longest compact token looked at; ours are about 400 bytes.
+const MAX_TOKEN_LEN: usize = 4096;
+/// Header parameters this service issues; any other one means the token is not ours.
+const ALLOWED_HEADER_PARAMS: [&str; 2] = ["alg", "typ"];
+
+/// The HMAC algorithms `JWT_ALGORITHM` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum Algorithm {
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Algorithm {
+    fn jose(self) -> HmacJwsAlgorithm {
+        match self {
+            Self::HS256 => HmacJwsAlgorithm::Hs256,
+            Self::HS384 => HmacJwsAlgorithm::Hs384,
+            Self::HS512 => HmacJwsAlgorithm::Hs512,
+        }
+    }
+
+    /// Shortest key accepted: the hash output length (RFC 7518 §3.2).
+    pub const fn min_key_bytes(self) -> usize {
+        match self {
+            Self::HS256 => 32,
+            Self::HS384 => 48,
+            Self::HS512 => 64,
+        }
+    }
+}
+
+/// What tokens are issued for and checked against.
+#[derive(Clone)]
+pub struct IssuerConfig {
+    pub algorithm: Algorithm,
+    pub secret: Vec<u8>,
+    /// A previous secret still accepted for verification during a key rotation overlap.
+    pub previous_secret: Option<Vec<u8>>,
+    pub issuer: String,
+    pub audience: String,
+    /// Allowed clock skew in seconds for `exp`, `nbf` and `iat`; zero by default.
+    pub leeway_secs: u64,
+}
+
+impl fmt::Debug for IssuerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerConfig")
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"<redacted>")
+            .field("previous_secret", &self.previous_secret.as_ref().map(|_| "<redacted>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
+}
+
+/// An HMAC verifier that recomputes the MAC and compares it in constant time.
+#[derive(Clone)]
+struct ConstantTimeVerifier(HmacJwsSigner);
+
+impl fmt::Debug for ConstantTimeVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConstantTimeVerifier({})", self.0.algorithm().name())
+    }
+}
+
+impl JwsVerifier for ConstantTimeVerifier {
+    fn algorithm(&self) -> &dyn JwsAlgorithm {
+        self.0.algorithm()
+    }
+
+    fn key_id(&self) -> Option<&str> {
+        None
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), JoseError> {
+        let expected = self.0.sign(message)?;
+        if bool::from(expected.as_slice().ct_eq(signature)) {
+            Ok(())
+        } else {
+            Err(JoseError::InvalidSignature(anyhow::anyhow!("MAC mismatch")))
+        }
+    }
+
+    fn box_clone(&self) -> Box<dyn JwsVerifier> {
+        Box::new(self.clone())
+    }
+}
+
+/// Issues and verifies access tokens.
+pub struct JoseTokenIssuer {
+    signer: HmacJwsSigner,
+    /// The current key first, then the previous one during a rotation.
+    verifiers: Vec<ConstantTimeVerifier>,
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+}
+
+impl fmt::Debug for JoseTokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoseTokenIssuer")
+            .field("algorithm", &self.signer.algorithm().name())
+            .field("keys", &self.verifiers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JoseTokenIssuer {
+    /// # Errors
+    /// When a secret is shorter than the algorithm's hash output.
+    pub fn new(config: IssuerConfig) -> anyhow::Result<Self> {
+        let alg = config.algorithm.jose();
+        let signer = alg
+            .signer_from_bytes(&config.secret)
+            .map_err(|_| anyhow::anyhow!("secret shorter than {} bytes", config.algorithm.min_key_bytes()))?;
+        let mut verifiers = vec![ConstantTimeVerifier(signer.clone())];
+        if let Some(previous) = &config.previous_secret {
+            let old = alg
+                .signer_from_bytes(previous)
+                .map_err(|_| anyhow::anyhow!("previous secret shorter than {} bytes", config.algorithm.min_key_bytes()))?;
+            verifiers.push(ConstantTimeVerifier(old));
+        }
+        Ok(Self {
+            signer,
+            verifiers,
+            issuer: config.issuer,
+            audience: config.audience,
+            leeway_secs: config.leeway_secs,
+        })
+    }
+
+    fn decode(&self, token: &str) -> Result<(JwtPayload, JwsHeader), TokenError> {
+        let mut last = None;
+        for verifier in &self.verifiers {
+            match jwt::decode_with_verifier(token, verifier) {
+                Ok(decoded) => return Ok(decoded),
+                Err(JoseError::InvalidSignature(_)) => last = Some("bad signature"),
+                Err(e) => return Err(invalid(jose_kind(&e))),
+            }
+        }
+        Err(invalid(last.unwrap_or("undecodable")))
+    }
+
+    fn check_claims(&self, payload: &JwtPayload, now: u64) -> Result<AccessClaims, TokenError> {
+        let exp = numeric(payload, "exp")?;
+        let iat = numeric(payload, "iat")?;
+        if now >= exp.saturating_add(self.leeway_secs) {
+            return Err(invalid("expired"));
+        }
+        if iat > now.saturating_add(self.leeway_secs) {
+            return Err(invalid("issued in the future"));
+        }
+        if payload.claim("nbf").is_some() && numeric(payload, "nbf")? > now.saturating_add(self.leeway_secs) {
+            return Err(invalid("not yet valid"));
+        }
+        if string(payload, "iss")? != self.issuer {
+            return Err(invalid("wrong issuer"));
+        }
+        let audience_ok = match payload.claim("aud") {
+            Some(Value::String(aud)) => *aud == self.audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(self.audience.as_str())),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(invalid("wrong or missing audience"));
+        }
+        Ok(AccessClaims {
+            sub: uuid_claim(payload, "sub").map(UserId::from_uuid)?,
+            sid: uuid_claim(payload, "sid").map(SessionId::from_uuid)?,
+            iat: Timestamp::from_unix(iat),
+            exp: Timestamp::from_unix(exp),
+            jti: uuid_claim(payload, "jti")?,
+        })
+    }
+}
+
+impl TokenIssuer for JoseTokenIssuer {
+    fn issue_access(&self, claims: &AccessClaims) -> Result<AccessToken, TokenError> {
+        let mut header = JwsHeader::new();
+        header.set_token_type(ACCESS_TOKEN_TYP);
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&self.issuer);
+        payload.set_audience(vec![self.audience.clone()]);
+        payload.set_subject(claims.sub.to_string());
+        payload.set_jwt_id(claims.jti.to_string());
+        // Set as integers: josekit's `set_issued_at` may write a float, which strict verifiers
+        // (ours included) refuse.
+        let extra = [
+            ("iat", Value::from(claims.iat.unix())),
+            ("exp", Value::from(claims.exp.unix())),
+            ("sid", Value::String(claims.sid.to_string())),
+        ];
+        for (name, value) in extra {
+            payload.set_claim(name, Some(value)).map_err(|e| TokenError::Unknown(e.into()))?;
+        }
+        jwt::encode_with_signer(&payload, &header, &self.signer)
+            .map(AccessToken::new)
+            .map_err(|e| TokenError::Unknown(e.into()))
+    }
+
+    fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid("too long"));
+        }
+        let (payload, header) = self.decode(token)?;
+        if header.token_type() != Some(ACCESS_TOKEN_TYP) {
+            return Err(invalid("wrong typ"));
+        }
+        if header.claims_set().keys().any(|k| !ALLOWED_HEADER_PARAMS.contains(&k.as_str())) {
+            return Err(invalid("unexpected header parameter"));
+        }
+        self.check_claims(&payload, now.unix())
+    }
+}
+
+fn invalid(why: &str) -> TokenError {
+    TokenError::Invalid(why.to_owned())
+}
+
+/// The kind of a josekit error, without its message (which can embed claim values).
+fn jose_kind(e: &JoseError) -> &'static str {
+    match e {
+        JoseError::InvalidJwtFormat(_) => "invalid JWT format",
+        JoseError::InvalidJwsFormat(_) => "invalid JWS format or algorithm",
+        JoseError::InvalidSignature(_) => "bad signature",
+        JoseError::InvalidClaim(_) => "invalid claim",
+        JoseError::InvalidKeyFormat(_) => "invalid key",
+        _ => "undecodable",
+    }
+}
+
+fn numeric(payload: &JwtPayload, name: &'static str) -> Result<u64, TokenError> {
+    payload
+        .claim(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| TokenError::Invalid(format!("{name} missing or not a number")))
+}
+
+fn string<'a>(payload: &'a JwtPayload, name: &'static str) -> Result<&'a str, TokenError> {
+    payload
+        .claim(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| TokenError::Invalid(format!("{name} missing or not a string")))
+}
+
+fn uuid_claim(payload: &JwtPayload, name: &'static str) -> Result<uuid::Uuid, TokenError> {
+    string(payload, name)?
+        .parse()
+        .map_err(|_| TokenError::Invalid(format!("{name} is not an id")))
+}

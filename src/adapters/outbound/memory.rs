@@ -1,0 +1,233 @@
+//! In-memory `UserRepo` and `RefreshStore`: the zero-setup default. Everything is lost on
+//! restart and nothing is shared between instances; use a database store for that.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+
+use crate::domain::{Email, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId};
+use crate::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
+
+/// Accounts in a map, with an index by normalized email.
+#[derive(Debug, Default)]
+pub struct InMemoryUserRepo {
+    inner: RwLock<Users>,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    by_id: HashMap<UserId, User>,
+    by_email: HashMap<String, UserId>,
+}
+
+impl InMemoryUserRepo {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UserRepo for InMemoryUserRepo {
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(users.by_email.get(email.as_str()).and_then(|id| users.by_id.get(id)).cloned())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(users.by_id.get(&id).cloned())
+    }
+
+    async fn create(&self, user: User) -> Result<(), CreateUserError> {
+        let mut users = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if users.by_email.contains_key(user.email.as_str()) {
+            return Err(CreateUserError::EmailTaken);
+        }
+        users.by_email.insert(user.email.as_str().to_owned(), user.id);
+        users.by_id.insert(user.id, user);
+        Ok(())
+    }
+
+    async fn set_disabled(&self, email: &Email, disabled: bool) -> Result<Option<User>, StoreError> {
+        let mut users = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(id) = users.by_email.get(email.as_str()).copied() else {
+            return Ok(None);
+        };
+        Ok(users.by_id.get_mut(&id).map(|u| {
+            u.disabled = disabled;
+            u.clone()
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<User>, StoreError> {
+        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<User> = users.by_id.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at, a.email.as_str()).cmp(&(b.created_at, b.email.as_str())));
+        Ok(all)
+    }
+}
+
+/// A live session, kept compact: about 48 bytes with its key.
+#[derive(Debug, Clone, Copy)]
+struct SessionRecord {
+    user: UserId,
+    created_at: u32,
+    expires_at: u32,
+}
+
+/// A token hash's owner. Consumed entries stay until their session goes, so a replay of any
+/// earlier token of the family is recognized as reuse.
+#[derive(Debug, Clone, Copy)]
+struct TokenRecord {
+    session: SessionId,
+    consumed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Families {
+    sessions: HashMap<SessionId, SessionRecord>,
+    tokens: HashMap<RefreshTokenHash, TokenRecord>,
+}
+
+/// Sessions and token hashes behind one mutex: every operation is a few map accesses, so the
+/// lock is held for well under a microsecond and rotation is trivially atomic.
+///
+/// Revoking a session removes only the session; its token entries become orphans that fail
+/// lookup at once and are dropped lazily on lookup or by `purge`.
+#[derive(Debug, Default)]
+pub struct InMemoryRefreshStore {
+    inner: Mutex<Families>,
+}
+
+impl InMemoryRefreshStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Families> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live sessions and stored token hashes, for tests and the memory benchmark.
+    pub fn counts(&self) -> (usize, usize) {
+        let f = self.lock();
+        (f.sessions.len(), f.tokens.len())
+    }
+
+    /// Reserves room for `sessions` sessions with one token each.
+    pub fn reserve(&self, sessions: usize) {
+        let mut f = self.lock();
+        f.sessions.reserve(sessions);
+        f.tokens.reserve(sessions);
+    }
+}
+
+/// Seconds fit in `u32` until 2106; saturate rather than wrap beyond.
+fn secs32(t: Timestamp) -> u32 {
+    u32::try_from(t.unix()).unwrap_or(u32::MAX)
+}
+
+impl SessionRecord {
+    fn to_session(self, id: SessionId) -> Session {
+        Session {
+            id,
+            user_id: self.user,
+            created_at: Timestamp::from_unix(self.created_at.into()),
+            expires_at: Timestamp::from_unix(self.expires_at.into()),
+        }
+    }
+
+    fn live_at(&self, now: Timestamp) -> bool {
+        now.unix() < u64::from(self.expires_at)
+    }
+}
+
+#[async_trait]
+impl RefreshStore for InMemoryRefreshStore {
+    async fn create_session(&self, session: &Session, first: RefreshTokenHash) -> Result<(), StoreError> {
+        let mut f = self.lock();
+        f.sessions.insert(
+            session.id,
+            SessionRecord {
+                user: session.user_id,
+                created_at: secs32(session.created_at),
+                expires_at: secs32(session.expires_at),
+            },
+        );
+        f.tokens.insert(first, TokenRecord { session: session.id, consumed: false });
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        presented: RefreshTokenHash,
+        successor: RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Session, RotateError> {
+        let mut f = self.lock();
+        let Some(token) = f.tokens.get(&presented).copied() else {
+            return Err(RotateError::NotFound);
+        };
+        let Some(record) = f.sessions.get(&token.session).copied() else {
+            f.tokens.remove(&presented);
+            return Err(RotateError::NotFound);
+        };
+        if !record.live_at(now) {
+            f.sessions.remove(&token.session);
+            f.tokens.remove(&presented);
+            return Err(RotateError::Expired);
+        }
+        if token.consumed {
+            f.sessions.remove(&token.session);
+            return Err(RotateError::Reused);
+        }
+        f.tokens.insert(presented, TokenRecord { consumed: true, ..token });
+        f.tokens.insert(successor, TokenRecord { session: token.session, consumed: false });
+        Ok(record.to_session(token.session))
+    }
+
+    async fn revoke_by_token(&self, presented: RefreshTokenHash) -> Result<bool, StoreError> {
+        let mut f = self.lock();
+        let Some(token) = f.tokens.remove(&presented) else {
+            return Ok(false);
+        };
+        Ok(f.sessions.remove(&token.session).is_some())
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let mut f = self.lock();
+        let before = f.sessions.len();
+        f.sessions.retain(|_, s| s.user != user);
+        Ok((before - f.sessions.len()) as u64)
+    }
+
+    async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.lock().sessions.get(&session).is_some_and(|s| s.live_at(now)))
+    }
+
+    async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let mut f = self.lock();
+        let ended: Vec<SessionId> = f
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.live_at(now))
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect();
+        for id in &ended {
+            f.sessions.remove(id);
+        }
+        let Families { sessions, tokens } = &mut *f;
+        let mut dropped = 0usize;
+        tokens.retain(|_, t| {
+            if dropped < limit && !sessions.contains_key(&t.session) {
+                dropped += 1;
+                false
+            } else {
+                true
+            }
+        });
+        Ok(ended.len() as u64)
+    }
+}

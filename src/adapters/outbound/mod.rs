@@ -1,0 +1,6 @@
+//! Driven adapters, each behind exactly one port.
+
+pub mod bcrypt_hasher;
+pub mod clock;
+pub mod jose_issuer;
+pub mod memory;

@@ -1,0 +1,240 @@
+use std::sync::Arc;
+
+use super::{issue_tokens, LoginThrottle, TokenPolicy};
+use crate::domain::{Email, IssuedTokens, LoginError, Password, RefreshToken, Session, SessionId};
+use crate::ports::{Clock, PasswordHasher, RefreshStore, StoreError, TokenError, TokenIssuer, UserRepo};
+
+/// A login attempt, already parsed at the edge.
+#[derive(Debug)]
+pub struct LoginCommand {
+    pub email: Email,
+    pub password: Password,
+    /// The client's address as the edge sees it; the key of the per-address throttle.
+    pub client: String,
+}
+
+/// Checks a password and opens a new session (a new refresh-token family).
+pub struct Login {
+    pub users: Arc<dyn UserRepo>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub issuer: Arc<dyn TokenIssuer>,
+    pub sessions: Arc<dyn RefreshStore>,
+    pub clock: Arc<dyn Clock>,
+    pub throttle: Arc<LoginThrottle>,
+    pub policy: TokenPolicy,
+}
+
+impl Login {
+    /// # Errors
+    /// `InvalidCredentials` for an unknown email, a wrong password or a disabled account, all
+    /// after one full password check; `Throttled` before any check while locked out;
+    /// `Unavailable` when a store is down.
+    pub async fn execute(&self, cmd: LoginCommand) -> Result<IssuedTokens, LoginError> {
+        if let Err(retry_after_secs) = self.throttle.check(&cmd.email, &cmd.client) {
+            return Err(LoginError::Throttled { retry_after_secs });
+        }
+        let user = self.users.find_by_email(&cmd.email).await.map_err(store)?;
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = self
+            .hasher
+            .verify(&cmd.password, stored_hash)
+            .await
+            .map_err(|e| LoginError::Unknown(e.0))?;
+        let user = match user {
+            Some(user) if matches && !user.disabled => user,
+            _ => {
+                self.throttle.record_failure(&cmd.email, &cmd.client);
+                tracing::info!(event = "login_failed", "login failed");
+                return Err(LoginError::InvalidCredentials);
+            }
+        };
+        self.throttle.record_success(&cmd.email);
+
+        let now = self.clock.now();
+        let session = Session {
+            id: SessionId::new_random(),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now.plus_secs(self.policy.session_ttl_secs),
+        };
+        let refresh_token = RefreshToken::generate();
+        self.sessions
+            .create_session(&session, refresh_token.hash())
+            .await
+            .map_err(store)?;
+        tracing::info!(event = "login", user = %user.id, session = %session.id, "session opened");
+        issue_tokens(&self.issuer, self.policy, &session, refresh_token, now).map_err(token)
+    }
+}
+
+fn store(e: StoreError) -> LoginError {
+    match e {
+        StoreError::Unavailable(e) => LoginError::Unavailable(e),
+        StoreError::Unknown(e) => LoginError::Unknown(e),
+    }
+}
+
+fn token(e: TokenError) -> LoginError {
+    LoginError::Unknown(e.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_support::*;
+    use crate::app::ThrottleSettings;
+    use crate::domain::AccessToken;
+    use crate::ports::{HashError, MockPasswordHasher, MockRefreshStore, MockTokenIssuer, MockUserRepo};
+    use mockall::predicate::*;
+
+    struct Mocks {
+        users: MockUserRepo,
+        hasher: MockPasswordHasher,
+        issuer: MockTokenIssuer,
+        sessions: MockRefreshStore,
+    }
+
+    impl Mocks {
+        fn new() -> Self {
+            Self {
+                users: MockUserRepo::new(),
+                hasher: MockPasswordHasher::new(),
+                issuer: MockTokenIssuer::new(),
+                sessions: MockRefreshStore::new(),
+            }
+        }
+
+        fn build(self, settings: ThrottleSettings) -> Login {
+            let clock: Arc<dyn Clock> = Arc::new(clock_at(NOW));
+            Login {
+                users: Arc::new(self.users),
+                hasher: Arc::new(self.hasher),
+                issuer: Arc::new(self.issuer),
+                sessions: Arc::new(self.sessions),
+                throttle: Arc::new(LoginThrottle::new(settings, clock.clone())),
+                clock,
+                policy: TokenPolicy { access_ttl_secs: 900, session_ttl_secs: 30 * 86_400 },
+            }
+        }
+    }
+
+    fn cmd() -> LoginCommand {
+        LoginCommand {
+            email: Email::parse("jywan@test.com").unwrap(),
+            password: Password::parse("test".into()).unwrap(),
+            client: "127.0.0.1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn success_opens_a_session_ending_at_the_absolute_lifetime() {
+        let user = user(false);
+        let mut m = Mocks::new();
+        let found = user.clone();
+        m.users.expect_find_by_email().return_once(move |_| Ok(Some(found)));
+        m.hasher
+            .expect_verify()
+            .withf(|p, h| p.expose() == "test" && h.is_some())
+            .return_once(|_, _| Ok(true));
+        let user_id = user.id;
+        m.sessions
+            .expect_create_session()
+            .withf(move |s, _| {
+                s.user_id == user_id && s.expires_at.unix() == NOW + 30 * 86_400 && s.created_at.unix() == NOW
+            })
+            .times(1)
+            .return_once(|_, _| Ok(()));
+        m.issuer
+            .expect_issue_access()
+            .withf(move |c| c.sub == user_id && c.exp.unix() - c.iat.unix() == 900)
+            .return_once(|_| Ok(AccessToken::new("jwt".into())));
+        let tokens = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap();
+        assert_eq!(tokens.access_token.as_str(), "jwt");
+        assert_eq!(tokens.expires_in, 900);
+        assert_eq!(tokens.session_expires_at.unix(), NOW + 30 * 86_400);
+    }
+
+    #[tokio::test]
+    async fn unknown_email_still_runs_a_full_password_check() {
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().return_once(|_| Ok(None));
+        m.hasher
+            .expect_verify()
+            .with(always(), eq(None))
+            .times(1)
+            .return_once(|_, _| Ok(false));
+        m.sessions.expect_create_session().never();
+        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_disabled_user_are_invalid_credentials() {
+        for (disabled, matches) in [(false, false), (true, true)] {
+            let mut m = Mocks::new();
+            let u = user(disabled);
+            m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
+            m.hasher.expect_verify().return_once(move |_, _| Ok(matches));
+            m.sessions.expect_create_session().never();
+            let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+            assert!(matches!(err, LoginError::InvalidCredentials), "disabled={disabled}");
+        }
+    }
+
+    #[tokio::test]
+    async fn user_store_down_is_unavailable() {
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().return_once(|_| Err(down()));
+        m.hasher.expect_verify().never();
+        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn session_store_down_is_unavailable_and_issues_nothing() {
+        let mut m = Mocks::new();
+        let u = user(false);
+        m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        m.sessions.expect_create_session().return_once(|_, _| Err(down()));
+        m.issuer.expect_issue_access().never();
+        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn hasher_and_signer_failures_are_unknown() {
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().return_once(|_| Ok(None));
+        m.hasher
+            .expect_verify()
+            .return_once(|_, _| Err(HashError(anyhow::anyhow!("blocking pool gone"))));
+        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::Unknown(_)));
+
+        let mut m = Mocks::new();
+        let u = user(false);
+        m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        m.sessions.expect_create_session().return_once(|_, _| Ok(()));
+        m.issuer
+            .expect_issue_access()
+            .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
+        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::Unknown(_)));
+    }
+
+    #[tokio::test]
+    async fn lockout_answers_before_touching_any_port() {
+        let settings = ThrottleSettings { account_max_failures: 1, ..ThrottleSettings::default() };
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().times(1).returning(|_| Ok(None));
+        m.hasher.expect_verify().times(1).returning(|_, _| Ok(false));
+        let login = m.build(settings);
+        assert!(matches!(login.execute(cmd()).await, Err(LoginError::InvalidCredentials)));
+        match login.execute(cmd()).await {
+            Err(LoginError::Throttled { retry_after_secs }) => assert!(retry_after_secs > 0),
+            other => panic!("expected throttled, got {other:?}"),
+        }
+    }
+}

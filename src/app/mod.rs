@@ -1,0 +1,92 @@
+//! Use cases: structs of ports with one `execute` method each.
+//!
+//! Imports only `domain` and `ports`; never a web framework, a JWT library, a database driver
+//! or bcrypt (a test in `tests/` greps for that).
+
+mod login;
+mod logout;
+mod me;
+mod refresh;
+mod register;
+mod throttle;
+
+pub use login::{Login, LoginCommand};
+pub use logout::Logout;
+pub use me::Me;
+pub use refresh::Refresh;
+pub use register::Register;
+pub use throttle::{LoginThrottle, ThrottleSettings};
+
+use std::sync::Arc;
+
+use crate::domain::{AccessClaims, IssuedTokens, RefreshToken, Session, Timestamp};
+use crate::ports::{TokenError, TokenIssuer};
+
+/// Lifetimes the use cases issue tokens with.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub access_ttl_secs: u64,
+    pub session_ttl_secs: u64,
+}
+
+/// Signs an access token for `session` at `now` and bundles it with the session's refresh
+/// token. Login and Refresh both end here, so the claims are built in one place.
+fn issue_tokens(
+    issuer: &Arc<dyn TokenIssuer>,
+    policy: TokenPolicy,
+    session: &Session,
+    refresh_token: RefreshToken,
+    now: Timestamp,
+) -> Result<IssuedTokens, TokenError> {
+    let claims = AccessClaims {
+        sub: session.user_id,
+        sid: session.id,
+        iat: now,
+        exp: now.plus_secs(policy.access_ttl_secs),
+        jti: uuid::Uuid::new_v4(),
+    };
+    Ok(IssuedTokens {
+        access_token: issuer.issue_access(&claims)?,
+        expires_in: policy.access_ttl_secs,
+        refresh_token,
+        session_expires_at: session.expires_at,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Builders shared by the use-case unit tests.
+    use crate::domain::{Email, PasswordHash, Session, SessionId, Timestamp, User, UserId};
+    use crate::ports::{MockClock, StoreError};
+
+    pub const NOW: u64 = 1_700_000_000;
+
+    pub fn clock_at(secs: u64) -> MockClock {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(Timestamp::from_unix(secs));
+        clock
+    }
+
+    pub fn user(disabled: bool) -> User {
+        User {
+            id: UserId::new_random(),
+            email: Email::parse("jywan@test.com").unwrap(),
+            password_hash: PasswordHash::new("$2b$04$hash".into()),
+            disabled,
+            created_at: Timestamp::from_unix(NOW - 100),
+        }
+    }
+
+    pub fn session_of(user: &User) -> Session {
+        Session {
+            id: SessionId::new_random(),
+            user_id: user.id,
+            created_at: Timestamp::from_unix(NOW - 100),
+            expires_at: Timestamp::from_unix(NOW + 1_000),
+        }
+    }
+
+    pub fn down() -> StoreError {
+        StoreError::Unavailable(anyhow::anyhow!("connection refused"))
+    }
+}

@@ -1,0 +1,188 @@
+use std::sync::Arc;
+
+use super::{issue_tokens, TokenPolicy};
+use crate::domain::{IssuedTokens, RefreshError, RefreshToken};
+use crate::ports::{Clock, RefreshStore, RotateError, StoreError, TokenIssuer, UserRepo};
+
+/// Consumes a refresh token and issues its successor in the same session.
+pub struct Refresh {
+    pub users: Arc<dyn UserRepo>,
+    pub issuer: Arc<dyn TokenIssuer>,
+    pub sessions: Arc<dyn RefreshStore>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: TokenPolicy,
+}
+
+impl Refresh {
+    /// # Errors
+    /// `InvalidRefreshToken` for a missing, malformed, unknown, expired, revoked or reused
+    /// token, or one whose user is gone or disabled (all that user's sessions are revoked);
+    /// `Unavailable` when a store is down (nothing rotated).
+    pub async fn execute(&self, presented: Option<&str>) -> Result<IssuedTokens, RefreshError> {
+        let presented = presented
+            .and_then(RefreshToken::parse)
+            .ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
+        let now = self.clock.now();
+        let successor = RefreshToken::generate();
+        let session = match self.sessions.rotate(presented.hash(), successor.hash(), now).await {
+            Ok(session) => session,
+            Err(RotateError::NotFound) => return Err(RefreshError::InvalidRefreshToken("unknown")),
+            Err(RotateError::Expired) => return Err(RefreshError::InvalidRefreshToken("expired")),
+            Err(RotateError::Reused) => {
+                tracing::warn!(event = "refresh_token_reuse", "consumed refresh token presented; session revoked");
+                return Err(RefreshError::InvalidRefreshToken("reused"));
+            }
+            Err(RotateError::Store(e)) => return Err(store(e)),
+        };
+        let user = self.users.find_by_id(session.user_id).await.map_err(store)?;
+        if !user.is_some_and(|u| !u.disabled) {
+            let revoked = self.sessions.revoke_user_sessions(session.user_id).await.map_err(store)?;
+            tracing::info!(event = "refresh_user_gone", user = %session.user_id, revoked, "sessions revoked");
+            return Err(RefreshError::InvalidRefreshToken("user disabled or deleted"));
+        }
+        issue_tokens(&self.issuer, self.policy, &session, successor, now)
+            .map_err(|e| RefreshError::Unknown(e.into()))
+    }
+}
+
+fn store(e: StoreError) -> RefreshError {
+    match e {
+        StoreError::Unavailable(e) => RefreshError::Unavailable(e),
+        StoreError::Unknown(e) => RefreshError::Unknown(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_support::*;
+    use crate::domain::AccessToken;
+    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo, TokenError};
+
+    struct Mocks {
+        users: MockUserRepo,
+        issuer: MockTokenIssuer,
+        sessions: MockRefreshStore,
+    }
+
+    impl Mocks {
+        fn new() -> Self {
+            Self { users: MockUserRepo::new(), issuer: MockTokenIssuer::new(), sessions: MockRefreshStore::new() }
+        }
+
+        fn build(self) -> Refresh {
+            Refresh {
+                users: Arc::new(self.users),
+                issuer: Arc::new(self.issuer),
+                sessions: Arc::new(self.sessions),
+                clock: Arc::new(clock_at(NOW)),
+                policy: TokenPolicy { access_ttl_secs: 900, session_ttl_secs: 30 * 86_400 },
+            }
+        }
+    }
+
+    fn presented() -> RefreshToken {
+        RefreshToken::generate()
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_the_session_end_and_returns_a_new_token() {
+        let u = user(false);
+        let session = session_of(&u);
+        let old = presented();
+        let old_hash = old.hash();
+        let mut m = Mocks::new();
+        let s = session.clone();
+        m.sessions
+            .expect_rotate()
+            .withf(move |p, succ, now| *p == old_hash && *succ != old_hash && now.unix() == NOW)
+            .times(1)
+            .return_once(move |_, _, _| Ok(s));
+        m.users.expect_find_by_id().return_once(move |_| Ok(Some(u)));
+        let sid = session.id;
+        m.issuer
+            .expect_issue_access()
+            .withf(move |c| c.sid == sid)
+            .return_once(|_| Ok(AccessToken::new("jwt".into())));
+        let tokens = m.build().execute(Some(old.as_str())).await.unwrap();
+        assert_ne!(tokens.refresh_token, old);
+        assert_eq!(tokens.session_expires_at, session.expires_at);
+    }
+
+    #[tokio::test]
+    async fn missing_or_malformed_cookie_never_reaches_the_store() {
+        for raw in [None, Some(""), Some("garbage"), Some(&*"x".repeat(4096))] {
+            let mut m = Mocks::new();
+            m.sessions.expect_rotate().never();
+            let err = m.build().execute(raw).await.unwrap_err();
+            assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn each_rotate_error_maps_to_its_use_case_error() {
+        let cases: Vec<(fn() -> RotateError, &str)> = vec![
+            (|| RotateError::NotFound, "invalid"),
+            (|| RotateError::Reused, "invalid"),
+            (|| RotateError::Expired, "invalid"),
+            (|| RotateError::Store(down()), "unavailable"),
+            (|| RotateError::Store(StoreError::Unknown(anyhow::anyhow!("x"))), "unknown"),
+        ];
+        for (make, want) in cases {
+            let mut m = Mocks::new();
+            m.sessions.expect_rotate().return_once(move |_, _, _| Err(make()));
+            m.issuer.expect_issue_access().never();
+            let got = match m.build().execute(Some(presented().as_str())).await.unwrap_err() {
+                RefreshError::InvalidRefreshToken(_) => "invalid",
+                RefreshError::Unavailable(_) => "unavailable",
+                RefreshError::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn disabled_or_deleted_user_revokes_all_their_sessions() {
+        for disabled_user in [Some(user(true)), None] {
+            let owner = user(false);
+            let session = session_of(&owner);
+            let mut m = Mocks::new();
+            m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
+            m.users.expect_find_by_id().return_once(move |_| Ok(disabled_user));
+            let owner_id = owner.id;
+            m.sessions
+                .expect_revoke_user_sessions()
+                .withf(move |u| *u == owner_id)
+                .times(1)
+                .return_once(|_| Ok(2));
+            m.issuer.expect_issue_access().never();
+            let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+            assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn user_store_down_after_rotation_is_unavailable() {
+        let u = user(false);
+        let session = session_of(&u);
+        let mut m = Mocks::new();
+        m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
+        m.users.expect_find_by_id().return_once(|_| Err(down()));
+        let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn signer_failure_is_unknown() {
+        let u = user(false);
+        let session = session_of(&u);
+        let mut m = Mocks::new();
+        m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
+        m.users.expect_find_by_id().return_once(move |_| Ok(Some(u)));
+        m.issuer
+            .expect_issue_access()
+            .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
+        let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Unknown(_)));
+    }
+}

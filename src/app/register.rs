@@ -1,0 +1,98 @@
+use std::sync::Arc;
+
+use crate::domain::{Email, Password, RegisterError, User, UserId};
+use crate::ports::{Clock, CreateUserError, PasswordHasher, StoreError, UserRepo};
+
+/// Creates an account. Used by `POST /auth/register`, the `user add` command and the dev seed.
+pub struct Register {
+    pub users: Arc<dyn UserRepo>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Register {
+    /// # Errors
+    /// `EmailTaken` when the email (in any letter case) has an account; `Unavailable` when the
+    /// store is down.
+    pub async fn execute(&self, email: Email, password: &Password) -> Result<User, RegisterError> {
+        let password_hash = self
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|e| RegisterError::Unknown(e.0))?;
+        let user = User {
+            id: UserId::new_random(),
+            email,
+            password_hash,
+            disabled: false,
+            created_at: self.clock.now(),
+        };
+        match self.users.create(user.clone()).await {
+            Ok(()) => Ok(user),
+            Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
+            Err(CreateUserError::Store(StoreError::Unavailable(e))) => Err(RegisterError::Unavailable(e)),
+            Err(CreateUserError::Store(StoreError::Unknown(e))) => Err(RegisterError::Unknown(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_support::*;
+    use crate::domain::PasswordHash;
+    use crate::ports::{HashError, MockPasswordHasher, MockUserRepo};
+
+    fn build(users: MockUserRepo, hasher: MockPasswordHasher) -> Register {
+        Register { users: Arc::new(users), hasher: Arc::new(hasher), clock: Arc::new(clock_at(NOW)) }
+    }
+
+    fn input() -> (Email, Password) {
+        (Email::parse("new@x.io").unwrap(), Password::parse("long enough pw".into()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn stores_the_hash_never_the_password() {
+        let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
+        hasher.expect_hash().return_once(|_| Ok(PasswordHash::new("$2b$04$h".into())));
+        users
+            .expect_create()
+            .withf(|u| u.password_hash.as_str() == "$2b$04$h" && !u.disabled && u.email.as_str() == "new@x.io")
+            .times(1)
+            .return_once(|_| Ok(()));
+        let (e, p) = input();
+        let user = build(users, hasher).execute(e, &p).await.unwrap();
+        assert_eq!(user.created_at.unix(), NOW);
+    }
+
+    #[tokio::test]
+    async fn each_create_error_maps() {
+        type Make = fn() -> CreateUserError;
+        let cases: [(Make, &str); 3] = [
+            (|| CreateUserError::EmailTaken, "taken"),
+            (|| CreateUserError::Store(down()), "unavailable"),
+            (|| CreateUserError::Store(StoreError::Unknown(anyhow::anyhow!("x"))), "unknown"),
+        ];
+        for (make, want) in cases {
+            let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
+            hasher.expect_hash().return_once(|_| Ok(PasswordHash::new("h".into())));
+            users.expect_create().return_once(move |_| Err(make()));
+            let (e, p) = input();
+            let got = match build(users, hasher).execute(e, &p).await.unwrap_err() {
+                RegisterError::EmailTaken => "taken",
+                RegisterError::Unavailable(_) => "unavailable",
+                RegisterError::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn hasher_failure_stores_nothing() {
+        let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
+        hasher.expect_hash().return_once(|_| Err(HashError(anyhow::anyhow!("pool"))));
+        users.expect_create().never();
+        let (e, p) = input();
+        assert!(matches!(build(users, hasher).execute(e, &p).await, Err(RegisterError::Unknown(_))));
+    }
+}

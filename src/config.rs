@@ -1,0 +1,354 @@
+//! Settings: `config/default.toml` (built in, then the file on disk if present), then a `.env`
+//! file, then the environment. The FastAPI project's variable names work unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::adapters::outbound::jose_issuer::Algorithm;
+use crate::app::ThrottleSettings;
+
+const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Every key the service reads, in its environment spelling. Others are ignored.
+pub const KEYS: &[&str] = &[
+    "APP_NAME", "ENV", "HOST", "PORT", "PUBLIC_URL", "DATABASE_URL",
+    "JWT_ISSUER", "JWT_AUDIENCE", "JWT_ALGORITHM", "JWT_SECRET_KEY", "JWT_PREVIOUS_SECRET_KEY",
+    "JWT_LEEWAY_SECS", "ACCESS_TOKEN_EXPIRES_MIN", "REFRESH_TOKEN_EXPIRES_DAYS", "BCRYPT_COST",
+    "LOGIN_CONCURRENCY", "COOKIE_SECURE", "ALLOWED_ORIGINS", "MAX_BODY_BYTES",
+    "REGISTRATION_ENABLED", "LOGIN_THROTTLE_ENABLED", "LOGIN_MAX_FAILURES",
+    "LOGIN_CLIENT_MAX_FAILURES", "LOGIN_CLIENT_MAX_PER_MINUTE", "LOGIN_WINDOW_SECS",
+    "LOGIN_LOCKOUT_SECS", "LOGIN_MAX_LOCKOUT_SECS", "TRUSTED_PROXY_HEADER",
+    "SESSION_PURGE_INTERVAL_SECS", "SESSION_PURGE_BATCH",
+];
+
+/// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Dev,
+    Prod,
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The whole configuration, as read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub app_name: String,
+    pub env: Profile,
+    pub host: String,
+    pub port: u16,
+    pub public_url: Option<String>,
+    pub database_url: Option<Secret>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_algorithm: Algorithm,
+    pub jwt_secret_key: Option<Secret>,
+    pub jwt_previous_secret_key: Option<Secret>,
+    pub jwt_leeway_secs: u64,
+    pub access_token_expires_min: u64,
+    pub refresh_token_expires_days: u64,
+    pub bcrypt_cost: u32,
+    /// Concurrent bcrypt runs; 0 means one per core.
+    pub login_concurrency: usize,
+    /// `Secure` on the refresh cookie; unset means on in `prod`, off in `dev`.
+    pub cookie_secure: Option<bool>,
+    /// Comma-separated origins allowed to call with credentials.
+    pub allowed_origins: String,
+    pub max_body_bytes: usize,
+    /// `POST /auth/register`; unset means on in `dev`, off in `prod`.
+    pub registration_enabled: Option<bool>,
+    pub login_throttle_enabled: bool,
+    pub login_max_failures: u32,
+    pub login_client_max_failures: u32,
+    pub login_client_max_per_minute: u32,
+    pub login_window_secs: u64,
+    pub login_lockout_secs: u64,
+    pub login_max_lockout_secs: u64,
+    /// A header such as `X-Forwarded-For` to take the client address from; empty: the socket.
+    pub trusted_proxy_header: String,
+    pub session_purge_interval_secs: u64,
+    pub session_purge_batch: usize,
+}
+
+/// A configuration problem, said in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Defaults, `config/default.toml`, `.env` in the working directory, then the environment.
+    ///
+    /// # Errors
+    /// A `ConfigError` naming the key and the problem.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dotenv = read_dotenv(Path::new(".env"))?;
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::string(BUILT_IN_DEFAULTS))
+                .merge(Toml::file("config/default.toml"))
+                .merge(Serialized::defaults(dotenv))
+                .merge(Env::raw().only(KEYS)),
+        )
+    }
+
+    /// The built-in defaults overridden by `pairs` (environment spelling), ignoring the real
+    /// environment; for tests.
+    ///
+    /// # Errors
+    /// A `ConfigError` naming the key and the problem.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let map: BTreeMap<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), parse_value(v)))
+            .collect();
+        Self::from_figment(Figment::new().merge(Toml::string(BUILT_IN_DEFAULTS)).merge(Serialized::defaults(map)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(|e| {
+            let key = e.path.last().map_or_else(|| "?".to_owned(), |k| k.to_ascii_uppercase());
+            ConfigError(format!("{key}: {}", e.kind))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.access_token_expires_min == 0 || self.access_token_expires_min > 24 * 60 {
+            return bad("ACCESS_TOKEN_EXPIRES_MIN", "must be between 1 and 1440");
+        }
+        if self.refresh_token_expires_days == 0 || self.refresh_token_expires_days > 365 {
+            return bad("REFRESH_TOKEN_EXPIRES_DAYS", "must be between 1 and 365");
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return bad("BCRYPT_COST", "must be between 4 and 31");
+        }
+        if self.env == Profile::Prod && self.bcrypt_cost < 10 {
+            return bad("BCRYPT_COST", "must be at least 10 in prod");
+        }
+        if self.max_body_bytes < 256 {
+            return bad("MAX_BODY_BYTES", "must be at least 256");
+        }
+        if self.login_max_failures == 0 || self.login_client_max_failures == 0 {
+            return bad("LOGIN_MAX_FAILURES", "limits must be at least 1");
+        }
+        if self.env == Profile::Prod {
+            self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
+            if self.jwt_previous_secret_key.is_some() {
+                self.strong_secret("JWT_PREVIOUS_SECRET_KEY", self.jwt_previous_secret_key.as_ref())?;
+            }
+        }
+        for origin in self.allowed_origins() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                return bad("ALLOWED_ORIGINS", "each origin must be scheme://host[:port] without a path");
+            }
+        }
+        Ok(())
+    }
+
+    fn strong_secret(&self, key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {
+        let Some(secret) = secret.map(Secret::expose) else {
+            return Err(ConfigError(format!("{key}: is required in prod")));
+        };
+        if is_placeholder(secret) {
+            return Err(ConfigError(format!("{key}: is a placeholder; set a random secret")));
+        }
+        let min = self.jwt_algorithm.min_key_bytes();
+        if secret.len() < min {
+            return Err(ConfigError(format!("{key}: must be at least {min} bytes for {:?}", self.jwt_algorithm)));
+        }
+        let distinct = secret.bytes().collect::<std::collections::HashSet<_>>().len();
+        if distinct < 8 {
+            return Err(ConfigError(format!("{key}: has too little variety to be a random secret")));
+        }
+        Ok(())
+    }
+
+    /// The signing secret to use. In `dev`, a missing, placeholder or short one is replaced by
+    /// a random per-process secret (tokens then do not survive a restart); `prod` never gets
+    /// here with one (see `validate`).
+    pub fn signing_secret(&self) -> (Vec<u8>, bool) {
+        match self.jwt_secret_key.as_ref().map(Secret::expose) {
+            Some(s) if !is_placeholder(s) && s.len() >= self.jwt_algorithm.min_key_bytes() => {
+                (s.as_bytes().to_vec(), false)
+            }
+            _ => {
+                let mut random = vec![0u8; 64];
+                getrandom::fill(&mut random).expect("the operating system CSPRNG is unavailable");
+                (random, true)
+            }
+        }
+    }
+
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure.unwrap_or(self.env == Profile::Prod)
+    }
+
+    pub fn registration_enabled(&self) -> bool {
+        self.registration_enabled.unwrap_or(self.env == Profile::Dev)
+    }
+
+    pub fn throttle(&self) -> ThrottleSettings {
+        ThrottleSettings {
+            enabled: self.login_throttle_enabled,
+            account_max_failures: self.login_max_failures,
+            client_max_failures: self.login_client_max_failures,
+            client_max_per_minute: self.login_client_max_per_minute,
+            window_secs: self.login_window_secs,
+            lockout_secs: self.login_lockout_secs,
+            max_lockout_secs: self.login_max_lockout_secs,
+        }
+    }
+
+    pub fn login_concurrency(&self) -> usize {
+        match self.login_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            n => n,
+        }
+    }
+}
+
+fn is_placeholder(secret: &str) -> bool {
+    secret.trim().is_empty() || secret.to_ascii_uppercase().starts_with("CHANGE_ME")
+}
+
+/// Typed like an environment variable: `15` is a number, `true` a boolean.
+fn parse_value(raw: &str) -> Value {
+    raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned()))
+}
+
+/// `.env` pairs for known keys; a missing file is no error.
+fn read_dotenv(path: &Path) -> Result<BTreeMap<String, Value>, ConfigError> {
+    let Ok(iter) = dotenvy::from_path_iter(path) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut map = BTreeMap::new();
+    for item in iter {
+        let (key, value) = item.map_err(|_| ConfigError(".env: a line could not be parsed".into()))?;
+        if KEYS.contains(&key.as_str()) {
+            map.insert(key.to_ascii_lowercase(), parse_value(&value));
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STRONG: &str = "k3J9x!Qp2#Lm8vZr5tYw0sEa7uBn4cHd";
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::from_pairs(&[]).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
+        assert_eq!(s.env, Profile::Dev);
+        assert_eq!(s.jwt_algorithm, Algorithm::HS256);
+        assert_eq!((s.access_token_expires_min, s.refresh_token_expires_days), (15, 30));
+        assert_eq!(s.bcrypt_cost, 12);
+        assert!(!s.cookie_secure());
+        assert!(s.registration_enabled());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: [(&str, &str, &str); 5] = [
+            ("JWT_ALGORITHM", "RS256", "JWT_ALGORITHM"),
+            ("ACCESS_TOKEN_EXPIRES_MIN", "soon", "ACCESS_TOKEN_EXPIRES_MIN"),
+            ("PORT", "99999", "PORT"),
+            ("BCRYPT_COST", "3", "BCRYPT_COST"),
+            ("ENV", "staging", "ENV"),
+        ];
+        for (key, value, named) in cases {
+            let err = Settings::from_pairs(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn prod_refuses_missing_placeholder_short_or_weak_secrets() {
+        for secret in [None, Some("CHANGE_ME_please_change_me_now_0123456789"), Some("short-secret"), Some(&*"a".repeat(40))] {
+            let mut pairs = vec![("ENV", "prod")];
+            if let Some(s) = secret {
+                pairs.push(("JWT_SECRET_KEY", s));
+            }
+            let err = Settings::from_pairs(&pairs).unwrap_err().to_string();
+            assert!(err.contains("JWT_SECRET_KEY"), "{err}");
+            if let Some(s) = secret {
+                assert!(!err.contains(s), "the secret is never echoed: {err}");
+            }
+        }
+        let ok = Settings::from_pairs(&[("ENV", "prod"), ("JWT_SECRET_KEY", STRONG)]).unwrap();
+        assert!(ok.cookie_secure());
+        assert!(!ok.registration_enabled());
+        assert_eq!(ok.signing_secret(), (STRONG.as_bytes().to_vec(), false));
+        let short_for_hs512 = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG), ("JWT_ALGORITHM", "HS512")];
+        assert!(Settings::from_pairs(&short_for_hs512).is_err());
+    }
+
+    #[test]
+    fn dev_replaces_a_weak_secret_with_a_random_one() {
+        let s = Settings::from_pairs(&[("JWT_SECRET_KEY", "CHANGE_ME")]).unwrap();
+        let (secret, generated) = s.signing_secret();
+        assert!(generated);
+        assert_eq!(secret.len(), 64);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = Settings::from_pairs(&[("JWT_SECRET_KEY", STRONG), ("DATABASE_URL", "postgres://u:pw-canary@h/db")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains(STRONG));
+        assert!(!shown.contains("pw-canary"));
+    }
+
+    #[test]
+    fn dotenv_file_is_read_for_known_keys() {
+        let dir = std::env::temp_dir().join(format!("jwt-auth-dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(&path, "ACCESS_TOKEN_EXPIRES_MIN=5\nJWT_ALGORITHM=HS384\nUNRELATED=1\n").unwrap();
+        let map = read_dotenv(&path).unwrap();
+        assert_eq!(map.len(), 2);
+        let s = Settings::from_figment(
+            Figment::new().merge(Toml::string(BUILT_IN_DEFAULTS)).merge(Serialized::defaults(map)),
+        )
+        .unwrap();
+        assert_eq!(s.access_token_expires_min, 5);
+        assert_eq!(s.jwt_algorithm, Algorithm::HS384);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,193 @@
+//! The driven ports: what the use cases need from the outside world, and nothing more.
+//!
+//! Each method's `# Errors` section is the contract every adapter is tested against
+//! (`tests/api/contract.rs` runs the same cases on every adapter). Must never import a web
+//! framework, a JWT library, a database driver or bcrypt.
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, Session,
+    SessionId, Timestamp, User, UserId,
+};
+
+/// A backing store failed; no partial write is left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached right now (connection refused, pool timed out). Retryable.
+    #[error("store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+/// Why a new account was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("email already registered")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a refresh token could not be rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// No live session holds this token: never issued, its session was revoked, or purged.
+    #[error("unknown refresh token")]
+    NotFound,
+    /// The token was already consumed. Its whole session has been revoked by the call.
+    #[error("refresh token reused; session revoked")]
+    Reused,
+    /// The session's absolute lifetime is over. The session has been revoked by the call.
+    #[error("session expired")]
+    Expired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Token signing or verification failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The presented token is not a valid access token. The text is for logs only: it may
+    /// name claims, never their values.
+    #[error("invalid access token: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+/// Hashing failed for a reason other than a wrong password.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HashError(pub anyhow::Error);
+
+/// Where accounts live.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// The account with this (normalized) email, if any, disabled or not.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+
+    /// The account with this id, if any, disabled or not.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Stores a new account.
+    ///
+    /// # Errors
+    /// `CreateUserError::EmailTaken` when an account has this email (case-insensitively);
+    /// `CreateUserError::Store` when the store cannot be reached.
+    async fn create(&self, user: User) -> Result<(), CreateUserError>;
+
+    /// Marks the account disabled (or enabled again) and returns it; `None` if there is none.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn set_disabled(&self, email: &Email, disabled: bool)
+        -> Result<Option<User>, StoreError>;
+
+    /// Every account, oldest first.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn list(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// Password hashing, off the async executor.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// # Errors
+    /// `HashError` only when the hashing backend itself fails.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+
+    /// Whether `password` matches `hash`. With `None` (no such user) it checks against a dummy
+    /// hash of the same cost and returns `false`, so both paths take the same time.
+    ///
+    /// # Errors
+    /// `HashError` only when the backend fails; a malformed stored hash is `Ok(false)`.
+    async fn verify(&self, password: &Password, hash: Option<PasswordHash>)
+        -> Result<bool, HashError>;
+}
+
+/// Signs and verifies access tokens.
+#[cfg_attr(test, mockall::automock)]
+pub trait TokenIssuer: Send + Sync {
+    /// # Errors
+    /// `TokenError::Unknown` when signing fails.
+    fn issue_access(&self, claims: &AccessClaims) -> Result<AccessToken, TokenError>;
+
+    /// Verifies signature, algorithm, `typ` and every required claim against `now`.
+    ///
+    /// # Errors
+    /// `TokenError::Invalid` for any token that is not a currently valid access token.
+    fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
+}
+
+/// Sessions (refresh-token families) and the hashes of their tokens.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    /// Stores a new session whose first (current) token hash is `first`.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing is stored then.
+    async fn create_session(
+        &self,
+        session: &Session,
+        first: RefreshTokenHash,
+    ) -> Result<(), StoreError>;
+
+    /// Atomically consumes `presented` and makes `successor` the session's current token.
+    /// Of concurrent calls with one token, exactly one succeeds.
+    ///
+    /// # Errors
+    /// `RotateError::NotFound` for a token no live session holds; `RotateError::Reused` for an
+    /// already consumed token (the session is revoked, its newest token too);
+    /// `RotateError::Expired` when `now` is at or past the session's end (the session is
+    /// revoked); `RotateError::Store` when the store cannot be reached (nothing changes).
+    async fn rotate(
+        &self,
+        presented: RefreshTokenHash,
+        successor: RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Session, RotateError>;
+
+    /// Revokes the session that `presented` belongs to, whether it is current or consumed.
+    /// Returns whether a session was revoked; an unknown token is `Ok(false)`.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn revoke_by_token(&self, presented: RefreshTokenHash) -> Result<bool, StoreError>;
+
+    /// Revokes every session of the user; returns how many were live.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// Whether the session exists, is not revoked and has not reached its end at `now`.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Forgets up to `limit` sessions that ended or were revoked before `now`, with their
+    /// tokens; returns how many were removed. Bounded so one run has a bounded cost.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+}
+
+/// The time, from one place, so tests can move it.
+#[cfg_attr(test, mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
