@@ -17,14 +17,36 @@ const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Every key the service reads, in its environment spelling. Others are ignored.
 pub const KEYS: &[&str] = &[
-    "APP_NAME", "ENV", "HOST", "PORT", "PUBLIC_URL", "DATABASE_URL",
-    "JWT_ISSUER", "JWT_AUDIENCE", "JWT_ALGORITHM", "JWT_SECRET_KEY", "JWT_PREVIOUS_SECRET_KEY",
-    "JWT_LEEWAY_SECS", "ACCESS_TOKEN_EXPIRES_MIN", "REFRESH_TOKEN_EXPIRES_DAYS", "BCRYPT_COST",
-    "LOGIN_CONCURRENCY", "COOKIE_SECURE", "ALLOWED_ORIGINS", "MAX_BODY_BYTES",
-    "REGISTRATION_ENABLED", "LOGIN_THROTTLE_ENABLED", "LOGIN_MAX_FAILURES",
-    "LOGIN_CLIENT_MAX_FAILURES", "LOGIN_CLIENT_MAX_PER_MINUTE", "LOGIN_WINDOW_SECS",
-    "LOGIN_LOCKOUT_SECS", "LOGIN_MAX_LOCKOUT_SECS", "TRUSTED_PROXY_HEADER",
-    "SESSION_PURGE_INTERVAL_SECS", "SESSION_PURGE_BATCH",
+    "APP_NAME",
+    "ENV",
+    "HOST",
+    "PORT",
+    "PUBLIC_URL",
+    "DATABASE_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ALGORITHM",
+    "JWT_SECRET_KEY",
+    "JWT_PREVIOUS_SECRET_KEY",
+    "JWT_LEEWAY_SECS",
+    "ACCESS_TOKEN_EXPIRES_MIN",
+    "REFRESH_TOKEN_EXPIRES_DAYS",
+    "BCRYPT_COST",
+    "LOGIN_CONCURRENCY",
+    "COOKIE_SECURE",
+    "ALLOWED_ORIGINS",
+    "MAX_BODY_BYTES",
+    "REGISTRATION_ENABLED",
+    "LOGIN_THROTTLE_ENABLED",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_CLIENT_MAX_FAILURES",
+    "LOGIN_CLIENT_MAX_PER_MINUTE",
+    "LOGIN_WINDOW_SECS",
+    "LOGIN_LOCKOUT_SECS",
+    "LOGIN_MAX_LOCKOUT_SECS",
+    "TRUSTED_PROXY_HEADER",
+    "SESSION_PURGE_INTERVAL_SECS",
+    "SESSION_PURGE_BATCH",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -123,12 +145,19 @@ impl Settings {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), parse_value(v)))
             .collect();
-        Self::from_figment(Figment::new().merge(Toml::string(BUILT_IN_DEFAULTS)).merge(Serialized::defaults(map)))
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::string(BUILT_IN_DEFAULTS))
+                .merge(Serialized::defaults(map)),
+        )
     }
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let settings: Self = figment.extract().map_err(|e| {
-            let key = e.path.last().map_or_else(|| "?".to_owned(), |k| k.to_ascii_uppercase());
+            let key = e
+                .path
+                .last()
+                .map_or_else(|| "?".to_owned(), |k| k.to_ascii_uppercase());
             ConfigError(format!("{key}: {}", e.kind))
         })?;
         settings.validate()?;
@@ -158,12 +187,20 @@ impl Settings {
         if self.env == Profile::Prod {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
-                self.strong_secret("JWT_PREVIOUS_SECRET_KEY", self.jwt_previous_secret_key.as_ref())?;
+                self.strong_secret(
+                    "JWT_PREVIOUS_SECRET_KEY",
+                    self.jwt_previous_secret_key.as_ref(),
+                )?;
             }
         }
         for origin in self.allowed_origins() {
-            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
-                return bad("ALLOWED_ORIGINS", "each origin must be scheme://host[:port] without a path");
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return bad(
+                    "ALLOWED_ORIGINS",
+                    "each origin must be scheme://host[:port] without a path",
+                );
             }
         }
         Ok(())
@@ -174,15 +211,25 @@ impl Settings {
             return Err(ConfigError(format!("{key}: is required in prod")));
         };
         if is_placeholder(secret) {
-            return Err(ConfigError(format!("{key}: is a placeholder; set a random secret")));
+            return Err(ConfigError(format!(
+                "{key}: is a placeholder; set a random secret"
+            )));
         }
         let min = self.jwt_algorithm.min_key_bytes();
         if secret.len() < min {
-            return Err(ConfigError(format!("{key}: must be at least {min} bytes for {:?}", self.jwt_algorithm)));
+            return Err(ConfigError(format!(
+                "{key}: must be at least {min} bytes for {:?}",
+                self.jwt_algorithm
+            )));
         }
-        let distinct = secret.bytes().collect::<std::collections::HashSet<_>>().len();
+        let distinct = secret
+            .bytes()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         if distinct < 8 {
-            return Err(ConfigError(format!("{key}: has too little variety to be a random secret")));
+            return Err(ConfigError(format!(
+                "{key}: has too little variety to be a random secret"
+            )));
         }
         Ok(())
     }
@@ -217,7 +264,8 @@ impl Settings {
     }
 
     pub fn registration_enabled(&self) -> bool {
-        self.registration_enabled.unwrap_or(self.env == Profile::Dev)
+        self.registration_enabled
+            .unwrap_or(self.env == Profile::Dev)
     }
 
     pub fn throttle(&self) -> ThrottleSettings {
@@ -256,7 +304,8 @@ fn read_dotenv(path: &Path) -> Result<BTreeMap<String, Value>, ConfigError> {
     };
     let mut map = BTreeMap::new();
     for item in iter {
-        let (key, value) = item.map_err(|_| ConfigError(".env: a line could not be parsed".into()))?;
+        let (key, value) =
+            item.map_err(|_| ConfigError(".env: a line could not be parsed".into()))?;
         if KEYS.contains(&key.as_str()) {
             map.insert(key.to_ascii_lowercase(), parse_value(&value));
         }
@@ -276,7 +325,10 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
         assert_eq!(s.env, Profile::Dev);
         assert_eq!(s.jwt_algorithm, Algorithm::HS256);
-        assert_eq!((s.access_token_expires_min, s.refresh_token_expires_days), (15, 30));
+        assert_eq!(
+            (s.access_token_expires_min, s.refresh_token_expires_days),
+            (15, 30)
+        );
         assert_eq!(s.bcrypt_cost, 12);
         assert!(!s.cookie_secure());
         assert!(s.registration_enabled());
@@ -286,13 +338,19 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases: [(&str, &str, &str); 5] = [
             ("JWT_ALGORITHM", "RS256", "JWT_ALGORITHM"),
-            ("ACCESS_TOKEN_EXPIRES_MIN", "soon", "ACCESS_TOKEN_EXPIRES_MIN"),
+            (
+                "ACCESS_TOKEN_EXPIRES_MIN",
+                "soon",
+                "ACCESS_TOKEN_EXPIRES_MIN",
+            ),
             ("PORT", "99999", "PORT"),
             ("BCRYPT_COST", "3", "BCRYPT_COST"),
             ("ENV", "staging", "ENV"),
         ];
         for (key, value, named) in cases {
-            let err = Settings::from_pairs(&[(key, value)]).unwrap_err().to_string();
+            let err = Settings::from_pairs(&[(key, value)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named), "{key}={value}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
@@ -300,7 +358,12 @@ mod tests {
 
     #[test]
     fn prod_refuses_missing_placeholder_short_or_weak_secrets() {
-        for secret in [None, Some("CHANGE_ME_please_change_me_now_0123456789"), Some("short-secret"), Some(&*"a".repeat(40))] {
+        for secret in [
+            None,
+            Some("CHANGE_ME_please_change_me_now_0123456789"),
+            Some("short-secret"),
+            Some(&*"a".repeat(40)),
+        ] {
             let mut pairs = vec![("ENV", "prod")];
             if let Some(s) = secret {
                 pairs.push(("JWT_SECRET_KEY", s));
@@ -315,7 +378,11 @@ mod tests {
         assert!(ok.cookie_secure());
         assert!(!ok.registration_enabled());
         assert_eq!(ok.signing_secret(), (STRONG.as_bytes().to_vec(), false));
-        let short_for_hs512 = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG), ("JWT_ALGORITHM", "HS512")];
+        let short_for_hs512 = [
+            ("ENV", "prod"),
+            ("JWT_SECRET_KEY", STRONG),
+            ("JWT_ALGORITHM", "HS512"),
+        ];
         assert!(Settings::from_pairs(&short_for_hs512).is_err());
     }
 
@@ -329,7 +396,11 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug() {
-        let s = Settings::from_pairs(&[("JWT_SECRET_KEY", STRONG), ("DATABASE_URL", "postgres://u:pw-canary@h/db")]).unwrap();
+        let s = Settings::from_pairs(&[
+            ("JWT_SECRET_KEY", STRONG),
+            ("DATABASE_URL", "postgres://u:pw-canary@h/db"),
+        ])
+        .unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains(STRONG));
         assert!(!shown.contains("pw-canary"));
@@ -340,11 +411,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("jwt-auth-dotenv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(".env");
-        std::fs::write(&path, "ACCESS_TOKEN_EXPIRES_MIN=5\nJWT_ALGORITHM=HS384\nUNRELATED=1\n").unwrap();
+        std::fs::write(
+            &path,
+            "ACCESS_TOKEN_EXPIRES_MIN=5\nJWT_ALGORITHM=HS384\nUNRELATED=1\n",
+        )
+        .unwrap();
         let map = read_dotenv(&path).unwrap();
         assert_eq!(map.len(), 2);
         let s = Settings::from_figment(
-            Figment::new().merge(Toml::string(BUILT_IN_DEFAULTS)).merge(Serialized::defaults(map)),
+            Figment::new()
+                .merge(Toml::string(BUILT_IN_DEFAULTS))
+                .merge(Serialized::defaults(map)),
         )
         .unwrap();
         assert_eq!(s.access_token_expires_min, 5);

@@ -40,7 +40,10 @@ impl Adapters {
         Ok(Self {
             users: Arc::new(InMemoryUserRepo::new()),
             sessions: Arc::new(InMemoryRefreshStore::new()),
-            hasher: Arc::new(BcryptHasher::new(settings.bcrypt_cost, settings.login_concurrency())?),
+            hasher: Arc::new(BcryptHasher::new(
+                settings.bcrypt_cost,
+                settings.login_concurrency(),
+            )?),
             issuer: Arc::new(token_issuer(settings)?),
             clock: Arc::new(SystemClock),
         })
@@ -96,7 +99,9 @@ pub fn build_state(settings: &Settings, a: &Adapters) -> Arc<AppState> {
             clock: a.clock.clone(),
             policy,
         },
-        logout: Logout { sessions: a.sessions.clone() },
+        logout: Logout {
+            sessions: a.sessions.clone(),
+        },
         me: Me {
             users: a.users.clone(),
             issuer: a.issuer.clone(),
@@ -112,14 +117,19 @@ pub fn build_state(settings: &Settings, a: &Adapters) -> Arc<AppState> {
             allowed_origins: settings.allowed_origins(),
             public_url: settings.public_url.clone(),
             max_body_bytes: settings.max_body_bytes,
-            trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned()).filter(|h| !h.is_empty()),
+            trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned())
+                .filter(|h| !h.is_empty()),
             registration_enabled: settings.registration_enabled(),
         },
     })
 }
 
 fn register(a: &Adapters) -> Register {
-    Register { users: a.users.clone(), hasher: a.hasher.clone(), clock: a.clock.clone() }
+    Register {
+        users: a.users.clone(),
+        hasher: a.hasher.clone(),
+        clock: a.clock.clone(),
+    }
 }
 
 /// Creates the `dev` demo user unless it exists.
@@ -164,7 +174,12 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(std::net::SocketAddr::port))
             .unwrap_or(settings.port);
-        Ok(Self { acceptor: acceptor.boxed(), port, state, settings })
+        Ok(Self {
+            acceptor: acceptor.boxed(),
+            port,
+            state,
+            settings,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -212,13 +227,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

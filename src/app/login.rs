@@ -2,7 +2,9 @@ use std::sync::Arc;
 
 use super::{issue_tokens, LoginThrottle, TokenPolicy};
 use crate::domain::{Email, IssuedTokens, LoginError, Password, RefreshToken, Session, SessionId};
-use crate::ports::{Clock, PasswordHasher, RefreshStore, StoreError, TokenError, TokenIssuer, UserRepo};
+use crate::ports::{
+    Clock, PasswordHasher, RefreshStore, StoreError, TokenError, TokenIssuer, UserRepo,
+};
 
 /// A login attempt, already parsed at the edge.
 #[derive(Debug)]
@@ -84,7 +86,9 @@ mod tests {
     use crate::app::test_support::*;
     use crate::app::ThrottleSettings;
     use crate::domain::AccessToken;
-    use crate::ports::{HashError, MockPasswordHasher, MockRefreshStore, MockTokenIssuer, MockUserRepo};
+    use crate::ports::{
+        HashError, MockPasswordHasher, MockRefreshStore, MockTokenIssuer, MockUserRepo,
+    };
     use mockall::predicate::*;
 
     struct Mocks {
@@ -113,7 +117,10 @@ mod tests {
                 sessions: Arc::new(self.sessions),
                 throttle: Arc::new(LoginThrottle::new(settings, clock.clone())),
                 clock,
-                policy: TokenPolicy { access_ttl_secs: 900, session_ttl_secs: 30 * 86_400 },
+                policy: TokenPolicy {
+                    access_ttl_secs: 900,
+                    session_ttl_secs: 30 * 86_400,
+                },
             }
         }
     }
@@ -131,7 +138,9 @@ mod tests {
         let user = user(false);
         let mut m = Mocks::new();
         let found = user.clone();
-        m.users.expect_find_by_email().return_once(move |_| Ok(Some(found)));
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(found)));
         m.hasher
             .expect_verify()
             .withf(|p, h| p.expose() == "test" && h.is_some())
@@ -140,7 +149,9 @@ mod tests {
         m.sessions
             .expect_create_session()
             .withf(move |s, _| {
-                s.user_id == user_id && s.expires_at.unix() == NOW + 30 * 86_400 && s.created_at.unix() == NOW
+                s.user_id == user_id
+                    && s.expires_at.unix() == NOW + 30 * 86_400
+                    && s.created_at.unix() == NOW
             })
             .times(1)
             .return_once(|_, _| Ok(()));
@@ -148,7 +159,11 @@ mod tests {
             .expect_issue_access()
             .withf(move |c| c.sub == user_id && c.exp.unix() - c.iat.unix() == 900)
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
-        let tokens = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap();
+        let tokens = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap();
         assert_eq!(tokens.access_token.as_str(), "jwt");
         assert_eq!(tokens.expires_in, 900);
         assert_eq!(tokens.session_expires_at.unix(), NOW + 30 * 86_400);
@@ -164,7 +179,11 @@ mod tests {
             .times(1)
             .return_once(|_, _| Ok(false));
         m.sessions.expect_create_session().never();
-        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::InvalidCredentials));
     }
 
@@ -173,11 +192,22 @@ mod tests {
         for (disabled, matches) in [(false, false), (true, true)] {
             let mut m = Mocks::new();
             let u = user(disabled);
-            m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
-            m.hasher.expect_verify().return_once(move |_, _| Ok(matches));
+            m.users
+                .expect_find_by_email()
+                .return_once(move |_| Ok(Some(u)));
+            m.hasher
+                .expect_verify()
+                .return_once(move |_, _| Ok(matches));
             m.sessions.expect_create_session().never();
-            let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
-            assert!(matches!(err, LoginError::InvalidCredentials), "disabled={disabled}");
+            let err = m
+                .build(ThrottleSettings::default())
+                .execute(cmd())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, LoginError::InvalidCredentials),
+                "disabled={disabled}"
+            );
         }
     }
 
@@ -186,7 +216,11 @@ mod tests {
         let mut m = Mocks::new();
         m.users.expect_find_by_email().return_once(|_| Err(down()));
         m.hasher.expect_verify().never();
-        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::Unavailable(_)));
     }
 
@@ -194,11 +228,19 @@ mod tests {
     async fn session_store_down_is_unavailable_and_issues_nothing() {
         let mut m = Mocks::new();
         let u = user(false);
-        m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
-        m.sessions.expect_create_session().return_once(|_, _| Err(down()));
+        m.sessions
+            .expect_create_session()
+            .return_once(|_, _| Err(down()));
         m.issuer.expect_issue_access().never();
-        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::Unavailable(_)));
     }
 
@@ -209,29 +251,53 @@ mod tests {
         m.hasher
             .expect_verify()
             .return_once(|_, _| Err(HashError(anyhow::anyhow!("blocking pool gone"))));
-        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::Unknown(_)));
 
         let mut m = Mocks::new();
         let u = user(false);
-        m.users.expect_find_by_email().return_once(move |_| Ok(Some(u)));
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
-        m.sessions.expect_create_session().return_once(|_, _| Ok(()));
+        m.sessions
+            .expect_create_session()
+            .return_once(|_, _| Ok(()));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
-        let err = m.build(ThrottleSettings::default()).execute(cmd()).await.unwrap_err();
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::Unknown(_)));
     }
 
     #[tokio::test]
     async fn lockout_answers_before_touching_any_port() {
-        let settings = ThrottleSettings { account_max_failures: 1, ..ThrottleSettings::default() };
+        let settings = ThrottleSettings {
+            account_max_failures: 1,
+            ..ThrottleSettings::default()
+        };
         let mut m = Mocks::new();
-        m.users.expect_find_by_email().times(1).returning(|_| Ok(None));
-        m.hasher.expect_verify().times(1).returning(|_, _| Ok(false));
+        m.users
+            .expect_find_by_email()
+            .times(1)
+            .returning(|_| Ok(None));
+        m.hasher
+            .expect_verify()
+            .times(1)
+            .returning(|_, _| Ok(false));
         let login = m.build(settings);
-        assert!(matches!(login.execute(cmd()).await, Err(LoginError::InvalidCredentials)));
+        assert!(matches!(
+            login.execute(cmd()).await,
+            Err(LoginError::InvalidCredentials)
+        ));
         match login.execute(cmd()).await {
             Err(LoginError::Throttled { retry_after_secs }) => assert!(retry_after_secs > 0),
             other => panic!("expected throttled, got {other:?}"),

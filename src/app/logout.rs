@@ -43,34 +43,56 @@ mod tests {
             .withf(move |h| *h == hash)
             .times(1)
             .return_once(|_| Ok(true));
-        let logout = Logout { sessions: Arc::new(sessions) };
+        let logout = Logout {
+            sessions: Arc::new(sessions),
+        };
         logout.execute(Some(token.as_str())).await.unwrap();
     }
 
     #[tokio::test]
     async fn absent_malformed_or_unknown_tokens_succeed() {
         let mut sessions = MockRefreshStore::new();
-        sessions.expect_revoke_by_token().times(1).return_once(|_| Ok(false));
-        let logout = Logout { sessions: Arc::new(sessions) };
+        sessions
+            .expect_revoke_by_token()
+            .times(1)
+            .return_once(|_| Ok(false));
+        let logout = Logout {
+            sessions: Arc::new(sessions),
+        };
         logout.execute(None).await.unwrap();
         logout.execute(Some("not-a-token")).await.unwrap();
-        logout.execute(Some(RefreshToken::generate().as_str())).await.unwrap();
+        logout
+            .execute(Some(RefreshToken::generate().as_str()))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn store_failures_are_reported() {
         let mut sessions = MockRefreshStore::new();
-        sessions.expect_revoke_by_token().return_once(|_| Err(down()));
-        let logout = Logout { sessions: Arc::new(sessions) };
-        let err = logout.execute(Some(RefreshToken::generate().as_str())).await.unwrap_err();
+        sessions
+            .expect_revoke_by_token()
+            .return_once(|_| Err(down()));
+        let logout = Logout {
+            sessions: Arc::new(sessions),
+        };
+        let err = logout
+            .execute(Some(RefreshToken::generate().as_str()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogoutError::Unavailable(_)));
 
         let mut sessions = MockRefreshStore::new();
         sessions
             .expect_revoke_by_token()
             .return_once(|_| Err(StoreError::Unknown(anyhow::anyhow!("bug"))));
-        let logout = Logout { sessions: Arc::new(sessions) };
-        let err = logout.execute(Some(RefreshToken::generate().as_str())).await.unwrap_err();
+        let logout = Logout {
+            sessions: Arc::new(sessions),
+        };
+        let err = logout
+            .execute(Some(RefreshToken::generate().as_str()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogoutError::Unknown(_)));
     }
 }

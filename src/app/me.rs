@@ -21,11 +21,19 @@ impl Me {
     /// or whose user is gone or disabled; `Unavailable` when a store is down.
     pub async fn execute(&self, bearer: &str) -> Result<User, MeError> {
         let now = self.clock.now();
-        let claims = self.issuer.verify_access(bearer, now).map_err(|e| match e {
-            TokenError::Invalid(why) => MeError::InvalidToken(why),
-            TokenError::Unknown(e) => MeError::Unknown(e),
-        })?;
-        if !self.sessions.is_active(claims.sid, now).await.map_err(store)? {
+        let claims = self
+            .issuer
+            .verify_access(bearer, now)
+            .map_err(|e| match e {
+                TokenError::Invalid(why) => MeError::InvalidToken(why),
+                TokenError::Unknown(e) => MeError::Unknown(e),
+            })?;
+        if !self
+            .sessions
+            .is_active(claims.sid, now)
+            .await
+            .map_err(store)?
+        {
             return Err(MeError::InvalidToken("session revoked or ended".into()));
         }
         match self.users.find_by_id(claims.sub).await.map_err(store)? {
@@ -73,42 +81,72 @@ mod tests {
     async fn valid_token_live_session_enabled_user_is_returned() {
         let u = user(false);
         let claims = claims_for(&u);
-        let (mut users, mut issuer, mut sessions) =
-            (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
+        let (mut users, mut issuer, mut sessions) = (
+            MockUserRepo::new(),
+            MockTokenIssuer::new(),
+            MockRefreshStore::new(),
+        );
         issuer
             .expect_verify_access()
             .withf(|t, now| t == "tok" && now.unix() == NOW)
             .return_once(move |_, _| Ok(claims));
         sessions.expect_is_active().return_once(|_, _| Ok(true));
         let found = u.clone();
-        users.expect_find_by_id().return_once(move |_| Ok(Some(found)));
-        assert_eq!(build(users, issuer, sessions).execute("tok").await.unwrap(), u);
+        users
+            .expect_find_by_id()
+            .return_once(move |_| Ok(Some(found)));
+        assert_eq!(
+            build(users, issuer, sessions).execute("tok").await.unwrap(),
+            u
+        );
     }
 
     #[tokio::test]
     async fn invalid_token_stops_before_any_store() {
-        let (mut users, mut issuer, mut sessions) =
-            (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
+        let (mut users, mut issuer, mut sessions) = (
+            MockUserRepo::new(),
+            MockTokenIssuer::new(),
+            MockRefreshStore::new(),
+        );
         issuer
             .expect_verify_access()
             .return_once(|_, _| Err(TokenError::Invalid("bad signature".into())));
         sessions.expect_is_active().never();
         users.expect_find_by_id().never();
-        let err = build(users, issuer, sessions).execute("tok").await.unwrap_err();
+        let err = build(users, issuer, sessions)
+            .execute("tok")
+            .await
+            .unwrap_err();
         assert!(matches!(err, MeError::InvalidToken(_)));
     }
 
     #[tokio::test]
     async fn revoked_session_disabled_or_missing_user_are_invalid() {
-        for (active, found) in [(false, Some(user(false))), (true, Some(user(true))), (true, None)] {
+        for (active, found) in [
+            (false, Some(user(false))),
+            (true, Some(user(true))),
+            (true, None),
+        ] {
             let u = user(false);
             let claims = claims_for(&u);
-            let (mut users, mut issuer, mut sessions) =
-                (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
-            issuer.expect_verify_access().return_once(move |_, _| Ok(claims));
-            sessions.expect_is_active().return_once(move |_, _| Ok(active));
-            users.expect_find_by_id().returning(move |_| Ok(found.clone()));
-            let err = build(users, issuer, sessions).execute("tok").await.unwrap_err();
+            let (mut users, mut issuer, mut sessions) = (
+                MockUserRepo::new(),
+                MockTokenIssuer::new(),
+                MockRefreshStore::new(),
+            );
+            issuer
+                .expect_verify_access()
+                .return_once(move |_, _| Ok(claims));
+            sessions
+                .expect_is_active()
+                .return_once(move |_, _| Ok(active));
+            users
+                .expect_find_by_id()
+                .returning(move |_| Ok(found.clone()));
+            let err = build(users, issuer, sessions)
+                .execute("tok")
+                .await
+                .unwrap_err();
             assert!(matches!(err, MeError::InvalidToken(_)));
         }
     }
@@ -116,31 +154,53 @@ mod tests {
     #[tokio::test]
     async fn store_failures_are_unavailable_or_unknown() {
         let u = user(false);
-        let (users, mut issuer, mut sessions) =
-            (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
+        let (users, mut issuer, mut sessions) = (
+            MockUserRepo::new(),
+            MockTokenIssuer::new(),
+            MockRefreshStore::new(),
+        );
         let claims = claims_for(&u);
-        issuer.expect_verify_access().return_once(move |_, _| Ok(claims));
+        issuer
+            .expect_verify_access()
+            .return_once(move |_, _| Ok(claims));
         sessions.expect_is_active().return_once(|_, _| Err(down()));
-        let err = build(users, issuer, sessions).execute("tok").await.unwrap_err();
+        let err = build(users, issuer, sessions)
+            .execute("tok")
+            .await
+            .unwrap_err();
         assert!(matches!(err, MeError::Unavailable(_)));
 
-        let (mut users, mut issuer, mut sessions) =
-            (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
+        let (mut users, mut issuer, mut sessions) = (
+            MockUserRepo::new(),
+            MockTokenIssuer::new(),
+            MockRefreshStore::new(),
+        );
         let claims = claims_for(&u);
-        issuer.expect_verify_access().return_once(move |_, _| Ok(claims));
+        issuer
+            .expect_verify_access()
+            .return_once(move |_, _| Ok(claims));
         sessions.expect_is_active().return_once(|_, _| Ok(true));
         users
             .expect_find_by_id()
             .return_once(|_| Err(StoreError::Unknown(anyhow::anyhow!("bug"))));
-        let err = build(users, issuer, sessions).execute("tok").await.unwrap_err();
+        let err = build(users, issuer, sessions)
+            .execute("tok")
+            .await
+            .unwrap_err();
         assert!(matches!(err, MeError::Unknown(_)));
 
-        let (users, mut issuer, sessions) =
-            (MockUserRepo::new(), MockTokenIssuer::new(), MockRefreshStore::new());
+        let (users, mut issuer, sessions) = (
+            MockUserRepo::new(),
+            MockTokenIssuer::new(),
+            MockRefreshStore::new(),
+        );
         issuer
             .expect_verify_access()
             .return_once(|_, _| Err(TokenError::Unknown(anyhow::anyhow!("verifier"))));
-        let err = build(users, issuer, sessions).execute("tok").await.unwrap_err();
+        let err = build(users, issuer, sessions)
+            .execute("tok")
+            .await
+            .unwrap_err();
         assert!(matches!(err, MeError::Unknown(_)));
     }
 }

@@ -24,21 +24,38 @@ impl Refresh {
             .ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
         let now = self.clock.now();
         let successor = RefreshToken::generate();
-        let session = match self.sessions.rotate(presented.hash(), successor.hash(), now).await {
+        let session = match self
+            .sessions
+            .rotate(presented.hash(), successor.hash(), now)
+            .await
+        {
             Ok(session) => session,
             Err(RotateError::NotFound) => return Err(RefreshError::InvalidRefreshToken("unknown")),
             Err(RotateError::Expired) => return Err(RefreshError::InvalidRefreshToken("expired")),
             Err(RotateError::Reused) => {
-                tracing::warn!(event = "refresh_token_reuse", "consumed refresh token presented; session revoked");
+                tracing::warn!(
+                    event = "refresh_token_reuse",
+                    "consumed refresh token presented; session revoked"
+                );
                 return Err(RefreshError::InvalidRefreshToken("reused"));
             }
             Err(RotateError::Store(e)) => return Err(store(e)),
         };
-        let user = self.users.find_by_id(session.user_id).await.map_err(store)?;
-        if !user.is_some_and(|u| !u.disabled) {
-            let revoked = self.sessions.revoke_user_sessions(session.user_id).await.map_err(store)?;
+        let user = self
+            .users
+            .find_by_id(session.user_id)
+            .await
+            .map_err(store)?;
+        if user.is_none_or(|u| u.disabled) {
+            let revoked = self
+                .sessions
+                .revoke_user_sessions(session.user_id)
+                .await
+                .map_err(store)?;
             tracing::info!(event = "refresh_user_gone", user = %session.user_id, revoked, "sessions revoked");
-            return Err(RefreshError::InvalidRefreshToken("user disabled or deleted"));
+            return Err(RefreshError::InvalidRefreshToken(
+                "user disabled or deleted",
+            ));
         }
         issue_tokens(&self.issuer, self.policy, &session, successor, now)
             .map_err(|e| RefreshError::Unknown(e.into()))
@@ -67,7 +84,11 @@ mod tests {
 
     impl Mocks {
         fn new() -> Self {
-            Self { users: MockUserRepo::new(), issuer: MockTokenIssuer::new(), sessions: MockRefreshStore::new() }
+            Self {
+                users: MockUserRepo::new(),
+                issuer: MockTokenIssuer::new(),
+                sessions: MockRefreshStore::new(),
+            }
         }
 
         fn build(self) -> Refresh {
@@ -76,7 +97,10 @@ mod tests {
                 issuer: Arc::new(self.issuer),
                 sessions: Arc::new(self.sessions),
                 clock: Arc::new(clock_at(NOW)),
-                policy: TokenPolicy { access_ttl_secs: 900, session_ttl_secs: 30 * 86_400 },
+                policy: TokenPolicy {
+                    access_ttl_secs: 900,
+                    session_ttl_secs: 30 * 86_400,
+                },
             }
         }
     }
@@ -98,7 +122,9 @@ mod tests {
             .withf(move |p, succ, now| *p == old_hash && *succ != old_hash && now.unix() == NOW)
             .times(1)
             .return_once(move |_, _, _| Ok(s));
-        m.users.expect_find_by_id().return_once(move |_| Ok(Some(u)));
+        m.users
+            .expect_find_by_id()
+            .return_once(move |_| Ok(Some(u)));
         let sid = session.id;
         m.issuer
             .expect_issue_access()
@@ -121,18 +147,29 @@ mod tests {
 
     #[tokio::test]
     async fn each_rotate_error_maps_to_its_use_case_error() {
-        let cases: Vec<(fn() -> RotateError, &str)> = vec![
+        type Make = fn() -> RotateError;
+        let cases: Vec<(Make, &str)> = vec![
             (|| RotateError::NotFound, "invalid"),
             (|| RotateError::Reused, "invalid"),
             (|| RotateError::Expired, "invalid"),
             (|| RotateError::Store(down()), "unavailable"),
-            (|| RotateError::Store(StoreError::Unknown(anyhow::anyhow!("x"))), "unknown"),
+            (
+                || RotateError::Store(StoreError::Unknown(anyhow::anyhow!("x"))),
+                "unknown",
+            ),
         ];
         for (make, want) in cases {
             let mut m = Mocks::new();
-            m.sessions.expect_rotate().return_once(move |_, _, _| Err(make()));
+            m.sessions
+                .expect_rotate()
+                .return_once(move |_, _, _| Err(make()));
             m.issuer.expect_issue_access().never();
-            let got = match m.build().execute(Some(presented().as_str())).await.unwrap_err() {
+            let got = match m
+                .build()
+                .execute(Some(presented().as_str()))
+                .await
+                .unwrap_err()
+            {
                 RefreshError::InvalidRefreshToken(_) => "invalid",
                 RefreshError::Unavailable(_) => "unavailable",
                 RefreshError::Unknown(_) => "unknown",
@@ -147,8 +184,12 @@ mod tests {
             let owner = user(false);
             let session = session_of(&owner);
             let mut m = Mocks::new();
-            m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
-            m.users.expect_find_by_id().return_once(move |_| Ok(disabled_user));
+            m.sessions
+                .expect_rotate()
+                .return_once(move |_, _, _| Ok(session));
+            m.users
+                .expect_find_by_id()
+                .return_once(move |_| Ok(disabled_user));
             let owner_id = owner.id;
             m.sessions
                 .expect_revoke_user_sessions()
@@ -156,7 +197,11 @@ mod tests {
                 .times(1)
                 .return_once(|_| Ok(2));
             m.issuer.expect_issue_access().never();
-            let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+            let err = m
+                .build()
+                .execute(Some(presented().as_str()))
+                .await
+                .unwrap_err();
             assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
         }
     }
@@ -166,9 +211,15 @@ mod tests {
         let u = user(false);
         let session = session_of(&u);
         let mut m = Mocks::new();
-        m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
+        m.sessions
+            .expect_rotate()
+            .return_once(move |_, _, _| Ok(session));
         m.users.expect_find_by_id().return_once(|_| Err(down()));
-        let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+        let err = m
+            .build()
+            .execute(Some(presented().as_str()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RefreshError::Unavailable(_)));
     }
 
@@ -177,12 +228,20 @@ mod tests {
         let u = user(false);
         let session = session_of(&u);
         let mut m = Mocks::new();
-        m.sessions.expect_rotate().return_once(move |_, _, _| Ok(session));
-        m.users.expect_find_by_id().return_once(move |_| Ok(Some(u)));
+        m.sessions
+            .expect_rotate()
+            .return_once(move |_, _, _| Ok(session));
+        m.users
+            .expect_find_by_id()
+            .return_once(move |_| Ok(Some(u)));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
-        let err = m.build().execute(Some(presented().as_str())).await.unwrap_err();
+        let err = m
+            .build()
+            .execute(Some(presented().as_str()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RefreshError::Unknown(_)));
     }
 }

@@ -30,7 +30,9 @@ impl Register {
         match self.users.create(user.clone()).await {
             Ok(()) => Ok(user),
             Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
-            Err(CreateUserError::Store(StoreError::Unavailable(e))) => Err(RegisterError::Unavailable(e)),
+            Err(CreateUserError::Store(StoreError::Unavailable(e))) => {
+                Err(RegisterError::Unavailable(e))
+            }
             Err(CreateUserError::Store(StoreError::Unknown(e))) => Err(RegisterError::Unknown(e)),
         }
     }
@@ -44,20 +46,33 @@ mod tests {
     use crate::ports::{HashError, MockPasswordHasher, MockUserRepo};
 
     fn build(users: MockUserRepo, hasher: MockPasswordHasher) -> Register {
-        Register { users: Arc::new(users), hasher: Arc::new(hasher), clock: Arc::new(clock_at(NOW)) }
+        Register {
+            users: Arc::new(users),
+            hasher: Arc::new(hasher),
+            clock: Arc::new(clock_at(NOW)),
+        }
     }
 
     fn input() -> (Email, Password) {
-        (Email::parse("new@x.io").unwrap(), Password::parse("long enough pw".into()).unwrap())
+        (
+            Email::parse("new@x.io").unwrap(),
+            Password::parse("long enough pw".into()).unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn stores_the_hash_never_the_password() {
         let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
-        hasher.expect_hash().return_once(|_| Ok(PasswordHash::new("$2b$04$h".into())));
+        hasher
+            .expect_hash()
+            .return_once(|_| Ok(PasswordHash::new("$2b$04$h".into())));
         users
             .expect_create()
-            .withf(|u| u.password_hash.as_str() == "$2b$04$h" && !u.disabled && u.email.as_str() == "new@x.io")
+            .withf(|u| {
+                u.password_hash.as_str() == "$2b$04$h"
+                    && !u.disabled
+                    && u.email.as_str() == "new@x.io"
+            })
             .times(1)
             .return_once(|_| Ok(()));
         let (e, p) = input();
@@ -71,11 +86,16 @@ mod tests {
         let cases: [(Make, &str); 3] = [
             (|| CreateUserError::EmailTaken, "taken"),
             (|| CreateUserError::Store(down()), "unavailable"),
-            (|| CreateUserError::Store(StoreError::Unknown(anyhow::anyhow!("x"))), "unknown"),
+            (
+                || CreateUserError::Store(StoreError::Unknown(anyhow::anyhow!("x"))),
+                "unknown",
+            ),
         ];
         for (make, want) in cases {
             let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
-            hasher.expect_hash().return_once(|_| Ok(PasswordHash::new("h".into())));
+            hasher
+                .expect_hash()
+                .return_once(|_| Ok(PasswordHash::new("h".into())));
             users.expect_create().return_once(move |_| Err(make()));
             let (e, p) = input();
             let got = match build(users, hasher).execute(e, &p).await.unwrap_err() {
@@ -90,9 +110,14 @@ mod tests {
     #[tokio::test]
     async fn hasher_failure_stores_nothing() {
         let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
-        hasher.expect_hash().return_once(|_| Err(HashError(anyhow::anyhow!("pool"))));
+        hasher
+            .expect_hash()
+            .return_once(|_| Err(HashError(anyhow::anyhow!("pool"))));
         users.expect_create().never();
         let (e, p) = input();
-        assert!(matches!(build(users, hasher).execute(e, &p).await, Err(RegisterError::Unknown(_))));
+        assert!(matches!(
+            build(users, hasher).execute(e, &p).await,
+            Err(RegisterError::Unknown(_))
+        ));
     }
 }

@@ -59,12 +59,18 @@ impl Counter {
 
     fn fail(&mut self, now: u64, max: u32, s: &ThrottleSettings) {
         if now.saturating_sub(self.window_start) >= s.window_secs {
-            *self = Self { window_start: now, ..Self::default() };
+            *self = Self {
+                window_start: now,
+                ..Self::default()
+            };
         }
         self.failures = self.failures.saturating_add(1);
         if self.failures >= max {
             let doublings = (self.failures - max).min(20);
-            let lock = s.lockout_secs.saturating_mul(1 << doublings).min(s.max_lockout_secs);
+            let lock = s
+                .lockout_secs
+                .saturating_mul(1 << doublings)
+                .min(s.max_lockout_secs);
             self.locked_until = now + lock.max(1);
         }
     }
@@ -96,13 +102,19 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(settings: ThrottleSettings, clock: Arc<dyn Clock>) -> Self {
-        Self { settings, clock, state: Mutex::new(State::default()) }
+        Self {
+            settings,
+            clock,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the counters inconsistent enough to
         // matter; keep serving rather than propagate the poison.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `Err(seconds)` when this attempt must wait; counts the attempt against the client's
@@ -114,7 +126,9 @@ impl LoginThrottle {
         let now = self.clock.now().unix();
         let mut st = self.state();
         let locked = [
-            st.accounts.get(email.as_str()).and_then(|c| c.locked_for(now)),
+            st.accounts
+                .get(email.as_str())
+                .and_then(|c| c.locked_for(now)),
             st.clients.get(client).and_then(|c| c.locked_for(now)),
         ];
         if let Some(wait) = locked.into_iter().flatten().max() {
@@ -148,11 +162,17 @@ impl LoginThrottle {
         }
         st.accounts
             .entry(email.as_str().to_owned())
-            .or_insert(Counter { window_start: now, ..Counter::default() })
+            .or_insert(Counter {
+                window_start: now,
+                ..Counter::default()
+            })
             .fail(now, s.account_max_failures, &s);
         st.clients
             .entry(client.to_owned())
-            .or_insert(Counter { window_start: now, ..Counter::default() })
+            .or_insert(Counter {
+                window_start: now,
+                ..Counter::default()
+            })
             .fail(now, s.client_max_failures, &s);
     }
 
@@ -261,7 +281,10 @@ mod tests {
 
     #[test]
     fn disabled_throttle_never_refuses() {
-        let (_, t) = setup(ThrottleSettings { enabled: false, ..ThrottleSettings::default() });
+        let (_, t) = setup(ThrottleSettings {
+            enabled: false,
+            ..ThrottleSettings::default()
+        });
         let e = email("a@x.io");
         for _ in 0..1000 {
             assert!(t.check(&e, "c").is_ok());

@@ -132,7 +132,11 @@ impl RefreshTokenHash {
 impl fmt::Debug for RefreshTokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to correlate log lines and useless for a lookup.
-        write!(f, "RefreshTokenHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "RefreshTokenHash({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -153,7 +157,13 @@ mod tests {
 
     #[test]
     fn malformed_refresh_tokens_are_refused() {
-        for raw in ["", "short", &"a".repeat(42), &"a".repeat(44), &"a".repeat(4096)] {
+        for raw in [
+            "",
+            "short",
+            &"a".repeat(42),
+            &"a".repeat(44),
+            &"a".repeat(4096),
+        ] {
             assert!(RefreshToken::parse(raw).is_none(), "{raw:?}");
         }
         let with_bad_char = format!("{}=", "a".repeat(42));
@@ -164,7 +174,10 @@ mod tests {
     fn debug_never_shows_secrets() {
         let token = RefreshToken::generate();
         let password = Password::parse("hunter2-canary".into()).unwrap();
-        let shown = format!("{token:?} {password:?} {:?}", AccessToken::new("eyJ.x.y".into()));
+        let shown = format!(
+            "{token:?} {password:?} {:?}",
+            AccessToken::new("eyJ.x.y".into())
+        );
         assert!(!shown.contains(token.as_str()));
         assert!(!shown.contains("hunter2-canary"));
         assert!(!shown.contains("eyJ"));

@@ -99,7 +99,16 @@ mod tests {
     fn malformed_emails_are_refused() {
         // Checklist case 55.
         let long = format!("{}@x.io", "a".repeat(10_000));
-        for raw in ["", "   ", "no-at-sign", "@x.io", "a@", "a\u{0}b@x.io", "a\nb@x.io", &long] {
+        for raw in [
+            "",
+            "   ",
+            "no-at-sign",
+            "@x.io",
+            "a@",
+            "a\u{0}b@x.io",
+            "a\nb@x.io",
+            &long,
+        ] {
             assert!(Email::parse(raw).is_err(), "{raw:?}");
         }
         // An address that can match no account still parses, so it fails like an unknown one.

@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, Session,
-    SessionId, Timestamp, User, UserId,
+    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId,
+    Timestamp, User, UserId,
 };
 
 /// A backing store failed; no partial write is left behind.
@@ -112,8 +112,11 @@ pub trait PasswordHasher: Send + Sync {
     ///
     /// # Errors
     /// `HashError` only when the backend fails; a malformed stored hash is `Ok(false)`.
-    async fn verify(&self, password: &Password, hash: Option<PasswordHash>)
-        -> Result<bool, HashError>;
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, HashError>;
 }
 
 /// Signs and verifies access tokens.

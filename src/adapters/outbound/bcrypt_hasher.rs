@@ -33,7 +33,9 @@ pub struct BcryptHasher {
 
 impl std::fmt::Debug for BcryptHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BcryptHasher").field("cost", &self.cost).finish_non_exhaustive()
+        f.debug_struct("BcryptHasher")
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,7 +44,11 @@ impl BcryptHasher {
     /// When `cost` is outside bcrypt's range (4 to 31).
     pub fn new(cost: u32, max_concurrent: usize) -> anyhow::Result<Self> {
         let dummy_hash = bcrypt::non_truncating_hash(prehash(b"no such user: dummy"), cost)?;
-        Ok(Self { cost, permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash })
+        Ok(Self {
+            cost,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy_hash,
+        })
     }
 
     pub fn cost(&self) -> u32 {
@@ -81,7 +87,11 @@ impl PasswordHasher for BcryptHasher {
             .map_err(|e| HashError(e.into()))
     }
 
-    async fn verify(&self, password: &Password, hash: Option<PasswordHash>) -> Result<bool, HashError> {
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, HashError> {
         let input = prehash(password.expose().as_bytes());
         let (stored, real) = match hash {
             Some(h) => (h.as_str().to_owned(), true),
@@ -109,8 +119,14 @@ mod tests {
         let hasher = BcryptHasher::new(10, 2).unwrap();
         let hash = hasher.hash(&pw("correct horse")).await.unwrap();
         assert!(hash.as_str().starts_with("$2b$10$"), "{}", hash.as_str());
-        assert!(hasher.verify(&pw("correct horse"), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify(&pw("correct horsE"), Some(hash)).await.unwrap());
+        assert!(hasher
+            .verify(&pw("correct horse"), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(&pw("correct horsE"), Some(hash))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -120,17 +136,29 @@ mod tests {
         let long = format!("{}{}", "a".repeat(72), "tail-one");
         let hash = hasher.hash(&pw(&long)).await.unwrap();
         let other = format!("{}{}", "a".repeat(72), "tail-two");
-        assert!(!hasher.verify(&pw(&other), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify(&pw(&"a".repeat(72)), Some(hash.clone())).await.unwrap());
+        assert!(!hasher
+            .verify(&pw(&other), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(&pw(&"a".repeat(72)), Some(hash.clone()))
+            .await
+            .unwrap());
         assert!(hasher.verify(&pw(&long), Some(hash)).await.unwrap());
 
         let emoji = "😀".repeat(20); // 80 bytes
         let hash = hasher.hash(&pw(&emoji)).await.unwrap();
-        assert!(!hasher.verify(&pw(&"😀".repeat(18)), Some(hash.clone())).await.unwrap());
+        assert!(!hasher
+            .verify(&pw(&"😀".repeat(18)), Some(hash.clone()))
+            .await
+            .unwrap());
         assert!(hasher.verify(&pw(&emoji), Some(hash)).await.unwrap());
         let ascii_then_emoji = format!("{}😀", "b".repeat(72));
         let hash = hasher.hash(&pw(&ascii_then_emoji)).await.unwrap();
-        assert!(!hasher.verify(&pw(&format!("{}😃", "b".repeat(72))), Some(hash)).await.unwrap());
+        assert!(!hasher
+            .verify(&pw(&format!("{}😃", "b".repeat(72))), Some(hash))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -144,15 +172,24 @@ mod tests {
         assert!(!hasher.verify(&pw(nfd), Some(hash)).await.unwrap());
         let with_nul = "before\u{0}after";
         let hash = hasher.hash(&pw(with_nul)).await.unwrap();
-        assert!(!hasher.verify(&pw("before"), Some(hash.clone())).await.unwrap());
+        assert!(!hasher
+            .verify(&pw("before"), Some(hash.clone()))
+            .await
+            .unwrap());
         assert!(hasher.verify(&pw(with_nul), Some(hash)).await.unwrap());
     }
 
     #[tokio::test]
     async fn missing_user_and_malformed_hash_never_match() {
         let hasher = BcryptHasher::new(4, 2).unwrap();
-        assert!(!hasher.verify(&pw("no such user: dummy"), None).await.unwrap());
-        assert!(!hasher.verify(&pw("x"), Some(PasswordHash::new("not a hash".into()))).await.unwrap());
+        assert!(!hasher
+            .verify(&pw("no such user: dummy"), None)
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(&pw("x"), Some(PasswordHash::new("not a hash".into())))
+            .await
+            .unwrap());
     }
 
     #[test]

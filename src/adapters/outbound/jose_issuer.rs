@@ -6,12 +6,12 @@
 //! claim itself from the raw JSON against the injected time (never through josekit's
 //! `expires_at()`, which can overflow on an absurd `exp`).
 
-use std::fmt;
 use josekit::jws::alg::hmac::{HmacJwsAlgorithm, HmacJwsSigner};
 use josekit::jws::{JwsAlgorithm, JwsHeader, JwsSigner, JwsVerifier};
 use josekit::jwt::{self, JwtPayload};
 use josekit::JoseError;
 use serde_json::Value;
+use std::fmt;
 use subtle::ConstantTimeEq;
 
 use crate::domain::{AccessClaims, AccessToken, SessionId, Timestamp, UserId};
@@ -69,7 +69,10 @@ impl fmt::Debug for IssuerConfig {
         f.debug_struct("IssuerConfig")
             .field("algorithm", &self.algorithm)
             .field("secret", &"<redacted>")
-            .field("previous_secret", &self.previous_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
@@ -134,14 +137,20 @@ impl JoseTokenIssuer {
     /// When a secret is shorter than the algorithm's hash output.
     pub fn new(config: IssuerConfig) -> anyhow::Result<Self> {
         let alg = config.algorithm.jose();
-        let signer = alg
-            .signer_from_bytes(&config.secret)
-            .map_err(|_| anyhow::anyhow!("secret shorter than {} bytes", config.algorithm.min_key_bytes()))?;
+        let signer = alg.signer_from_bytes(&config.secret).map_err(|_| {
+            anyhow::anyhow!(
+                "secret shorter than {} bytes",
+                config.algorithm.min_key_bytes()
+            )
+        })?;
         let mut verifiers = vec![ConstantTimeVerifier(signer.clone())];
         if let Some(previous) = &config.previous_secret {
-            let old = alg
-                .signer_from_bytes(previous)
-                .map_err(|_| anyhow::anyhow!("previous secret shorter than {} bytes", config.algorithm.min_key_bytes()))?;
+            let old = alg.signer_from_bytes(previous).map_err(|_| {
+                anyhow::anyhow!(
+                    "previous secret shorter than {} bytes",
+                    config.algorithm.min_key_bytes()
+                )
+            })?;
             verifiers.push(ConstantTimeVerifier(old));
         }
         Ok(Self {
@@ -174,7 +183,9 @@ impl JoseTokenIssuer {
         if iat > now.saturating_add(self.leeway_secs) {
             return Err(invalid("issued in the future"));
         }
-        if payload.claim("nbf").is_some() && numeric(payload, "nbf")? > now.saturating_add(self.leeway_secs) {
+        if payload.claim("nbf").is_some()
+            && numeric(payload, "nbf")? > now.saturating_add(self.leeway_secs)
+        {
             return Err(invalid("not yet valid"));
         }
         if string(payload, "iss")? != self.issuer {
@@ -182,7 +193,9 @@ impl JoseTokenIssuer {
         }
         let audience_ok = match payload.claim("aud") {
             Some(Value::String(aud)) => *aud == self.audience,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(self.audience.as_str())),
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .any(|a| a.as_str() == Some(self.audience.as_str())),
             _ => false,
         };
         if !audience_ok {
@@ -215,7 +228,9 @@ impl TokenIssuer for JoseTokenIssuer {
             ("sid", Value::String(claims.sid.to_string())),
         ];
         for (name, value) in extra {
-            payload.set_claim(name, Some(value)).map_err(|e| TokenError::Unknown(e.into()))?;
+            payload
+                .set_claim(name, Some(value))
+                .map_err(|e| TokenError::Unknown(e.into()))?;
         }
         jwt::encode_with_signer(&payload, &header, &self.signer)
             .map(AccessToken::new)
@@ -230,7 +245,11 @@ impl TokenIssuer for JoseTokenIssuer {
         if header.token_type() != Some(ACCESS_TOKEN_TYP) {
             return Err(invalid("wrong typ"));
         }
-        if header.claims_set().keys().any(|k| !ALLOWED_HEADER_PARAMS.contains(&k.as_str())) {
+        if header
+            .claims_set()
+            .keys()
+            .any(|k| !ALLOWED_HEADER_PARAMS.contains(&k.as_str()))
+        {
             return Err(invalid("unexpected header parameter"));
         }
         self.check_claims(&payload, now.unix())

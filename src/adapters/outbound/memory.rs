@@ -31,7 +31,11 @@ impl InMemoryUserRepo {
 impl UserRepo for InMemoryUserRepo {
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
         let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(users.by_email.get(email.as_str()).and_then(|id| users.by_id.get(id)).cloned())
+        Ok(users
+            .by_email
+            .get(email.as_str())
+            .and_then(|id| users.by_id.get(id))
+            .cloned())
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -44,12 +48,18 @@ impl UserRepo for InMemoryUserRepo {
         if users.by_email.contains_key(user.email.as_str()) {
             return Err(CreateUserError::EmailTaken);
         }
-        users.by_email.insert(user.email.as_str().to_owned(), user.id);
+        users
+            .by_email
+            .insert(user.email.as_str().to_owned(), user.id);
         users.by_id.insert(user.id, user);
         Ok(())
     }
 
-    async fn set_disabled(&self, email: &Email, disabled: bool) -> Result<Option<User>, StoreError> {
+    async fn set_disabled(
+        &self,
+        email: &Email,
+        disabled: bool,
+    ) -> Result<Option<User>, StoreError> {
         let mut users = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let Some(id) = users.by_email.get(email.as_str()).copied() else {
             return Ok(None);
@@ -145,7 +155,11 @@ impl SessionRecord {
 
 #[async_trait]
 impl RefreshStore for InMemoryRefreshStore {
-    async fn create_session(&self, session: &Session, first: RefreshTokenHash) -> Result<(), StoreError> {
+    async fn create_session(
+        &self,
+        session: &Session,
+        first: RefreshTokenHash,
+    ) -> Result<(), StoreError> {
         let mut f = self.lock();
         f.sessions.insert(
             session.id,
@@ -155,7 +169,13 @@ impl RefreshStore for InMemoryRefreshStore {
                 expires_at: secs32(session.expires_at),
             },
         );
-        f.tokens.insert(first, TokenRecord { session: session.id, consumed: false });
+        f.tokens.insert(
+            first,
+            TokenRecord {
+                session: session.id,
+                consumed: false,
+            },
+        );
         Ok(())
     }
 
@@ -182,8 +202,20 @@ impl RefreshStore for InMemoryRefreshStore {
             f.sessions.remove(&token.session);
             return Err(RotateError::Reused);
         }
-        f.tokens.insert(presented, TokenRecord { consumed: true, ..token });
-        f.tokens.insert(successor, TokenRecord { session: token.session, consumed: false });
+        f.tokens.insert(
+            presented,
+            TokenRecord {
+                consumed: true,
+                ..token
+            },
+        );
+        f.tokens.insert(
+            successor,
+            TokenRecord {
+                session: token.session,
+                consumed: false,
+            },
+        );
         Ok(record.to_session(token.session))
     }
 
@@ -203,7 +235,11 @@ impl RefreshStore for InMemoryRefreshStore {
     }
 
     async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError> {
-        Ok(self.lock().sessions.get(&session).is_some_and(|s| s.live_at(now)))
+        Ok(self
+            .lock()
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.live_at(now)))
     }
 
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {

@@ -15,7 +15,8 @@ use super::errors::{self, ErrorBody};
 use super::AppState;
 use crate::app::LoginCommand;
 use crate::domain::{
-    Email, IssuedTokens, LoginError, LogoutError, MeError, Password, RefreshError, RegisterError, User,
+    Email, IssuedTokens, LoginError, LogoutError, MeError, Password, RefreshError, RegisterError,
+    User,
 };
 
 /// Name of the refresh cookie (kept from the FastAPI project).
@@ -43,7 +44,10 @@ pub struct LoginRequest {
 
 impl Example for LoginRequest {
     fn example() -> Self {
-        Self { email: "jywan@test.com".into(), password: "test".into() }
+        Self {
+            email: "jywan@test.com".into(),
+            password: "test".into(),
+        }
     }
 }
 
@@ -67,7 +71,10 @@ pub struct UserBody {
 
 impl From<&User> for UserBody {
     fn from(user: &User) -> Self {
-        Self { id: user.id.to_string(), email: user.email.to_string() }
+        Self {
+            id: user.id.to_string(),
+            email: user.email.to_string(),
+        }
     }
 }
 
@@ -85,29 +92,43 @@ pub struct HealthBody {
 pub struct BearerAuth(User);
 
 async fn authenticate(req: &Request, _: Bearer) -> poem::Result<User> {
-    let state = req.data::<Arc<AppState>>().cloned().expect("AppState is attached");
+    let state = req
+        .data::<Arc<AppState>>()
+        .cloned()
+        .expect("AppState is attached");
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let token = match (values.next(), values.next()) {
         (Some(value), None) => value.to_str().ok().and_then(strict_bearer),
         _ => None,
     };
     let Some(token) = token else {
-        tracing::info!(event = "bearer_refused", reason = "malformed Authorization header");
-        return Err(poem::Error::from_response(errors::response(poem::http::StatusCode::UNAUTHORIZED)));
+        tracing::info!(
+            event = "bearer_refused",
+            reason = "malformed Authorization header"
+        );
+        return Err(poem::Error::from_response(errors::response(
+            poem::http::StatusCode::UNAUTHORIZED,
+        )));
     };
     match state.me.execute(token).await {
         Ok(user) => Ok(user),
         Err(MeError::InvalidToken(reason)) => {
             tracing::info!(event = "bearer_refused", reason = %reason);
-            Err(poem::Error::from_response(errors::response(poem::http::StatusCode::UNAUTHORIZED)))
+            Err(poem::Error::from_response(errors::response(
+                poem::http::StatusCode::UNAUTHORIZED,
+            )))
         }
         Err(MeError::Unavailable(e)) => {
             tracing::warn!(error = %e, "store unavailable");
-            Err(poem::Error::from_response(errors::response(poem::http::StatusCode::SERVICE_UNAVAILABLE)))
+            Err(poem::Error::from_response(errors::response(
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+            )))
         }
         Err(MeError::Unknown(e)) => {
             tracing::error!(error = %e, "me failed");
-            Err(poem::Error::from_response(errors::response(poem::http::StatusCode::INTERNAL_SERVER_ERROR)))
+            Err(poem::Error::from_response(errors::response(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+            )))
         }
     }
 }
@@ -131,7 +152,10 @@ pub enum TokenResponse {
     BadRequest(Json<ErrorBody>),
     /// `invalid_credentials` (login) or `invalid_refresh_token` (refresh; the cookie is cleared).
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "Set-Cookie")] Option<String>),
+    Unauthorized(
+        Json<ErrorBody>,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -247,7 +271,10 @@ impl AuthApi {
     }
 
     fn cleared_cookie(&self) -> String {
-        format!("{REFRESH_COOKIE}=; HttpOnly; SameSite=Strict; Path=/auth; Max-Age=0{}", self.secure_attr())
+        format!(
+            "{REFRESH_COOKIE}=; HttpOnly; SameSite=Strict; Path=/auth; Max-Age=0{}",
+            self.secure_attr()
+        )
     }
 
     fn secure_attr(&self) -> &'static str {
@@ -281,7 +308,7 @@ impl AuthApi {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back();
             if let Some(ip) = forwarded {
                 return ip.to_string();
             }
@@ -295,7 +322,8 @@ impl AuthApi {
 /// A body-less cookie POST may carry no body or JSON; the CORS-simple types a cross-site form
 /// could send are refused.
 fn has_simple_content_type(req: &Request) -> bool {
-    req.content_type().is_some_and(|ct| !ct.trim_start().starts_with("application/json"))
+    req.content_type()
+        .is_some_and(|ct| !ct.trim_start().starts_with("application/json"))
 }
 
 fn error(code: &str, message: &str) -> Json<ErrorBody> {
@@ -326,11 +354,18 @@ impl AuthApi {
     /// Path=/auth). Unknown email and wrong password answer exactly the same.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(&self, req: &Request, body: Json<LoginRequest>) -> TokenResponse {
-        let (email, password) = match (Email::parse(&body.email), Password::parse(body.0.password)) {
+        let (email, password) = match (Email::parse(&body.email), Password::parse(body.0.password))
+        {
             (Ok(e), Ok(p)) => (e, p),
-            (Err(why), _) | (_, Err(why)) => return TokenResponse::BadRequest(error("invalid_request", why)),
+            (Err(why), _) | (_, Err(why)) => {
+                return TokenResponse::BadRequest(error("invalid_request", why))
+            }
         };
-        let cmd = LoginCommand { email, password, client: self.client_address(req) };
+        let cmd = LoginCommand {
+            email,
+            password,
+            client: self.client_address(req),
+        };
         match self.state.login.execute(cmd).await {
             Ok(tokens) => self.token_ok(tokens),
             Err(LoginError::InvalidCredentials) => TokenResponse::Unauthorized(
@@ -370,7 +405,10 @@ impl AuthApi {
             Err(RefreshError::InvalidRefreshToken(reason)) => {
                 tracing::info!(event = "refresh_refused", reason, "refresh refused");
                 TokenResponse::Unauthorized(
-                    error("invalid_refresh_token", "The refresh token is missing, expired or revoked."),
+                    error(
+                        "invalid_refresh_token",
+                        "The refresh token is missing, expired or revoked.",
+                    ),
                     Some(self.cleared_cookie()),
                 )
             }
@@ -435,7 +473,10 @@ impl AuthApi {
             Err(why) => return RegisterResponse::BadRequest(error("invalid_request", why)),
         };
         if body.password.chars().count() < MIN_NEW_PASSWORD_CHARS {
-            return RegisterResponse::BadRequest(error("invalid_request", "password must have at least 8 characters"));
+            return RegisterResponse::BadRequest(error(
+                "invalid_request",
+                "password must have at least 8 characters",
+            ));
         }
         let password = match Password::parse(body.0.password) {
             Ok(p) => p,
@@ -446,9 +487,10 @@ impl AuthApi {
                 tracing::info!(event = "user_registered", user = %user.id);
                 RegisterResponse::Created(Json(UserBody::from(&user)))
             }
-            Err(RegisterError::EmailTaken) => {
-                RegisterResponse::Conflict(error("email_taken", "An account with this email already exists."))
-            }
+            Err(RegisterError::EmailTaken) => RegisterResponse::Conflict(error(
+                "email_taken",
+                "An account with this email already exists.",
+            )),
             Err(RegisterError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "store unavailable during register");
                 RegisterResponse::Unavailable(unavailable())
@@ -479,7 +521,9 @@ impl HealthApi {
     /// The process is up and serving.
     #[oai(path = "/live", method = "get", operation_id = "health_live")]
     async fn live(&self) -> HealthResponse {
-        HealthResponse::Ok(Json(HealthBody { status: "ok".into() }))
+        HealthResponse::Ok(Json(HealthBody {
+            status: "ok".into(),
+        }))
     }
 
     /// Readiness
@@ -488,11 +532,20 @@ impl HealthApi {
     #[oai(path = "/ready", method = "get", operation_id = "health_ready")]
     async fn ready(&self) -> HealthResponse {
         let probe = crate::domain::SessionId::new_random();
-        match self.state.sessions.is_active(probe, self.state.clock.now()).await {
-            Ok(_) => HealthResponse::Ok(Json(HealthBody { status: "ok".into() })),
+        match self
+            .state
+            .sessions
+            .is_active(probe, self.state.clock.now())
+            .await
+        {
+            Ok(_) => HealthResponse::Ok(Json(HealthBody {
+                status: "ok".into(),
+            })),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness probe failed");
-                HealthResponse::Unavailable(Json(HealthBody { status: "unavailable".into() }))
+                HealthResponse::Unavailable(Json(HealthBody {
+                    status: "unavailable".into(),
+                }))
             }
         }
     }
@@ -508,7 +561,15 @@ mod tests {
         assert_eq!(strict_bearer("Bearer abc"), Some("abc"));
         assert_eq!(strict_bearer("bearer abc"), Some("abc"));
         assert_eq!(strict_bearer("BEARER abc"), Some("abc"));
-        for bad in ["Bearer  abc", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "Bearerabc", "Bearer abc "] {
+        for bad in [
+            "Bearer  abc",
+            "Bearer",
+            "Bearer ",
+            "Basic abc",
+            "Bearer a b",
+            "Bearerabc",
+            "Bearer abc ",
+        ] {
             assert_eq!(strict_bearer(bad), None, "{bad:?}");
         }
         assert_eq!(strict_bearer("Bé"), None);

@@ -17,7 +17,10 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: &str, message: &str) -> Json<Self> {
-        Json(Self { error: error.to_owned(), message: message.to_owned() })
+        Json(Self {
+            error: error.to_owned(),
+            message: message.to_owned(),
+        })
     }
 }
 
@@ -27,17 +30,32 @@ pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 /// The contract's code and message for a status the framework produced.
 pub fn for_status(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
-        400 => ("invalid_request", "The request is malformed: check the JSON body and its fields."),
+        400 => (
+            "invalid_request",
+            "The request is malformed: check the JSON body and its fields.",
+        ),
         401 => ("invalid_token", "A valid access token is required."),
         403 => ("forbidden_origin", "Cross-site requests are not allowed."),
         404 => ("not_found", "No such resource."),
-        405 => ("method_not_allowed", "This method is not allowed on this resource."),
+        405 => (
+            "method_not_allowed",
+            "This method is not allowed on this resource.",
+        ),
         411 => ("length_required", "A request body needs a length."),
         413 => ("payload_too_large", "The request body is too large."),
-        415 => ("unsupported_media_type", "The request body must be JSON (Content-Type: application/json)."),
+        415 => (
+            "unsupported_media_type",
+            "The request body must be JSON (Content-Type: application/json).",
+        ),
         429 => ("too_many_requests", "Too many attempts; retry later."),
-        431 => ("request_header_fields_too_large", "The request headers are too large."),
-        503 => ("unavailable", "The service is temporarily unavailable; retry later."),
+        431 => (
+            "request_header_fields_too_large",
+            "The request headers are too large.",
+        ),
+        503 => (
+            "unavailable",
+            "The service is temporarily unavailable; retry later.",
+        ),
         s if s < 500 => ("invalid_request", "The request could not be processed."),
         _ => ("internal_error", "An internal error occurred."),
     }
@@ -49,8 +67,10 @@ pub fn response(status: StatusCode) -> Response {
     let mut resp = ErrorBody::new(code, message).into_response();
     resp.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(BEARER_CHALLENGE));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BEARER_CHALLENGE),
+        );
     }
     resp
 }

@@ -10,7 +10,9 @@ use super::errors;
 use super::AppState;
 
 fn state(req: &Request) -> Arc<AppState> {
-    req.data::<Arc<AppState>>().cloned().expect("AppState is attached in build_app")
+    req.data::<Arc<AppState>>()
+        .cloned()
+        .expect("AppState is attached in build_app")
 }
 
 fn is_auth_post(req: &Request) -> bool {
@@ -25,7 +27,10 @@ fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
@@ -34,7 +39,10 @@ fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
 pub async fn cross_site<E: Endpoint>(next: E, req: Request) -> Result<Response> {
     if is_auth_post(&req) {
         let st = state(&req);
-        let fetch_site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let fetch_site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
         let cross_fetch = fetch_site.is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
         let bad_origin = req.headers().get(header::ORIGIN).is_some_and(|o| {
             let origin = o.to_str().unwrap_or("");
@@ -42,7 +50,11 @@ pub async fn cross_site<E: Endpoint>(next: E, req: Request) -> Result<Response> 
                 && !st.settings.allowed_origins.iter().any(|a| a == origin)
         });
         if cross_fetch || bad_origin {
-            tracing::info!(event = "cross_site_refused", path = req.uri().path(), "cross-site POST refused");
+            tracing::info!(
+                event = "cross_site_refused",
+                path = req.uri().path(),
+                "cross-site POST refused"
+            );
             return Ok(errors::response(StatusCode::FORBIDDEN));
         }
     }
@@ -85,23 +97,34 @@ pub async fn cors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
         return next.call(req).await.map(IntoResponse::into_response);
     };
     let preflight = req.method() == Method::OPTIONS
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut resp = if preflight {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         let h = resp.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("authorization, content-type"),
         );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         resp
     } else {
         next.call(req).await?.into_response()
     };
     let h = resp.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     Ok(resp)
 }
@@ -112,8 +135,14 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> Result<Resp
     let no_store = path.starts_with("/auth/") || path.starts_with("/health/");
     let mut resp = next.call(req).await?.into_response();
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if no_store {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

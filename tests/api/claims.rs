@@ -1,0 +1,178 @@
+//! Claim validation on `GET /auth/me` (section B), with correctly signed tokens.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn ids(app: &TestApp) -> (String, String) {
+    let claims = payload_of(&app.login_demo().await.access_token());
+    (
+        claims["sub"].as_str().unwrap().into(),
+        claims["sid"].as_str().unwrap().into(),
+    )
+}
+
+async fn status_with(app: &TestApp, claims: &Value) -> u16 {
+    let resp = app
+        .me(&sign_hs256(&good_header(), claims, TEST_SECRET.as_bytes()))
+        .await;
+    if resp.status == 401 {
+        resp.assert_error(401, "invalid_token");
+        assert!(resp.header("www-authenticate").is_some());
+    }
+    resp.status
+}
+
+#[tokio::test]
+async fn exp_in_the_past_now_or_missing() {
+    // Cases 13 and 14.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    c["exp"] = json!(T0 - 1);
+    assert_eq!(status_with(&app, &c).await, 401, "exp = now - 1");
+    c["exp"] = json!(T0);
+    assert_eq!(status_with(&app, &c).await, 401, "exp = now");
+    c["exp"] = json!(T0 + 1);
+    assert_eq!(status_with(&app, &c).await, 200, "exp = now + 1");
+    c.as_object_mut().unwrap().remove("exp");
+    assert_eq!(status_with(&app, &c).await, 401, "exp missing");
+}
+
+#[tokio::test]
+async fn nbf_in_the_future_and_iat_in_the_future() {
+    // Case 15.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    c["nbf"] = json!(T0 + 60);
+    assert_eq!(status_with(&app, &c).await, 401);
+    c["nbf"] = json!(T0);
+    assert_eq!(status_with(&app, &c).await, 200);
+    let mut c = good_claims(&sub, &sid, T0);
+    c["iat"] = json!(T0 + 60);
+    assert_eq!(status_with(&app, &c).await, 401);
+}
+
+#[tokio::test]
+async fn issuer_wrong_or_missing() {
+    // Case 16.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    c["iss"] = json!("https://evil.example");
+    assert_eq!(status_with(&app, &c).await, 401);
+    c.as_object_mut().unwrap().remove("iss");
+    assert_eq!(status_with(&app, &c).await, 401);
+}
+
+#[tokio::test]
+async fn audience_wrong_missing_or_in_an_array() {
+    // Case 17.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    for (aud, want) in [
+        (json!("other-api"), 401),
+        (json!(["other-api", "more"]), 401),
+        (json!(["other-api", AUDIENCE]), 200),
+        (json!([]), 401),
+        (json!(42), 401),
+    ] {
+        c["aud"] = aud.clone();
+        assert_eq!(status_with(&app, &c).await, want, "aud {aud}");
+    }
+    c.as_object_mut().unwrap().remove("aud");
+    assert_eq!(status_with(&app, &c).await, 401, "aud missing");
+}
+
+#[tokio::test]
+async fn numeric_dates_of_the_wrong_type() {
+    // Case 18.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    for name in ["exp", "nbf", "iat"] {
+        for bad in [
+            json!("1800000900"),
+            json!(1_800_000_900.5),
+            json!(-5),
+            json!(1e30),
+            json!(null),
+        ] {
+            let mut c = good_claims(&sub, &sid, T0);
+            c[name] = bad.clone();
+            assert_eq!(status_with(&app, &c).await, 401, "{name} = {bad}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn huge_exp_with_a_valid_mac_does_not_panic() {
+    // josekit pitfall 13: exp = u64::MAX must not overflow anywhere.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    c["exp"] = json!(u64::MAX);
+    assert_eq!(
+        status_with(&app, &c).await,
+        200,
+        "a far-future exp is valid, not a crash"
+    );
+    assert_eq!(app.get("/health/live").await.status, 200);
+}
+
+#[tokio::test]
+async fn sub_sid_jti_missing_or_unknown() {
+    // Case 19.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    for name in ["sub", "sid", "jti"] {
+        let mut c = good_claims(&sub, &sid, T0);
+        c.as_object_mut().unwrap().remove(name);
+        assert_eq!(status_with(&app, &c).await, 401, "{name} missing");
+    }
+    let stranger = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        status_with(&app, &good_claims(&stranger, &sid, T0)).await,
+        401,
+        "unknown user"
+    );
+    assert_eq!(
+        status_with(&app, &good_claims(&sub, &stranger, T0)).await,
+        401,
+        "unknown session"
+    );
+    assert_eq!(
+        status_with(&app, &good_claims("not-a-uuid", &sid, T0)).await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn typ_must_be_at_jwt() {
+    // Case 20.
+    let app = spawn_app().await;
+    let (sub, sid) = ids(&app).await;
+    let c = good_claims(&sub, &sid, T0);
+    for header in [
+        json!({ "alg": "HS256" }),
+        json!({ "alg": "HS256", "typ": "JWT" }),
+        json!({ "alg": "HS256", "typ": "rt+jwt" }),
+    ] {
+        let resp = app
+            .me(&sign_hs256(&header, &c, TEST_SECRET.as_bytes()))
+            .await;
+        resp.assert_error(401, "invalid_token");
+    }
+}
+
+#[tokio::test]
+async fn configured_leeway_accepts_slightly_expired_tokens() {
+    let app = spawn_app_with(&[("JWT_LEEWAY_SECS", "30")]).await;
+    let (sub, sid) = ids(&app).await;
+    let mut c = good_claims(&sub, &sid, T0);
+    c["exp"] = json!(T0 - 10);
+    assert_eq!(status_with(&app, &c).await, 200);
+    c["exp"] = json!(T0 - 30);
+    assert_eq!(status_with(&app, &c).await, 401);
+}

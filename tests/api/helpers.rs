@@ -1,0 +1,375 @@
+//! `spawn_app` and the `TestApp` with one method per endpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use poem::endpoint::BoxEndpoint;
+use poem::http::HeaderMap;
+use poem::test::TestClient;
+use poem::{EndpointExt, Response};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use jwt_auth::adapters::inbound::http::{build_app, AppState};
+use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
+use jwt_auth::adapters::outbound::clock::ManualClock;
+use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use jwt_auth::config::Settings;
+use jwt_auth::domain::{Email, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId};
+use jwt_auth::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
+use jwt_auth::startup::{
+    build_state, seed_demo_user, token_issuer, Adapters, DEMO_EMAIL, DEMO_PASSWORD,
+};
+
+pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+pub const ISSUER: &str = "jwt-auth";
+pub const AUDIENCE: &str = "jwt-auth-clients";
+/// A fixed start so expiry arithmetic in tests is exact.
+pub const T0: u64 = 1_800_000_000;
+
+static TRACING: Once = Once::new();
+
+/// Logs go to the test output only when `TEST_LOG` is set.
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub async fn read(resp: Response) -> Self {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().into_string().await.unwrap_or_default();
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Set-Cookie` for the refresh cookie, if any.
+    pub fn set_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("refresh_token="))
+            .map(str::to_owned)
+    }
+
+    /// The refresh token value set by this response (empty when cleared).
+    pub fn refresh_cookie(&self) -> Option<String> {
+        self.set_cookie().map(|c| {
+            c.trim_start_matches("refresh_token=")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+    }
+
+    pub fn cookie_attr(&self, name: &str) -> Option<String> {
+        let cookie = self.set_cookie()?;
+        cookie.split(';').skip(1).map(str::trim).find_map(|attr| {
+            let (k, v) = attr.split_once('=').unwrap_or((attr, ""));
+            k.eq_ignore_ascii_case(name).then(|| v.to_owned())
+        })
+    }
+
+    pub fn access_token(&self) -> String {
+        self.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let body = self.json();
+        assert_eq!(body["error"], code, "body: {}", self.body);
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message: {}",
+            self.body
+        );
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(2),
+            "only error and message: {}",
+            self.body
+        );
+    }
+}
+
+/// A session store that can be switched off, to test outages.
+pub struct Switchable<T> {
+    pub inner: T,
+    pub down: AtomicBool,
+}
+
+impl<T> Switchable<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(anyhow::anyhow!(
+                "connection refused (test switch)"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<T: RefreshStore> RefreshStore for Switchable<T> {
+    async fn create_session(
+        &self,
+        session: &Session,
+        first: RefreshTokenHash,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.create_session(session, first).await
+    }
+    async fn rotate(
+        &self,
+        p: RefreshTokenHash,
+        s: RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Session, RotateError> {
+        self.check()?;
+        self.inner.rotate(p, s, now).await
+    }
+    async fn revoke_by_token(&self, p: RefreshTokenHash) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.revoke_by_token(p).await
+    }
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.revoke_user_sessions(user).await
+    }
+    async fn is_active(&self, s: SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.is_active(s, now).await
+    }
+    async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.purge(now, limit).await
+    }
+}
+
+#[async_trait]
+impl<T: UserRepo> UserRepo for Switchable<T> {
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        self.check()?;
+        self.inner.find_by_email(email).await
+    }
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.check()?;
+        self.inner.find_by_id(id).await
+    }
+    async fn create(&self, user: User) -> Result<(), CreateUserError> {
+        self.check()?;
+        self.inner.create(user).await
+    }
+    async fn set_disabled(
+        &self,
+        email: &Email,
+        disabled: bool,
+    ) -> Result<Option<User>, StoreError> {
+        self.check()?;
+        self.inner.set_disabled(email, disabled).await
+    }
+    async fn list(&self) -> Result<Vec<User>, StoreError> {
+        self.check()?;
+        self.inner.list().await
+    }
+}
+
+/// The app in-process, with handles on its adapters.
+pub struct TestApp {
+    pub client: TestClient<BoxEndpoint<'static, Response>>,
+    pub clock: Arc<ManualClock>,
+    pub sessions: Arc<Switchable<InMemoryRefreshStore>>,
+    pub users: Arc<Switchable<InMemoryUserRepo>>,
+    pub state: Arc<AppState>,
+}
+
+/// The default test app: `dev` profile with the demo user, bcrypt cost 4, a fixed secret,
+/// clock at `T0`.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// As `spawn_app`, with settings overridden (environment spelling).
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    init_tracing();
+    let mut pairs = vec![("JWT_SECRET_KEY", TEST_SECRET), ("BCRYPT_COST", "4")];
+    pairs.extend_from_slice(overrides);
+    let settings = Settings::from_pairs(&pairs).expect("test settings");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix(T0)));
+    let sessions = Arc::new(Switchable::new(InMemoryRefreshStore::new()));
+    let users = Arc::new(Switchable::new(InMemoryUserRepo::new()));
+    let adapters = Adapters {
+        users: users.clone(),
+        sessions: sessions.clone(),
+        hasher: Arc::new(BcryptHasher::new(settings.bcrypt_cost, 2).unwrap()),
+        issuer: Arc::new(token_issuer(&settings).unwrap()),
+        clock: clock.clone(),
+    };
+    seed_demo_user(&adapters).await.unwrap();
+    let state = build_state(&settings, &adapters);
+    let client = TestClient::new(build_app(state.clone()).map_to_response().boxed());
+    TestApp {
+        client,
+        clock,
+        sessions,
+        users,
+        state,
+    }
+}
+
+impl TestApp {
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.login_json(&json!({ "email": email, "password": password }))
+            .await
+    }
+
+    pub async fn login_json(&self, body: &Value) -> Resp {
+        let resp = self.client.post("/auth/login").body_json(body).send().await;
+        Resp::read(resp.0).await
+    }
+
+    /// Logs in as the demo user and returns the response.
+    pub async fn login_demo(&self) -> Resp {
+        let resp = self.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+        assert_eq!(resp.status, 200, "demo login: {}", resp.body);
+        resp
+    }
+
+    pub async fn refresh(&self, cookie: Option<&str>) -> Resp {
+        let mut req = self.client.post("/auth/refresh");
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("refresh_token={c}"));
+        }
+        Resp::read(req.send().await.0).await
+    }
+
+    pub async fn logout(&self, cookie: Option<&str>) -> Resp {
+        let mut req = self.client.post("/auth/logout");
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("refresh_token={c}"));
+        }
+        Resp::read(req.send().await.0).await
+    }
+
+    pub async fn me(&self, token: &str) -> Resp {
+        self.me_with_header(&format!("Bearer {token}")).await
+    }
+
+    pub async fn me_with_header(&self, authorization: &str) -> Resp {
+        let resp = self
+            .client
+            .get("/auth/me")
+            .header("authorization", authorization)
+            .send()
+            .await;
+        Resp::read(resp.0).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Resp {
+        let resp = self
+            .client
+            .post("/auth/register")
+            .body_json(&json!({ "email": email, "password": password }))
+            .send()
+            .await;
+        Resp::read(resp.0).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        Resp::read(self.client.get(path).send().await.0).await
+    }
+
+    /// (live sessions, stored token hashes) in the in-memory store.
+    pub fn store_counts(&self) -> (usize, usize) {
+        self.sessions.inner.counts()
+    }
+}
+
+/// Base64url without padding, as in a compact JWS.
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A compact JWS with any header and payload, HMAC-SHA256-signed with `key`.
+pub fn sign_hs256(header: &Value, payload: &Value, key: &[u8]) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// Claims as the service issues them for `sub`/`sid` at `now`.
+pub fn good_claims(sub: &str, sid: &str, now: u64) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "sid": sid,
+        "iat": now, "exp": now + 900, "jti": uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+pub fn good_header() -> Value {
+    json!({ "typ": "at+jwt", "alg": "HS256" })
+}
+
+/// Decodes the payload of a compact JWT (no verification).
+pub fn payload_of(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("payload segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON payload")
+}
+
+pub fn header_of(token: &str) -> Value {
+    let part = token.split('.').next().expect("header segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON header")
+}

@@ -1,0 +1,215 @@
+//! Input validation and header handling (sections F and G). Every case: the contract's 4xx
+//! JSON, nothing echoed, nothing changed, the app keeps serving.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn raw_login(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> Resp {
+    let mut req = app.client.post("/auth/login");
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    Resp::read(req.body(body).send().await.0).await
+}
+
+#[tokio::test]
+async fn malformed_json_arrays_and_null() {
+    // Case 49.
+    let app = spawn_app().await;
+    for body in [
+        r#"{"email":"#,
+        "[]",
+        "null",
+        "",
+        "{}",
+        r#"{"email":"a@b.c"}"#,
+        "\"str\"",
+        "{\"email\":\"a@b.c\",\"password\":\"x\"}}",
+    ] {
+        let resp = raw_login(&app, Some("application/json"), body.as_bytes().to_vec()).await;
+        resp.assert_error(400, "invalid_request");
+        assert!(
+            !resp.body.contains("serde") && !resp.body.contains("line 1"),
+            "{}",
+            resp.body
+        );
+    }
+    assert_eq!(app.store_counts().0, 0);
+}
+
+#[tokio::test]
+async fn wrong_types_missing_fields_and_the_echo_check() {
+    // Case 50.
+    let app = spawn_app().await;
+    for body in [
+        json!({ "email": 123, "password": "x" }),
+        json!({ "email": "a@b.c", "password": ["x"] }),
+        json!({ "email": "a@b.c" }),
+        json!({ "password": "canary-value-xyz" }),
+        json!({ "email": null, "password": "x" }),
+    ] {
+        let resp = app.login_json(&body).await;
+        resp.assert_error(400, "invalid_request");
+        assert!(!resp.body.contains("canary-value-xyz"), "{}", resp.body);
+    }
+}
+
+#[tokio::test]
+async fn wrong_or_missing_content_type_is_415() {
+    // Case 50.
+    let app = spawn_app().await;
+    let body = br#"{"email":"jywan@test.com","password":"test"}"#.to_vec();
+    raw_login(&app, Some("text/plain"), body.clone())
+        .await
+        .assert_error(415, "unsupported_media_type");
+    raw_login(&app, Some("application/xml"), body.clone())
+        .await
+        .assert_error(415, "unsupported_media_type");
+    raw_login(&app, None, body)
+        .await
+        .assert_error(415, "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_before_parsing() {
+    // Case 51, including a 1 MB extra field and a chunked body without Content-Length.
+    let app = spawn_app().await;
+    let huge = json!({ "email": "jywan@test.com", "password": "test", "pad": "x".repeat(1 << 20) });
+    app.login_json(&huge)
+        .await
+        .assert_error(413, "payload_too_large");
+    let resp = app
+        .client
+        .post("/auth/login")
+        .header("content-type", "application/json")
+        .body(poem::Body::from_async_read(std::io::Cursor::new(
+            vec![b' '; 20_000],
+        )))
+        .send()
+        .await;
+    Resp::read(resp.0)
+        .await
+        .assert_error(413, "payload_too_large");
+    assert_eq!(app.login_demo().await.status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn long_passwords_are_refused_before_hashing() {
+    // Case 52: checked before bcrypt, so it answers fast.
+    let app = spawn_app_with(&[("BCRYPT_COST", "12"), ("MAX_BODY_BYTES", "2000000")]).await;
+    for password in ["x".repeat(10_000), "x".repeat(1 << 20)] {
+        let started = Instant::now();
+        let resp = app.login("jywan@test.com", &password).await;
+        let took = started.elapsed();
+        resp.assert_error(400, "invalid_request");
+        // A cost-12 bcrypt takes ~250 ms; no hash ran if this is far below.
+        assert!(took.as_millis() < 150, "took {took:?}");
+    }
+    // 64 characters (ASVS 6.2.9) and up to 1024 bytes are allowed.
+    let app = spawn_app().await;
+    let resp = app.register("long@example.com", &"é".repeat(512)).await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
+    assert_eq!(
+        app.login("long@example.com", &"é".repeat(512)).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn emails_that_cannot_be_addresses() {
+    // Case 55.
+    let app = spawn_app().await;
+    let long = format!("{}@x.io", "a".repeat(10_000));
+    for email in [long.as_str(), "no-at-sign", "a\u{7}b@x.io", "a\nb@x.io", ""] {
+        app.login(email, "test")
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    let sql = app.login("' OR 1=1--@x.io", "test").await;
+    let unknown = app.login("nobody@x.io", "test").await;
+    sql.assert_error(401, "invalid_credentials");
+    assert_eq!(sql.body, unknown.body);
+}
+
+#[tokio::test]
+async fn nul_byte_password_is_not_a_500() {
+    // Case 54.
+    let app = spawn_app().await;
+    app.login("jywan@test.com", "te\u{0}st")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let resp = app.register("nul@example.com", "pass\u{0}word-123").await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
+}
+
+#[tokio::test]
+async fn authorization_header_variants() {
+    // Case 56.
+    let app = spawn_app().await;
+    let token = app.login_demo().await.access_token();
+    assert_eq!(
+        app.me_with_header(&format!("bearer {token}")).await.status,
+        200,
+        "scheme is case-insensitive"
+    );
+    assert_eq!(
+        app.me_with_header(&format!("BEARER {token}")).await.status,
+        200
+    );
+    for value in [
+        "",
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer ",
+        &format!("Bearer  {token}"),
+        &format!("Token {token}"),
+    ] {
+        let resp = app.me_with_header(value).await;
+        resp.assert_error(401, "invalid_token");
+        assert_eq!(
+            resp.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+    }
+    let missing = app.get("/auth/me").await;
+    missing.assert_error(401, "invalid_token");
+    assert!(missing.header("www-authenticate").is_some());
+    let twice = app
+        .client
+        .get("/auth/me")
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    Resp::read(twice.0).await.assert_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn tokens_outside_the_authorization_header_are_ignored() {
+    // Case 57.
+    let app = spawn_app().await;
+    let token = app.login_demo().await.access_token();
+    app.get(&format!("/auth/me?access_token={token}"))
+        .await
+        .assert_error(401, "invalid_token");
+    let cookie = app
+        .client
+        .get("/auth/me")
+        .header("cookie", format!("access_token={token}"))
+        .send()
+        .await;
+    Resp::read(cookie.0)
+        .await
+        .assert_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404() {
+    let app = spawn_app().await;
+    app.get("/auth/nothing-here")
+        .await
+        .assert_error(404, "not_found");
+}

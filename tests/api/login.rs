@@ -1,0 +1,215 @@
+//! Login: enumeration, timing, brute force (section E) and registration.
+
+use std::time::{Duration, Instant};
+
+use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
+
+use crate::helpers::*;
+
+/// Headers that legitimately differ between two responses.
+fn stable_headers(resp: &Resp) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k.as_str() != "date")
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    h.sort();
+    h
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_are_byte_identical() {
+    // Case 42.
+    let app = spawn_app().await;
+    let unknown = app.login("nobody@test.com", "test").await;
+    let wrong = app.login(DEMO_EMAIL, "wrong").await;
+    unknown.assert_error(401, "invalid_credentials");
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(unknown.body, wrong.body);
+    assert_eq!(stable_headers(&unknown), stable_headers(&wrong));
+    assert!(unknown.set_cookie().is_none());
+}
+
+#[tokio::test]
+async fn disabled_user_looks_like_a_wrong_password() {
+    let app = spawn_app().await;
+    let email = jwt_auth::domain::Email::parse(DEMO_EMAIL).unwrap();
+    jwt_auth::ports::UserRepo::set_disabled(app.users.as_ref(), &email, true)
+        .await
+        .unwrap();
+    let disabled = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    let unknown = app.login("nobody@test.com", "test").await;
+    assert_eq!(disabled.body, unknown.body);
+    assert_eq!(disabled.status, 401);
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_take_the_same_time() {
+    // Case 43: 30 interleaved trials each, medians within 15 %. Cost 8 keeps the bcrypt run
+    // (~15 ms) well above scheduling noise.
+    let app = spawn_app_with(&[("BCRYPT_COST", "8"), ("LOGIN_THROTTLE_ENABLED", "false")]).await;
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for i in 0..30 {
+        let t = Instant::now();
+        assert_eq!(
+            app.login(&format!("nobody{i}@test.com"), "wrong-password")
+                .await
+                .status,
+            401
+        );
+        unknown.push(t.elapsed());
+        let t = Instant::now();
+        assert_eq!(app.login(DEMO_EMAIL, "wrong-password").await.status, 401);
+        wrong.push(t.elapsed());
+    }
+    let (u, w) = (median(unknown).as_secs_f64(), median(wrong).as_secs_f64());
+    let ratio = u.max(w) / u.min(w);
+    assert!(
+        ratio < 1.15,
+        "medians unknown {u:.4}s wrong {w:.4}s ratio {ratio:.3}"
+    );
+}
+
+#[tokio::test]
+async fn lockout_after_five_failures_same_for_unknown_and_known_emails() {
+    // Case 44.
+    let app = spawn_app().await;
+    for email in [DEMO_EMAIL, "ghost@test.com"] {
+        for i in 0..5 {
+            assert_eq!(
+                app.login(email, "wrong").await.status,
+                401,
+                "{email} attempt {i}"
+            );
+        }
+        let locked = app.login(email, "wrong").await;
+        locked.assert_error(429, "too_many_requests");
+        assert_eq!(locked.header("retry-after"), Some("60"));
+    }
+    let correct_during_lockout = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    correct_during_lockout.assert_error(429, "too_many_requests");
+    assert!(correct_during_lockout.set_cookie().is_none());
+    app.clock.advance(60);
+    assert_eq!(
+        app.login(DEMO_EMAIL, DEMO_PASSWORD).await.status,
+        200,
+        "locks end"
+    );
+}
+
+#[tokio::test]
+async fn credential_stuffing_hits_the_per_client_budget() {
+    // Case 45, with the client address from a trusted proxy header.
+    let app = spawn_app_with(&[("TRUSTED_PROXY_HEADER", "X-Forwarded-For")]).await;
+    let from = |ip: &'static str, email: String| {
+        app.client
+            .post("/auth/login")
+            .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+            .body_json(&serde_json::json!({ "email": email, "password": "guess" }))
+            .send()
+    };
+    for i in 0..20 {
+        assert_eq!(
+            Resp::read(from("198.51.100.1", format!("user{i}@test.com")).await.0)
+                .await
+                .status,
+            401
+        );
+    }
+    let blocked = Resp::read(from("198.51.100.1", "fresh@test.com".into()).await.0).await;
+    blocked.assert_error(429, "too_many_requests");
+    assert!(blocked.header("retry-after").is_some());
+    let other = Resp::read(from("198.51.100.2", "fresh@test.com".into()).await.0).await;
+    other.assert_error(401, "invalid_credentials");
+    // The demo account itself is not locked by the stuffing run.
+    let resp = app
+        .client
+        .post("/auth/login")
+        .header("x-forwarded-for", "198.51.100.3")
+        .body_json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(Resp::read(resp.0).await.status, 200);
+}
+
+#[tokio::test]
+async fn proxy_header_is_ignored_unless_configured() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let resp = app
+            .client
+            .post("/auth/login")
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .body_json(&serde_json::json!({ "email": format!("u{i}@test.com"), "password": "x" }))
+            .send()
+            .await;
+        assert_eq!(resp.0.status(), 401);
+    }
+    // All 20 counted against the one real peer, whatever the header said.
+    app.login("another@test.com", "x")
+        .await
+        .assert_error(429, "too_many_requests");
+}
+
+#[tokio::test]
+async fn register_then_login_and_conflicts_ignore_case() {
+    let app = spawn_app().await;
+    let created = app
+        .register("New.User@Example.com", "a long password")
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.json()["email"], "new.user@example.com");
+    assert_eq!(
+        app.login("new.user@example.com", "a long password")
+            .await
+            .status,
+        200
+    );
+    let taken = app
+        .register("new.user@example.com", "another password")
+        .await;
+    let taken_upper = app
+        .register("NEW.USER@EXAMPLE.COM", "another password")
+        .await;
+    taken.assert_error(409, "email_taken");
+    assert_eq!(taken.body, taken_upper.body);
+    let short = app.register("short@example.com", "1234567").await;
+    short.assert_error(400, "invalid_request");
+    assert!(short.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("8 characters"));
+    app.register("not-an-email", "a long password")
+        .await
+        .assert_error(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn registration_is_off_in_prod_by_default() {
+    let app = spawn_app_with(&[("REGISTRATION_ENABLED", "false")]).await;
+    app.register("x@example.com", "a long password")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn passwords_longer_than_72_bytes_count_in_full() {
+    // Case 53, end to end.
+    let app = spawn_app().await;
+    let password = format!("{}{}", "p".repeat(72), "-real-tail");
+    assert_eq!(
+        app.register("long72@example.com", &password).await.status,
+        201
+    );
+    let prefix_attack = format!("{}{}", "p".repeat(72), "-other-tail");
+    app.login("long72@example.com", &prefix_attack)
+        .await
+        .assert_error(401, "invalid_credentials");
+    assert_eq!(app.login("long72@example.com", &password).await.status, 200);
+}

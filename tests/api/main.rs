@@ -1,0 +1,16 @@
+//! HTTP integration tests: the real app in-process (poem's test client), with adapters swapped
+//! per test (a manual clock, failing stores), plus one smoke test over a real socket.
+//! Case numbers refer to shared/SECURITY-CHECKLIST.md.
+
+mod architecture;
+mod claims;
+mod csrf;
+mod faults;
+mod flow;
+mod forgery;
+mod helpers;
+mod input;
+mod login;
+mod openapi;
+mod rotation;
+mod smoke;

@@ -1,0 +1,198 @@
+//! Refresh rotation, reuse detection, the race, and absolute session lifetime (section C).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::helpers::*;
+use jwt_auth::domain::Email;
+use jwt_auth::ports::UserRepo;
+
+#[tokio::test]
+async fn refresh_rotates_and_marks_the_old_token_used() {
+    // Checklist case 22.
+    let app = spawn_app().await;
+    let login = app.login_demo().await;
+    let old = login.refresh_cookie().unwrap();
+    let resp = app.refresh(Some(&old)).await;
+    assert_eq!(resp.status, 200);
+    let new = resp.refresh_cookie().unwrap();
+    assert_ne!(new, old);
+    assert_ne!(resp.access_token(), login.access_token());
+    assert_eq!(
+        app.store_counts(),
+        (1, 2),
+        "one session; old (consumed) and new hash"
+    );
+}
+
+#[tokio::test]
+async fn replay_of_a_rotated_token_revokes_the_whole_family() {
+    // Checklist case 23.
+    let app = spawn_app().await;
+    let login = app.login_demo().await;
+    let first = login.refresh_cookie().unwrap();
+    let second = app.refresh(Some(&first)).await.refresh_cookie().unwrap();
+    let newest_access = app.refresh(Some(&second)).await;
+    let newest = newest_access.refresh_cookie().unwrap();
+
+    let replay = app.refresh(Some(&first)).await;
+    replay.assert_error(401, "invalid_refresh_token");
+    assert_eq!(
+        replay.refresh_cookie().as_deref(),
+        Some(""),
+        "failed refresh clears the cookie"
+    );
+    app.refresh(Some(&newest))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    app.me(&newest_access.access_token())
+        .await
+        .assert_error(401, "invalid_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_refreshes_with_one_token_give_exactly_one_success() {
+    // Checklist case 24.
+    let app = Arc::new(spawn_app().await);
+    let token = app.login_demo().await.refresh_cookie().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let app = app.clone();
+        let token = token.clone();
+        tasks.spawn(async move { app.refresh(Some(&token)).await });
+    }
+    let mut winners = Vec::new();
+    let mut losers = 0;
+    while let Some(resp) = tasks.join_next().await {
+        let resp = resp.unwrap();
+        match resp.status {
+            200 => winners.push(resp.refresh_cookie().unwrap()),
+            401 => losers += 1,
+            other => panic!("unexpected {other}: {}", resp.body),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one success");
+    assert_eq!(losers, 23);
+    // The losers presented a consumed token: reuse revoked the family, so even the
+    // winner's successor is dead. Never two live successors.
+    let live: HashSet<_> = winners.iter().collect();
+    assert_eq!(live.len(), 1);
+    app.refresh(Some(&winners[0]))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn session_ends_at_30_days_and_rotation_never_extends_it() {
+    // Checklist case 25.
+    let app = spawn_app().await;
+    let mut cookie = app.login_demo().await.refresh_cookie().unwrap();
+    app.clock.advance(29 * 86_400);
+    let day29 = app.refresh(Some(&cookie)).await;
+    assert_eq!(day29.status, 200);
+    assert_eq!(
+        day29.cookie_attr("Max-Age").as_deref(),
+        Some("86400"),
+        "ends on day 30 from login"
+    );
+    cookie = day29.refresh_cookie().unwrap();
+    app.clock.advance(86_400 - 1);
+    let last_second = app.refresh(Some(&cookie)).await;
+    assert_eq!(last_second.status, 200);
+    assert_eq!(last_second.cookie_attr("Max-Age").as_deref(), Some("1"));
+    cookie = last_second.refresh_cookie().unwrap();
+    app.clock.advance(1);
+    let expired = app.refresh(Some(&cookie)).await;
+    expired.assert_error(401, "invalid_refresh_token");
+    assert_eq!(expired.cookie_attr("Max-Age").as_deref(), Some("0"));
+    assert_eq!(app.store_counts().0, 0, "the expired session was forgotten");
+}
+
+#[tokio::test]
+async fn bad_cookie_values_get_401_and_no_new_token() {
+    // Checklist case 26.
+    let app = spawn_app().await;
+    app.login_demo().await;
+    let before = app.store_counts();
+    let random = b64(&[7u8; 32]);
+    let big = "A".repeat(4096);
+    for cookie in [
+        None,
+        Some(""),
+        Some(random.as_str()),
+        Some(big.as_str()),
+        Some("%FF%FE"),
+    ] {
+        let resp = app.refresh(cookie).await;
+        resp.assert_error(401, "invalid_refresh_token");
+        assert_eq!(resp.refresh_cookie().as_deref(), Some(""), "{cookie:?}");
+    }
+    // A raw non-UTF-8 cookie header.
+    let resp = app
+        .client
+        .post("/auth/refresh")
+        .header(
+            "cookie",
+            poem::http::HeaderValue::from_bytes(b"refresh_token=\xff\xfe").unwrap(),
+        )
+        .send()
+        .await;
+    let resp = Resp::read(resp.0).await;
+    resp.assert_error(401, "invalid_refresh_token");
+    assert_eq!(app.store_counts(), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn access_jwt_in_the_refresh_cookie_and_refresh_token_as_bearer_are_refused() {
+    // Checklist case 20.
+    let app = spawn_app().await;
+    let login = app.login_demo().await;
+    app.refresh(Some(&login.access_token()))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    app.me(&login.refresh_cookie().unwrap())
+        .await
+        .assert_error(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn disabling_a_user_revokes_every_family_and_access() {
+    // Checklist cases 19 and 29.
+    let app = spawn_app().await;
+    let a = app.login_demo().await;
+    let b = app.login_demo().await;
+    let email = Email::parse("jywan@test.com").unwrap();
+    app.users.set_disabled(&email, true).await.unwrap();
+    app.me(&a.access_token())
+        .await
+        .assert_error(401, "invalid_token");
+    app.refresh(a.refresh_cookie().as_deref())
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    assert_eq!(app.store_counts().0, 0, "both sessions revoked");
+    app.users.set_disabled(&email, false).await.unwrap();
+    app.refresh(b.refresh_cookie().as_deref())
+        .await
+        .assert_error(401, "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn purge_forgets_ended_sessions_and_orphaned_tokens() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.login_demo().await;
+    }
+    let keep = app.login_demo().await.refresh_cookie().unwrap();
+    app.refresh(Some(&keep)).await;
+    assert_eq!(app.store_counts(), (4, 5));
+    app.clock.advance(30 * 86_400);
+    let now = jwt_auth::ports::Clock::now(app.clock.as_ref());
+    let purged = jwt_auth::ports::RefreshStore::purge(app.sessions.as_ref(), now, 2)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2, "bounded by the batch size");
+    jwt_auth::ports::RefreshStore::purge(app.sessions.as_ref(), now, 100)
+        .await
+        .unwrap();
+    assert_eq!(app.store_counts(), (0, 0));
+}
