@@ -291,3 +291,111 @@ fn uuid_claim(payload: &JwtPayload, name: &'static str) -> Result<uuid::Uuid, To
         .parse()
         .map_err(|_| TokenError::Invalid(format!("{name} is not an id")))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789-abcdefghijklmnop";
+    const NOW: u64 = 1_800_000_000;
+
+    fn issuer() -> JoseTokenIssuer {
+        JoseTokenIssuer::new(IssuerConfig {
+            algorithm: Algorithm::HS256,
+            secret: SECRET.to_vec(),
+            previous_secret: None,
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway_secs: 0,
+        })
+        .unwrap()
+    }
+
+    fn claims(iat: u64, ttl: u64) -> AccessClaims {
+        AccessClaims {
+            sub: UserId::new_random(),
+            sid: SessionId::new_random(),
+            iat: Timestamp::from_unix(iat),
+            exp: Timestamp::from_unix(iat + ttl),
+            jti: uuid::Uuid::new_v4(),
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let mut config = IssuerConfig {
+            algorithm: Algorithm::HS256,
+            secret: vec![1; 31],
+            previous_secret: None,
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway_secs: 0,
+        };
+        assert!(JoseTokenIssuer::new(config.clone()).is_err());
+        config.secret = vec![1; 32];
+        config.algorithm = Algorithm::HS512;
+        assert!(JoseTokenIssuer::new(config).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let shown = format!("{:?}", issuer());
+        assert!(!shown.contains("unit-test-secret"));
+        let config = IssuerConfig {
+            algorithm: Algorithm::HS256,
+            secret: SECRET.to_vec(),
+            previous_secret: Some(SECRET.to_vec()),
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway_secs: 0,
+        };
+        assert!(!format!("{config:?}").contains("unit-test-secret"));
+    }
+
+    proptest! {
+        /// Issue then verify returns the same claims at any time before `exp`, and fails from
+        /// `exp` on.
+        #[test]
+        fn round_trip_until_exp(iat in 0u64..4_000_000_000, ttl in 1u64..100_000, at in 0u64..100_000) {
+            let issuer = issuer();
+            let c = claims(iat, ttl);
+            let token = issuer.issue_access(&c).unwrap();
+            let now = Timestamp::from_unix(iat + at);
+            let verified = issuer.verify_access(token.as_str(), now);
+            if at < ttl {
+                prop_assert_eq!(verified.unwrap(), c);
+            } else {
+                prop_assert!(verified.is_err());
+            }
+        }
+
+        /// Changing any single character of a valid token makes it invalid (never a panic).
+        #[test]
+        fn any_single_character_change_is_refused(pos in any::<prop::sample::Index>(), replacement in "[A-Za-z0-9_.=+/-]") {
+            let issuer = issuer();
+            let token = issuer.issue_access(&claims(NOW, 900)).unwrap().into_string();
+            let i = pos.index(token.len());
+            let mut changed = token.clone();
+            changed.replace_range(i..=i, &replacement);
+            prop_assume!(changed != token);
+            // A change only in the unused low bits of the last base64url character can decode
+            // to the same signature bytes; josekit rejects non-canonical encodings anyway.
+            prop_assert!(issuer.verify_access(&changed, Timestamp::from_unix(NOW)).is_err());
+        }
+
+        /// Arbitrary input never panics and is never accepted.
+        #[test]
+        fn arbitrary_strings_are_refused(s in "\\PC{0,600}") {
+            prop_assert!(issuer().verify_access(&s, Timestamp::from_unix(NOW)).is_err());
+        }
+
+        /// Three arbitrary base64url segments are refused.
+        #[test]
+        fn arbitrary_segments_are_refused(a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,200}", c in "[A-Za-z0-9_-]{0,90}") {
+            let token = [a, b, c].join(".");
+            prop_assert!(issuer().verify_access(&token, Timestamp::from_unix(NOW)).is_err());
+        }
+    }
+}
