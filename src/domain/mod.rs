@@ -12,7 +12,7 @@ pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError};
 pub use ids::{SessionId, UserId};
 pub use secrets::{AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash};
 pub use time::Timestamp;
-pub use user::{Email, Session, User};
+pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, NEW_EMAIL_PATTERN};
 
 /// Claims of an issued access token, as the domain sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]

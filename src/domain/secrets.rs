@@ -11,8 +11,11 @@ use sha2::{Digest, Sha256};
 const REFRESH_TOKEN_BYTES: usize = 32;
 /// Length of a refresh token once base64url-encoded without padding.
 pub const REFRESH_TOKEN_LEN: usize = 43;
-/// Longest password accepted; checked before any hashing so a huge body burns no CPU.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest password accepted, in characters; checked before any hashing so a huge body burns
+/// no CPU.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+/// Shortest password a new account may have.
+pub const MIN_NEW_PASSWORD_CHARS: usize = 8;
 
 macro_rules! redacted_debug {
     ($name:ident) => {
@@ -24,7 +27,7 @@ macro_rules! redacted_debug {
     };
 }
 
-/// A password as the user typed it: at least one and at most `MAX_PASSWORD_BYTES` bytes,
+/// A password as the user typed it: at least one and at most `MAX_PASSWORD_CHARS` characters,
 /// compared exactly as received (no Unicode normalization).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -37,10 +40,22 @@ impl Password {
         if raw.is_empty() {
             return Err("password must not be empty");
         }
-        if raw.len() > MAX_PASSWORD_BYTES {
-            return Err("password must be at most 1024 bytes");
+        if raw.chars().nth(MAX_PASSWORD_CHARS).is_some() {
+            return Err("password must have at most 1024 characters");
         }
         Ok(Self(raw))
+    }
+
+    /// The stricter check for a new account's password, used by `/auth/register` and
+    /// `jwt-auth user add`: at least `MIN_NEW_PASSWORD_CHARS` characters, then as `parse`.
+    ///
+    /// # Errors
+    /// A message naming the rule that failed; it never contains the password.
+    pub fn parse_new(raw: String) -> Result<Self, &'static str> {
+        if raw.chars().count() < MIN_NEW_PASSWORD_CHARS {
+            return Err("password must have at least 8 characters");
+        }
+        Self::parse(raw)
     }
 
     pub fn expose(&self) -> &str {
@@ -186,7 +201,7 @@ mod tests {
     #[test]
     fn password_length_is_capped_before_hashing() {
         assert!(Password::parse(String::new()).is_err());
-        assert!(Password::parse("x".repeat(MAX_PASSWORD_BYTES)).is_ok());
-        assert!(Password::parse("x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+        assert!(Password::parse("é".repeat(MAX_PASSWORD_CHARS)).is_ok());
+        assert!(Password::parse("x".repeat(MAX_PASSWORD_CHARS + 1)).is_err());
     }
 }

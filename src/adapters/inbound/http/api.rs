@@ -21,8 +21,6 @@ use crate::domain::{
 
 /// Name of the refresh cookie (kept from the FastAPI project).
 pub const REFRESH_COOKIE: &str = "refresh_token";
-/// Shortest password a new account may have.
-const MIN_NEW_PASSWORD_CHARS: usize = 8;
 
 #[derive(Tags)]
 enum Tag {
@@ -37,9 +35,32 @@ enum Tag {
 #[oai(example)]
 pub struct LoginRequest {
     /// The account's email; letter case and surrounding spaces are ignored.
+    #[oai(validator(max_length = 254, pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"))]
     pub email: String,
-    /// The password, compared exactly as sent (at most 1024 bytes).
+    /// The password, compared exactly as sent (no Unicode normalization).
+    #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
+}
+
+/// A new account.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct RegisterRequest {
+    /// A plain address such as `name@example.com`; stored lower-cased.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+\.[^\s@\x00-\x1f\x7f-\x9f]+$"
+    ))]
+    pub email: String,
+    /// At least 8 and at most 1024 characters, any of them; every character counts.
+    #[oai(validator(min_length = 8, max_length = 1024))]
+    pub password: String,
+}
+
+impl Example for RegisterRequest {
+    fn example() -> Self {
+        Self { email: "new.user@example.com".into(), password: "a long passphrase".into() }
+    }
 }
 
 impl Example for LoginRequest {
@@ -463,7 +484,7 @@ impl AuthApi {
     /// Creates an account (on by default in `dev`, off in `prod`; see REGISTRATION_ENABLED).
     /// Passwords need at least 8 characters and at most 1024 bytes.
     #[oai(path = "/register", method = "post", operation_id = "register")]
-    async fn register(&self, body: Json<LoginRequest>) -> RegisterResponse {
+    async fn register(&self, body: Json<RegisterRequest>) -> RegisterResponse {
         if !self.state.settings.registration_enabled {
             let (code, message) = errors::for_status(poem::http::StatusCode::NOT_FOUND);
             return RegisterResponse::NotFound(error(code, message));
@@ -472,13 +493,7 @@ impl AuthApi {
             Ok(e) => e,
             Err(why) => return RegisterResponse::BadRequest(error("invalid_request", why)),
         };
-        if body.password.chars().count() < MIN_NEW_PASSWORD_CHARS {
-            return RegisterResponse::BadRequest(error(
-                "invalid_request",
-                "password must have at least 8 characters",
-            ));
-        }
-        let password = match Password::parse(body.0.password) {
+        let password = match Password::parse_new(body.0.password) {
             Ok(p) => p,
             Err(why) => return RegisterResponse::BadRequest(error("invalid_request", why)),
         };

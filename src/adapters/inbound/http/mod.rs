@@ -65,6 +65,7 @@ pub fn openapi_service(state: &Arc<AppState>) -> OpenApiService<(AuthApi, Health
 /// The whole HTTP application: API, spec, Swagger UI and the guards around them.
 pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
     let service = openapi_service(&state);
+    let allowed = Arc::new(errors::AllowedMethods::from_spec(&service.spec()));
     let docs = service.swagger_ui();
     let json = service.spec_endpoint();
     let yaml = service.spec_endpoint_yaml();
@@ -76,7 +77,10 @@ pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
         .around(guards::cross_site)
         .around(guards::body_limit)
         .around(guards::cors)
-        .around(errors::json_errors)
+        .around(move |next, req| {
+            let allowed = allowed.clone();
+            async move { errors::json_errors(next, req, &allowed).await }
+        })
         .around(guards::security_headers)
         .data(state)
 }
