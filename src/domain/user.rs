@@ -43,9 +43,12 @@ impl Email {
     /// A message naming the rule that failed; it never echoes the input.
     pub fn parse_new(raw: &str) -> Result<Self, &'static str> {
         let email = Self::parse(raw)?;
-        let plain = |part: &str| !part.is_empty() && !part.chars().any(|c| c.is_whitespace() || c == '@');
+        let plain =
+            |part: &str| !part.is_empty() && !part.chars().any(|c| c.is_whitespace() || c == '@');
         let dotted = |domain: &str| {
-            domain.char_indices().any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len())
+            domain
+                .char_indices()
+                .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len())
         };
         match raw.split_once('@') {
             Some((local, domain)) if plain(local) && plain(domain) && dotted(domain) => Ok(email),
@@ -125,7 +128,15 @@ mod tests {
     #[test]
     fn new_accounts_need_a_plain_dotted_address() {
         assert!(Email::parse_new("name@example.com").is_ok());
-        for raw in ["' OR 1=1--@x.io", "a@b", "a@b@c.io", "a@.io", "a@io.", " a@b.io", "@b.io"] {
+        for raw in [
+            "' OR 1=1--@x.io",
+            "a@b",
+            "a@b@c.io",
+            "a@.io",
+            "a@io.",
+            " a@b.io",
+            "@b.io",
+        ] {
             assert!(Email::parse_new(raw).is_err(), "{raw:?}");
         }
     }

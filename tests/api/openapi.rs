@@ -96,15 +96,31 @@ async fn served_spec_documents_every_operation_and_response() {
 
     // The schema states the same email rules the domain enforces.
     let schemas = &spec["components"]["schemas"];
-    assert_eq!(schemas["LoginRequest"]["properties"]["email"]["pattern"], jwt_auth::domain::LOGIN_EMAIL_PATTERN);
-    assert_eq!(schemas["RegisterRequest"]["properties"]["email"]["pattern"], jwt_auth::domain::NEW_EMAIL_PATTERN);
-    assert_eq!(schemas["RegisterRequest"]["properties"]["password"]["minLength"], 8);
+    assert_eq!(
+        schemas["LoginRequest"]["properties"]["email"]["pattern"],
+        jwt_auth::domain::LOGIN_EMAIL_PATTERN
+    );
+    assert_eq!(
+        schemas["RegisterRequest"]["properties"]["email"]["pattern"],
+        jwt_auth::domain::NEW_EMAIL_PATTERN
+    );
+    assert_eq!(
+        schemas["RegisterRequest"]["properties"]["password"]["minLength"],
+        8
+    );
 }
 
 #[tokio::test]
 async fn method_not_allowed_lists_the_allowed_methods() {
     let app = spawn_app().await;
-    let resp = Resp::read(app.client.request(poem::http::Method::TRACE, "/auth/login").send().await.0).await;
+    let resp = Resp::read(
+        app.client
+            .request(poem::http::Method::TRACE, "/auth/login")
+            .send()
+            .await
+            .0,
+    )
+    .await;
     resp.assert_error(405, "method_not_allowed");
     assert_eq!(resp.header("allow"), Some("POST"));
     let resp = Resp::read(app.client.delete("/auth/me").send().await.0).await;

@@ -35,7 +35,10 @@ enum Tag {
 #[oai(example)]
 pub struct LoginRequest {
     /// The account's email; letter case and surrounding spaces are ignored.
-    #[oai(validator(max_length = 254, pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"))]
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub email: String,
     /// The password, compared exactly as sent (no Unicode normalization).
     #[oai(validator(min_length = 1, max_length = 1024))]
@@ -59,7 +62,10 @@ pub struct RegisterRequest {
 
 impl Example for RegisterRequest {
     fn example() -> Self {
-        Self { email: "new.user@example.com".into(), password: "a long passphrase".into() }
+        Self {
+            email: "new.user@example.com".into(),
+            password: "a long passphrase".into(),
+        }
     }
 }
 

@@ -90,7 +90,11 @@ impl AllowedMethods {
             paths
                 .into_iter()
                 .filter_map(|(path, ops)| {
-                    let mut methods: Vec<String> = ops.as_object()?.keys().map(|m| m.to_ascii_uppercase()).collect();
+                    let mut methods: Vec<String> = ops
+                        .as_object()?
+                        .keys()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect();
                     methods.sort();
                     Some((path, HeaderValue::from_str(&methods.join(", ")).ok()?))
                 })
@@ -108,7 +112,12 @@ impl AllowedMethods {
 fn validation_message(reason: &str) -> Option<String> {
     let field = reason.split("field `").nth(1)?.split('`').next()?;
     let rule = reason.split("verification failed. ").nth(1)?;
-    let number = |name: &str| rule.strip_prefix(name)?.strip_suffix(')')?.parse::<usize>().ok();
+    let number = |name: &str| {
+        rule.strip_prefix(name)?
+            .strip_suffix(')')?
+            .parse::<usize>()
+            .ok()
+    };
     let what = if let Some(n) = number("minLength(") {
         format!("must have at least {n} characters")
     } else if let Some(n) = number("maxLength(") {
@@ -123,7 +132,11 @@ fn validation_message(reason: &str) -> Option<String> {
 
 /// Turns every error or non-JSON error response into the contract's JSON body. Responses that
 /// already carry JSON (the operations' own) pass untouched.
-pub async fn json_errors<E: Endpoint>(next: E, req: Request, allowed: &AllowedMethods) -> Result<Response> {
+pub async fn json_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: &AllowedMethods,
+) -> Result<Response> {
     let uri = req.uri().clone();
     let mut detail = None;
     let resp = match next.call(req).await {
@@ -149,7 +162,9 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request, allowed: &AllowedMe
         let mut fresh = response(resp.status());
         if let Some(message) = detail {
             let (code, _) = for_status(resp.status());
-            fresh = ErrorBody::new(code, &message).with_status(resp.status()).into_response();
+            fresh = ErrorBody::new(code, &message)
+                .with_status(resp.status())
+                .into_response();
         }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
             if let Some(allow) = allowed.for_path(uri.path()) {
@@ -168,15 +183,26 @@ mod tests {
     #[test]
     fn validator_failures_name_field_and_rule_only() {
         let reason = r#"failed to parse "RegisterRequest": field `password` verification failed. minLength(8)"#;
-        assert_eq!(validation_message(reason).as_deref(), Some("password must have at least 8 characters"));
-        let reason = r#"failed to parse "LoginRequest": field `email` verification failed. pattern("^x$")"#;
-        assert_eq!(validation_message(reason).as_deref(), Some("email has an invalid format (see the schema)"));
-        assert_eq!(validation_message("expected value at line 1 column 1"), None);
+        assert_eq!(
+            validation_message(reason).as_deref(),
+            Some("password must have at least 8 characters")
+        );
+        let reason =
+            r#"failed to parse "LoginRequest": field `email` verification failed. pattern("^x$")"#;
+        assert_eq!(
+            validation_message(reason).as_deref(),
+            Some("email has an invalid format (see the schema)")
+        );
+        assert_eq!(
+            validation_message("expected value at line 1 column 1"),
+            None
+        );
     }
 
     #[test]
     fn allow_lists_the_methods_of_a_path() {
-        let allowed = AllowedMethods::from_spec(r#"{"paths":{"/a":{"post":{}},"/b":{"get":{},"put":{}}}}"#);
+        let allowed =
+            AllowedMethods::from_spec(r#"{"paths":{"/a":{"post":{}},"/b":{"get":{},"put":{}}}}"#);
         assert_eq!(allowed.for_path("/a").unwrap(), "POST");
         assert_eq!(allowed.for_path("/b").unwrap(), "GET, PUT");
         assert!(allowed.for_path("/c").is_none());
