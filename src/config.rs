@@ -23,6 +23,8 @@ pub const KEYS: &[&str] = &[
     "PORT",
     "PUBLIC_URL",
     "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "RUN_MIGRATIONS",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_ALGORITHM",
@@ -82,7 +84,12 @@ pub struct Settings {
     pub host: String,
     pub port: u16,
     pub public_url: Option<String>,
+    /// `postgres://…`, `postgresql://…` or `sqlite://…`; absent: the in-memory stores.
     pub database_url: Option<Secret>,
+    /// Pool size per process (each instance opens up to this many connections).
+    pub database_max_connections: u32,
+    /// Apply pending migrations at start-up; off: run `jwt-auth migrate` before deploying.
+    pub run_migrations: bool,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwt_algorithm: Algorithm,
@@ -180,6 +187,18 @@ impl Settings {
         }
         if self.max_body_bytes < 256 {
             return bad("MAX_BODY_BYTES", "must be at least 256");
+        }
+        if let Some(url) = &self.database_url {
+            if DatabaseKind::of(url.expose()).is_none() {
+                // Never echo the URL: it may hold a password.
+                return bad(
+                    "DATABASE_URL",
+                    "must start with postgres://, postgresql:// or sqlite://",
+                );
+            }
+        }
+        if self.database_max_connections == 0 {
+            return bad("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
         if self.login_max_failures == 0 || self.login_client_max_failures == 0 {
             return bad("LOGIN_MAX_FAILURES", "limits must be at least 1");
@@ -288,6 +307,25 @@ impl Settings {
     }
 }
 
+/// Which database a `DATABASE_URL` names, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Postgres,
+    Sqlite,
+}
+
+impl DatabaseKind {
+    /// `None` for a scheme the service has no adapter for.
+    pub fn of(url: &str) -> Option<Self> {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase())?;
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+}
+
 fn is_placeholder(secret: &str) -> bool {
     secret.trim().is_empty() || secret.to_ascii_uppercase().starts_with("CHANGE_ME")
 }
@@ -332,6 +370,34 @@ mod tests {
         assert_eq!(s.bcrypt_cost, 12);
         assert!(!s.cookie_secure());
         assert!(s.registration_enabled());
+        assert!(s.database_url.is_none());
+        assert!(s.run_migrations);
+        assert_eq!(s.database_max_connections, 10);
+    }
+
+    #[test]
+    fn database_url_scheme_selects_the_adapter() {
+        assert_eq!(
+            DatabaseKind::of("postgres://u@h/db"),
+            Some(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::of("postgresql://u@h/db"),
+            Some(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::of("sqlite://data/auth.db"),
+            Some(DatabaseKind::Sqlite)
+        );
+        assert_eq!(DatabaseKind::of("mysql://u@h/db"), None);
+        assert_eq!(DatabaseKind::of("no scheme"), None);
+        let err = Settings::from_pairs(&[("DATABASE_URL", "mysql://u:pw-canary@h/db")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        assert!(!err.contains("pw-canary"), "never echoes the URL: {err}");
+        let off = Settings::from_pairs(&[("RUN_MIGRATIONS", "false")]).unwrap();
+        assert!(!off.run_migrations);
     }
 
     #[test]
