@@ -8,6 +8,7 @@ mod logout;
 mod me;
 mod refresh;
 mod register;
+mod set_disabled;
 mod throttle;
 
 pub use login::{Login, LoginCommand};
@@ -15,6 +16,7 @@ pub use logout::Logout;
 pub use me::Me;
 pub use refresh::Refresh;
 pub use register::Register;
+pub use set_disabled::{SetDisabled, SetDisabledOutcome};
 pub use throttle::{LoginThrottle, ThrottleSettings};
 
 use std::sync::Arc;

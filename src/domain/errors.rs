@@ -60,3 +60,12 @@ pub enum RegisterError {
     #[error(transparent)]
     Unknown(anyhow::Error),
 }
+
+/// Why an account could not be disabled or enabled.
+#[derive(Debug, thiserror::Error)]
+pub enum SetDisabledError {
+    #[error("a backing store is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}

@@ -8,9 +8,12 @@ mod secrets;
 mod time;
 mod user;
 
-pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError};
+pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError};
 pub use ids::{SessionId, UserId};
-pub use secrets::{AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash};
+pub use secrets::{
+    AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
+    MIN_NEW_PASSWORD_CHARS,
+};
 pub use time::Timestamp;
 pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, NEW_EMAIL_PATTERN};
 
