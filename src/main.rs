@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use jwt_auth::adapters::inbound::cli;
 use jwt_auth::adapters::inbound::http::openapi_service;
 use jwt_auth::config::Settings;
 use jwt_auth::startup::{build_state, Adapters, Application};
@@ -25,11 +26,43 @@ enum Command {
         #[arg(long, default_value = "openapi")]
         out: PathBuf,
     },
+    /// Apply the pending database migrations (DATABASE_URL) and exit.
+    Migrate,
+    /// Manage accounts in the database (DATABASE_URL).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is prompted for twice, or read from standard input
+    /// when it is not a terminal; never from an argument.
+    Add {
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable an account and revoke all its sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// List the accounts: id, email, created, disabled.
+    List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    jwt_auth::telemetry::init();
+    match cli.command {
+        None | Some(Command::Serve) => jwt_auth::telemetry::init(),
+        Some(_) => jwt_auth::telemetry::init_with_default("warn"),
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -48,6 +81,8 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Openapi { out } => write_openapi(&settings, &out),
+            Command::Migrate => print(cli::migrate(&settings).await),
+            Command::User { action } => user(&settings, action).await,
         }
     });
     match result {
@@ -60,7 +95,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let adapters = Adapters::in_memory(&settings)?;
+    let adapters = Adapters::from_settings(&settings).await?;
     let app = Application::build(settings.clone(), adapters).await?;
     tracing::info!(
         env = ?settings.env,
@@ -69,6 +104,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         app.port()
     );
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn user(settings: &Settings, action: UserCommand) -> anyhow::Result<()> {
+    print(match action {
+        UserCommand::Add { email } => {
+            let password = cli::read_new_password()?;
+            cli::user_add(settings, &email, &password).await
+        }
+        UserCommand::Disable { email } => cli::user_set_disabled(settings, &email, true).await,
+        UserCommand::Enable { email } => cli::user_set_disabled(settings, &email, false).await,
+        UserCommand::List => cli::user_list(settings).await,
+    })
+}
+
+fn print(out: anyhow::Result<String>) -> anyhow::Result<()> {
+    println!("{}", out?);
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
-use crate::app::{Login, LoginThrottle, Logout, Me, Refresh, Register, TokenPolicy};
+use crate::adapters::outbound::sql::{Database, PoolSettings};
+use crate::app::{Login, LoginThrottle, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{Email, Password, RegisterError};
 use crate::ports::{Clock, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
@@ -37,9 +38,41 @@ impl Adapters {
     /// # Errors
     /// When the token or hashing settings are unusable.
     pub fn in_memory(settings: &Settings) -> anyhow::Result<Self> {
+        Self::with_stores(
+            settings,
+            Arc::new(InMemoryUserRepo::new()),
+            Arc::new(InMemoryRefreshStore::new()),
+        )
+    }
+
+    /// The stores `DATABASE_URL` selects (migrated first unless `RUN_MIGRATIONS` is off), or
+    /// the in-memory ones without it; bcrypt, josekit and the system clock.
+    ///
+    /// # Errors
+    /// One line when the database cannot be reached, its migration fails or its schema is
+    /// behind this binary; never the URL's password.
+    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        match open_database(settings).await? {
+            Some(db) => Self::with_stores(settings, db.users(), db.sessions()),
+            None => {
+                tracing::info!("using the in-memory stores: nothing survives a restart");
+                Self::in_memory(settings)
+            }
+        }
+    }
+
+    /// These stores with bcrypt, josekit and the system clock.
+    ///
+    /// # Errors
+    /// When the token or hashing settings are unusable.
+    pub fn with_stores(
+        settings: &Settings,
+        users: Arc<dyn UserRepo>,
+        sessions: Arc<dyn RefreshStore>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            users: Arc::new(InMemoryUserRepo::new()),
-            sessions: Arc::new(InMemoryRefreshStore::new()),
+            users,
+            sessions,
             hasher: Arc::new(BcryptHasher::new(
                 settings.bcrypt_cost,
                 settings.login_concurrency(),
@@ -48,6 +81,41 @@ impl Adapters {
             clock: Arc::new(SystemClock),
         })
     }
+}
+
+/// The pool settings for this configuration.
+pub fn pool_settings(settings: &Settings) -> PoolSettings {
+    PoolSettings {
+        max_connections: settings.database_max_connections,
+        ..PoolSettings::default()
+    }
+}
+
+/// Connects to the database `DATABASE_URL` names, if any, and migrates it unless
+/// `RUN_MIGRATIONS` is off (then checks that nothing is pending).
+///
+/// # Errors
+/// One line when the database cannot be reached, its migration fails or its schema is behind
+/// this binary; never the URL's password.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Option<Database>> {
+    let Some(url) = settings.database_url.as_ref() else {
+        return Ok(None);
+    };
+    let db = Database::connect(url.expose(), pool_settings(settings)).await?;
+    if settings.run_migrations {
+        db.migrate().await?;
+    } else {
+        let pending = db.pending_migrations().await?;
+        if pending > 0 {
+            anyhow::bail!(
+                "the schema of {} is {pending} migration(s) behind this binary: run `jwt-auth \
+                 migrate` or set RUN_MIGRATIONS=true",
+                db.describe()
+            );
+        }
+    }
+    tracing::info!(database = db.describe(), "using the database store");
+    Ok(Some(db))
 }
 
 /// The josekit issuer for these settings.
@@ -124,11 +192,20 @@ pub fn build_state(settings: &Settings, a: &Adapters) -> Arc<AppState> {
     })
 }
 
-fn register(a: &Adapters) -> Register {
+/// The `Register` use case on these adapters (`/auth/register`, `user add`, the demo seed).
+pub fn register(a: &Adapters) -> Register {
     Register {
         users: a.users.clone(),
         hasher: a.hasher.clone(),
         clock: a.clock.clone(),
+    }
+}
+
+/// The `SetDisabled` use case on these adapters (`user disable`, `user enable`).
+pub fn set_disabled(a: &Adapters) -> SetDisabled {
+    SetDisabled {
+        users: a.users.clone(),
+        sessions: a.sessions.clone(),
     }
 }
 

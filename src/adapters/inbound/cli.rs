@@ -1,0 +1,221 @@
+//! The operator commands (`jwt-auth migrate`, `jwt-auth user …`): a driving adapter like the
+//! HTTP edge, over the same use cases and ports. Each returns the text to print on stdout.
+//! Passwords come from a prompt or standard input, never from an argument; hashes are never
+//! shown.
+
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+
+use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
+use crate::adapters::outbound::clock::SystemClock;
+use crate::adapters::outbound::sql::Database;
+use crate::app::{Register, SetDisabled};
+use crate::config::Settings;
+use crate::domain::{Email, Password, RegisterError, Timestamp, User};
+use crate::startup::{open_database, pool_settings};
+
+/// `jwt-auth migrate`: applies the pending migrations, whatever `RUN_MIGRATIONS` says.
+///
+/// # Errors
+/// Without `DATABASE_URL`, or when the database cannot be reached or a migration fails.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
+    let url = settings.database_url.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("DATABASE_URL is not set: the in-memory store has no schema to migrate")
+    })?;
+    let db = Database::connect(url.expose(), pool_settings(settings)).await?;
+    let pending = db.pending_migrations().await?;
+    db.migrate().await?;
+    let out = format!(
+        "{}: {pending} migration(s) applied, schema up to date",
+        db.describe()
+    );
+    db.close().await;
+    Ok(out)
+}
+
+/// The database the user commands work on; the in-memory store lives only inside a server.
+async fn database(settings: &Settings) -> anyhow::Result<Database> {
+    open_database(settings).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "DATABASE_URL is not set: user management needs a database (the in-memory store \
+             lives only inside a running server)"
+        )
+    })
+}
+
+/// `jwt-auth user add --email E`, with the same rules as `POST /auth/register`.
+///
+/// # Errors
+/// A malformed email, a taken one, or a store failure.
+pub async fn user_add(
+    settings: &Settings,
+    email: &str,
+    password: &Password,
+) -> anyhow::Result<String> {
+    let email = Email::parse_new(email).map_err(anyhow::Error::msg)?;
+    let db = database(settings).await?;
+    let register = Register {
+        users: db.users(),
+        hasher: Arc::new(BcryptHasher::new(settings.bcrypt_cost, 1)?),
+        clock: Arc::new(SystemClock),
+    };
+    let result = register.execute(email, password).await;
+    db.close().await;
+    match result {
+        Ok(user) => Ok(format!("created user {} {}", user.id, user.email)),
+        Err(RegisterError::EmailTaken) => {
+            anyhow::bail!("an account with this email already exists")
+        }
+        Err(e) => Err(anyhow::Error::new(e)),
+    }
+}
+
+/// `jwt-auth user disable|enable --email E`. Disabling revokes all the user's sessions.
+///
+/// # Errors
+/// No account with this email, or a store failure.
+pub async fn user_set_disabled(
+    settings: &Settings,
+    email: &str,
+    disabled: bool,
+) -> anyhow::Result<String> {
+    let email = Email::parse(email).map_err(anyhow::Error::msg)?;
+    let db = database(settings).await?;
+    let use_case = SetDisabled {
+        users: db.users(),
+        sessions: db.sessions(),
+    };
+    let result = use_case.execute(&email, disabled).await;
+    db.close().await;
+    match result? {
+        None => anyhow::bail!("no account with the email {email}"),
+        Some(out) if disabled => Ok(format!(
+            "disabled {} ({} live session(s) revoked)",
+            out.user.email, out.sessions_revoked
+        )),
+        Some(out) => Ok(format!("enabled {}", out.user.email)),
+    }
+}
+
+/// `jwt-auth user list`: id, email, created, disabled; oldest first; never a hash.
+///
+/// # Errors
+/// A store failure.
+pub async fn user_list(settings: &Settings) -> anyhow::Result<String> {
+    let db = database(settings).await?;
+    let users = db.users().list().await;
+    db.close().await;
+    Ok(format_users(&users?))
+}
+
+/// Tab-separated, with a header line.
+pub fn format_users(users: &[User]) -> String {
+    let mut out = String::from("id\temail\tcreated\tdisabled\n");
+    for u in users {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            u.id,
+            u.email,
+            utc(u.created_at),
+            u.disabled
+        ));
+    }
+    out.pop();
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (days-to-civil from Howard Hinnant's date algorithms).
+pub fn utc(t: Timestamp) -> String {
+    let secs = t.unix();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The new account's password: prompted twice on a terminal, otherwise read from standard
+/// input (one trailing newline dropped). Same policy as `/auth/register`.
+///
+/// # Errors
+/// The prompts differ, the input cannot be read, or the password breaks the policy.
+pub fn read_new_password() -> anyhow::Result<Password> {
+    let raw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Repeat the password: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ");
+        }
+        first
+    } else {
+        password_from(std::io::stdin().lock())?
+    };
+    Password::parse_new(raw).map_err(anyhow::Error::msg)
+}
+
+/// Reads a password from a pipe: at most a little over the policy's limit, so a huge input
+/// costs nothing; one trailing `\n` or `\r\n` is dropped.
+///
+/// # Errors
+/// When the input cannot be read or is not UTF-8.
+pub fn password_from(input: impl Read) -> anyhow::Result<String> {
+    // Four bytes per character at most in UTF-8, plus a line ending and one byte to spare.
+    let limit = 4 * crate::domain::MAX_PASSWORD_CHARS as u64 + 3;
+    let mut raw = String::new();
+    input
+        .take(limit)
+        .read_to_string(&mut raw)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from standard input: {e}"))?;
+    if raw.ends_with('\n') {
+        raw.pop();
+        if raw.ends_with('\r') {
+            raw.pop();
+        }
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_like_rfc3339() {
+        assert_eq!(utc(Timestamp::from_unix(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            utc(Timestamp::from_unix(1_800_000_000)),
+            "2027-01-15T08:00:00Z"
+        );
+        assert_eq!(
+            utc(Timestamp::from_unix(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn piped_passwords_lose_one_newline_only() {
+        assert_eq!(
+            password_from("secret pw\n".as_bytes()).unwrap(),
+            "secret pw"
+        );
+        assert_eq!(
+            password_from("secret pw\r\n".as_bytes()).unwrap(),
+            "secret pw"
+        );
+        assert_eq!(password_from("pw \n\n".as_bytes()).unwrap(), "pw \n");
+        let huge = "x".repeat(100_000);
+        let read = password_from(huge.as_bytes()).unwrap();
+        assert!(Password::parse_new(read).is_err(), "too long is refused");
+    }
+}
