@@ -3,6 +3,9 @@
 //! A binary of its own: it installs the global subscriber, which tracing's per-callsite
 //! interest cache needs to see every event reliably while other tests run in parallel.
 
+#[path = "api/db.rs"]
+#[allow(dead_code)]
+mod db;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;

@@ -17,13 +17,15 @@ use sha2::Sha256;
 use jwt_auth::adapters::inbound::http::{build_app, AppState};
 use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
-use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{Email, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId};
 use jwt_auth::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
 use jwt_auth::startup::{
     build_state, seed_demo_user, token_issuer, Adapters, DEMO_EMAIL, DEMO_PASSWORD,
 };
+
+pub use crate::db::{Store, Stores, TestDb};
 
 pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 pub const ISSUER: &str = "jwt-auth";
@@ -129,14 +131,14 @@ impl Resp {
     }
 }
 
-/// A session store that can be switched off, to test outages.
-pub struct Switchable<T> {
-    pub inner: T,
+/// A store that can be switched off, to test outages.
+pub struct Switchable<T: ?Sized> {
+    pub inner: Arc<T>,
     pub down: AtomicBool,
 }
 
-impl<T> Switchable<T> {
-    pub fn new(inner: T) -> Self {
+impl<T: ?Sized> Switchable<T> {
+    pub fn new(inner: Arc<T>) -> Self {
         Self {
             inner,
             down: AtomicBool::new(false),
@@ -159,7 +161,7 @@ impl<T> Switchable<T> {
 }
 
 #[async_trait]
-impl<T: RefreshStore> RefreshStore for Switchable<T> {
+impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
     async fn create_session(
         &self,
         session: &Session,
@@ -196,7 +198,7 @@ impl<T: RefreshStore> RefreshStore for Switchable<T> {
 }
 
 #[async_trait]
-impl<T: UserRepo> UserRepo for Switchable<T> {
+impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
         self.check()?;
         self.inner.find_by_email(email).await
@@ -227,26 +229,42 @@ impl<T: UserRepo> UserRepo for Switchable<T> {
 pub struct TestApp {
     pub client: TestClient<BoxEndpoint<'static, Response>>,
     pub clock: Arc<ManualClock>,
-    pub sessions: Arc<Switchable<InMemoryRefreshStore>>,
-    pub users: Arc<Switchable<InMemoryUserRepo>>,
+    pub sessions: Arc<Switchable<dyn RefreshStore>>,
+    pub users: Arc<Switchable<dyn UserRepo>>,
+    /// The in-memory session store, when the app runs on it.
+    pub memory: Option<Arc<InMemoryRefreshStore>>,
+    /// The database, when the app runs on one; dropped with the app.
+    pub db: Option<TestDb>,
     pub state: Arc<AppState>,
 }
 
 /// The default test app: `dev` profile with the demo user, bcrypt cost 4, a fixed secret,
-/// clock at `T0`.
+/// clock at `T0`, in-memory stores.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
 /// As `spawn_app`, with settings overridden (environment spelling).
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let stores = Stores::new(Store::Memory).await.expect("in-memory stores");
+    spawn_app_from(stores, overrides).await
+}
+
+/// As `spawn_app`, on fresh stores of this kind (a new SQLite file or PostgreSQL database);
+/// `None` when PostgreSQL is not configured (the skip is printed).
+pub async fn spawn_app_on(store: Store) -> Option<TestApp> {
+    Some(spawn_app_from(Stores::new(store).await?, &[]).await)
+}
+
+/// As `spawn_app_with`, on these stores. The demo user is seeded when the store answers.
+pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestApp {
     init_tracing();
     let mut pairs = vec![("JWT_SECRET_KEY", TEST_SECRET), ("BCRYPT_COST", "4")];
     pairs.extend_from_slice(overrides);
     let settings = Settings::from_pairs(&pairs).expect("test settings");
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix(T0)));
-    let sessions = Arc::new(Switchable::new(InMemoryRefreshStore::new()));
-    let users = Arc::new(Switchable::new(InMemoryUserRepo::new()));
+    let sessions = Arc::new(Switchable::new(stores.sessions));
+    let users = Arc::new(Switchable::new(stores.users));
     let adapters = Adapters {
         users: users.clone(),
         sessions: sessions.clone(),
@@ -254,7 +272,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         issuer: Arc::new(token_issuer(&settings).unwrap()),
         clock: clock.clone(),
     };
-    seed_demo_user(&adapters).await.unwrap();
+    // A store that is down on purpose cannot be seeded; those tests expect 503 anyway.
+    let _ = seed_demo_user(&adapters).await;
     let state = build_state(&settings, &adapters);
     let client = TestClient::new(build_app(state.clone()).map_to_response().boxed());
     TestApp {
@@ -262,6 +281,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         clock,
         sessions,
         users,
+        memory: stores.memory,
+        db: stores.db,
         state,
     }
 }
@@ -329,8 +350,23 @@ impl TestApp {
     }
 
     /// (live sessions, stored token hashes) in the in-memory store.
+    ///
+    /// # Panics
+    /// On a database store: use `live_sessions`.
     pub fn store_counts(&self) -> (usize, usize) {
-        self.sessions.inner.counts()
+        self.memory
+            .as_ref()
+            .expect("store_counts reads the in-memory store; use live_sessions")
+            .counts()
+    }
+
+    /// Sessions not revoked (ended or not), on any store.
+    pub async fn live_sessions(&self) -> usize {
+        match (&self.memory, &self.db) {
+            (Some(memory), _) => memory.counts().0,
+            (None, Some(db)) => usize::try_from(db.live_sessions().await).unwrap(),
+            (None, None) => panic!("no store to count"),
+        }
     }
 }
 

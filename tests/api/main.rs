@@ -4,7 +4,9 @@
 
 mod architecture;
 mod claims;
+mod contract;
 mod csrf;
+mod db;
 mod faults;
 mod flow;
 mod forgery;

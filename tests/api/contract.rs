@@ -1,0 +1,570 @@
+//! The port contract: the same cases, one per `# Errors` clause of `src/ports/mod.rs`, run
+//! against every adapter of `UserRepo` and `RefreshStore` — in-memory, SQLite (a temporary
+//! file per test) and PostgreSQL (a fresh database per test, when `TEST_DATABASE_URL` is set).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use jwt_auth::domain::{
+    Email, PasswordHash, RefreshToken, RefreshTokenHash, Session, SessionId, Timestamp, User,
+    UserId,
+};
+use jwt_auth::ports::{CreateUserError, RotateError, StoreError};
+
+use crate::db::{Store, Stores};
+
+const T0: u64 = 1_800_000_000;
+const DAY: u64 = 86_400;
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix(secs)
+}
+
+fn token() -> RefreshTokenHash {
+    RefreshToken::generate().hash()
+}
+
+fn user(email: &str, created: u64) -> User {
+    User {
+        id: UserId::new_random(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash::new("$2b$04$contract-test-hash".into()),
+        disabled: false,
+        created_at: at(created),
+    }
+}
+
+/// A stored user to own sessions (the SQL schemas keep a foreign key to users).
+async fn owner(s: &Stores) -> UserId {
+    let u = user(&format!("{}@example.com", uuid::Uuid::new_v4()), T0);
+    let id = u.id;
+    s.users.create(u).await.unwrap();
+    id
+}
+
+/// A new session of `user` from `T0` to `T0 + 30 days`, with its first token.
+async fn session(s: &Stores, user: UserId) -> (Session, RefreshTokenHash) {
+    let session = Session {
+        id: SessionId::new_random(),
+        user_id: user,
+        created_at: at(T0),
+        expires_at: at(T0 + 30 * DAY),
+    };
+    let first = token();
+    s.sessions.create_session(&session, first).await.unwrap();
+    (session, first)
+}
+
+fn name(e: &RotateError) -> &'static str {
+    match e {
+        RotateError::NotFound => "NotFound",
+        RotateError::Reused => "Reused",
+        RotateError::Expired => "Expired",
+        RotateError::Store(StoreError::Unavailable(_)) => "Unavailable",
+        RotateError::Store(StoreError::Unknown(_)) => "Unknown",
+    }
+}
+
+#[track_caller]
+fn assert_refused(result: Result<Session, RotateError>, want: &str) {
+    match result {
+        Ok(s) => panic!("expected {want}, got Ok({s:?})"),
+        Err(e) => assert_eq!(name(&e), want, "{e:?}"),
+    }
+}
+
+// ---- UserRepo ----
+
+async fn created_user_is_found_by_email_and_id(s: Stores) {
+    let u = user("Ada@Example.COM", T0);
+    s.users.create(u.clone()).await.unwrap();
+    let by_email = s
+        .users
+        .find_by_email(&Email::parse("  ada@example.com ").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(by_email.as_ref(), Some(&u), "every field round-trips");
+    assert_eq!(s.users.find_by_id(u.id).await.unwrap(), Some(u));
+}
+
+async fn unknown_users_are_none(s: Stores) {
+    let nobody = Email::parse("nobody@example.com").unwrap();
+    assert!(s.users.find_by_email(&nobody).await.unwrap().is_none());
+    assert!(s
+        .users
+        .find_by_id(UserId::new_random())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.users.set_disabled(&nobody, true).await.unwrap().is_none());
+    assert!(s.users.list().await.unwrap().is_empty());
+}
+
+async fn email_taken_for_case_variants(s: Stores) {
+    let first = user("Grace@Example.com", T0);
+    s.users.create(first.clone()).await.unwrap();
+    for variant in [
+        "grace@example.com",
+        "GRACE@EXAMPLE.COM",
+        " Grace@example.COM ",
+    ] {
+        let again = user(variant, T0 + 1);
+        match s.users.create(again).await {
+            Err(CreateUserError::EmailTaken) => {}
+            other => panic!("{variant:?}: expected EmailTaken, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.users.list().await.unwrap(),
+        vec![first],
+        "nothing else stored"
+    );
+}
+
+async fn disabling_and_enabling_round_trip(s: Stores) {
+    let u = user("linus@example.com", T0);
+    s.users.create(u.clone()).await.unwrap();
+    let disabled = s.users.set_disabled(&u.email, true).await.unwrap().unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.id, u.id);
+    assert!(
+        s.users.find_by_id(u.id).await.unwrap().unwrap().disabled,
+        "a disabled account is still found"
+    );
+    let enabled = s
+        .users
+        .set_disabled(&u.email, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(s.users.find_by_email(&u.email).await.unwrap(), Some(u));
+}
+
+async fn list_is_oldest_first(s: Stores) {
+    let (a, b, c) = (
+        user("c@example.com", T0 + 2),
+        user("a@example.com", T0),
+        user("b@example.com", T0 + 1),
+    );
+    for u in [&a, &b, &c] {
+        s.users.create(u.clone()).await.unwrap();
+    }
+    s.users.set_disabled(&c.email, true).await.unwrap();
+    let listed: Vec<String> = s
+        .users
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.email.to_string())
+        .collect();
+    assert_eq!(listed, ["a@example.com", "b@example.com", "c@example.com"]);
+}
+
+// ---- RefreshStore ----
+
+async fn a_new_session_is_active_until_exactly_its_end(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, _) = session(&s, uid).await;
+    assert!(s.sessions.is_active(sess.id, at(T0)).await.unwrap());
+    assert!(s
+        .sessions
+        .is_active(sess.id, at(T0 + 30 * DAY - 1))
+        .await
+        .unwrap());
+    assert!(!s
+        .sessions
+        .is_active(sess.id, at(T0 + 30 * DAY))
+        .await
+        .unwrap());
+    assert!(!s
+        .sessions
+        .is_active(SessionId::new_random(), at(T0))
+        .await
+        .unwrap());
+}
+
+async fn rotation_succeeds_and_the_successor_is_usable(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    let rotated = s.sessions.rotate(first, second, at(T0 + 60)).await.unwrap();
+    assert_eq!(rotated, sess, "the same session, its end unchanged");
+    let third = token();
+    let again = s
+        .sessions
+        .rotate(second, third, at(T0 + 120))
+        .await
+        .unwrap();
+    assert_eq!(again.expires_at, sess.expires_at, "rotation never extends");
+    assert!(s.sessions.is_active(sess.id, at(T0 + 120)).await.unwrap());
+}
+
+async fn unknown_token_is_not_found(s: Stores) {
+    assert_refused(
+        s.sessions.rotate(token(), token(), at(T0)).await,
+        "NotFound",
+    );
+}
+
+async fn reuse_revokes_the_session_and_the_newest_token(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
+    assert_refused(
+        s.sessions.rotate(first, token(), at(T0 + 2)).await,
+        "Reused",
+    );
+    assert_refused(
+        s.sessions.rotate(second, token(), at(T0 + 3)).await,
+        "NotFound",
+    );
+    assert!(!s.sessions.is_active(sess.id, at(T0 + 3)).await.unwrap());
+    // Replaying the consumed token again finds nothing live either.
+    assert_refused(
+        s.sessions.rotate(first, token(), at(T0 + 4)).await,
+        "NotFound",
+    );
+}
+
+async fn expired_at_exactly_expires_at_and_then_revoked(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let end = T0 + 30 * DAY;
+    let second = token();
+    s.sessions.rotate(first, second, at(end - 1)).await.unwrap();
+    assert_refused(s.sessions.rotate(second, token(), at(end)).await, "Expired");
+    assert_refused(
+        s.sessions.rotate(second, token(), at(end)).await,
+        "NotFound",
+    );
+    // The expired session was revoked: nothing of it works even with an earlier clock.
+    assert!(!s.sessions.is_active(sess.id, at(T0)).await.unwrap());
+    assert!(!s.sessions.revoke_by_token(second).await.unwrap());
+}
+
+async fn a_consumed_token_of_an_expired_session_is_expired(s: Stores) {
+    let uid = owner(&s).await;
+    let (_, first) = session(&s, uid).await;
+    s.sessions.rotate(first, token(), at(T0 + 1)).await.unwrap();
+    assert_refused(
+        s.sessions.rotate(first, token(), at(T0 + 30 * DAY)).await,
+        "Expired",
+    );
+}
+
+async fn revoked_session_token_is_not_found(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    assert!(s.sessions.revoke_by_token(first).await.unwrap());
+    assert_refused(
+        s.sessions.rotate(first, token(), at(T0 + 1)).await,
+        "NotFound",
+    );
+    assert!(!s.sessions.is_active(sess.id, at(T0 + 1)).await.unwrap());
+    assert!(
+        !s.sessions.revoke_by_token(first).await.unwrap(),
+        "already revoked"
+    );
+}
+
+async fn revoke_by_token_accepts_a_consumed_token(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
+    assert!(s.sessions.revoke_by_token(first).await.unwrap());
+    assert_refused(
+        s.sessions.rotate(second, token(), at(T0 + 2)).await,
+        "NotFound",
+    );
+    assert!(!s.sessions.is_active(sess.id, at(T0 + 2)).await.unwrap());
+}
+
+async fn revoke_by_unknown_token_is_false(s: Stores) {
+    assert!(!s.sessions.revoke_by_token(token()).await.unwrap());
+}
+
+async fn revoke_user_sessions_counts_live_ones_and_spares_others(s: Stores) {
+    let (alice, bob) = (owner(&s).await, owner(&s).await);
+    let (a1, a1_first) = session(&s, alice).await;
+    let (a2, _) = session(&s, alice).await;
+    let (a3, a3_first) = session(&s, alice).await;
+    let (b1, b1_first) = session(&s, bob).await;
+    s.sessions.revoke_by_token(a3_first).await.unwrap();
+    assert_eq!(s.sessions.revoke_user_sessions(alice).await.unwrap(), 2);
+    for id in [a1.id, a2.id, a3.id] {
+        assert!(!s.sessions.is_active(id, at(T0 + 1)).await.unwrap());
+    }
+    assert_refused(
+        s.sessions.rotate(a1_first, token(), at(T0 + 1)).await,
+        "NotFound",
+    );
+    assert!(s.sessions.is_active(b1.id, at(T0 + 1)).await.unwrap());
+    s.sessions
+        .rotate(b1_first, token(), at(T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(s.sessions.revoke_user_sessions(alice).await.unwrap(), 0);
+    assert_eq!(
+        s.sessions
+            .revoke_user_sessions(UserId::new_random())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn purge_is_bounded_by_its_limit_and_spares_live_sessions(s: Stores) {
+    let uid = owner(&s).await;
+    // Three sessions that end at T0 + 30 days and one that lives longer.
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        ended.push(session(&s, uid).await);
+    }
+    let live = Session {
+        id: SessionId::new_random(),
+        user_id: uid,
+        created_at: at(T0),
+        expires_at: at(T0 + 60 * DAY),
+    };
+    let live_first = token();
+    s.sessions.create_session(&live, live_first).await.unwrap();
+
+    let now = at(T0 + 30 * DAY);
+    assert_eq!(s.sessions.purge(now, 0).await.unwrap(), 0);
+    assert_eq!(s.sessions.purge(now, 2).await.unwrap(), 2, "bounded");
+    assert_eq!(s.sessions.purge(now, 100).await.unwrap(), 1, "the rest");
+    assert_eq!(s.sessions.purge(now, 100).await.unwrap(), 0);
+    for (_, first) in &ended {
+        assert_refused(s.sessions.rotate(*first, token(), now).await, "NotFound");
+    }
+    assert!(s.sessions.is_active(live.id, now).await.unwrap());
+    s.sessions.rotate(live_first, token(), now).await.unwrap();
+}
+
+async fn purge_forgets_revoked_sessions(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
+    s.sessions.revoke_by_token(second).await.unwrap();
+    // The in-memory store forgets a revoked session at once (0 here); a database keeps the
+    // row until the purge (1). Either way nothing of it is left afterwards.
+    assert!(s.sessions.purge(at(T0 + 2), 100).await.unwrap() <= 1);
+    assert_eq!(s.sessions.purge(at(T0 + 2), 100).await.unwrap(), 0);
+    assert!(!s.sessions.is_active(sess.id, at(T0 + 2)).await.unwrap());
+    for t in [first, second] {
+        assert_refused(s.sessions.rotate(t, token(), at(T0 + 3)).await, "NotFound");
+        assert!(!s.sessions.revoke_by_token(t).await.unwrap());
+    }
+}
+
+async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let sessions = s.sessions.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(24));
+    for _ in 0..24 {
+        let (sessions, barrier) = (sessions.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let successor = token();
+            barrier.wait().await;
+            (
+                successor,
+                sessions.rotate(first, successor, at(T0 + 5)).await,
+            )
+        });
+    }
+    let mut winners = Vec::new();
+    let mut refusals = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            (successor, Ok(session)) => {
+                assert_eq!(session.id, sess.id);
+                winners.push(successor);
+            }
+            (_, Err(e)) => refusals.push(name(&e)),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one success; refusals: {refusals:?}"
+    );
+    let kinds: HashSet<_> = refusals.iter().copied().collect();
+    assert!(
+        kinds.is_subset(&HashSet::from(["Reused", "NotFound"])),
+        "{refusals:?}"
+    );
+    assert!(kinds.contains("Reused"), "the first loser detected reuse");
+    // Reuse revoked the family: the winner's successor is dead too.
+    assert_refused(
+        s.sessions.rotate(winners[0], token(), at(T0 + 6)).await,
+        "NotFound",
+    );
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run(super::Store::Memory, super::$case).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run(super::Store::Sqlite, super::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run(super::Store::Postgres, super::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+async fn run<F, Fut>(store: Store, case: F)
+where
+    F: FnOnce(Stores) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(stores) = Stores::new(store).await {
+        case(stores).await;
+    }
+}
+
+contract!(
+    created_user_is_found_by_email_and_id,
+    unknown_users_are_none,
+    email_taken_for_case_variants,
+    disabling_and_enabling_round_trip,
+    list_is_oldest_first,
+    a_new_session_is_active_until_exactly_its_end,
+    rotation_succeeds_and_the_successor_is_usable,
+    unknown_token_is_not_found,
+    reuse_revokes_the_session_and_the_newest_token,
+    expired_at_exactly_expires_at_and_then_revoked,
+    a_consumed_token_of_an_expired_session_is_expired,
+    revoked_session_token_is_not_found,
+    revoke_by_token_accepts_a_consumed_token,
+    revoke_by_unknown_token_is_false,
+    revoke_user_sessions_counts_live_ones_and_spares_others,
+    purge_is_bounded_by_its_limit_and_spares_live_sessions,
+    purge_forgets_revoked_sessions,
+    concurrent_rotations_of_one_token_yield_exactly_one_success,
+);
+
+/// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.
+/// Needs no server, so it runs for PostgreSQL (a closed port) even without
+/// `TEST_DATABASE_URL`, and for SQLite (a file in a directory that does not exist).
+async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store) {
+    let s = Stores::unreachable(store).expect("a real adapter");
+    let started = std::time::Instant::now();
+    let email = Email::parse("x@example.com").unwrap();
+    let unavailable = |r: Result<(), StoreError>, what: &str| match r {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("{what}: expected Unavailable, got {other:?}"),
+    };
+    unavailable(
+        s.users.find_by_email(&email).await.map(drop),
+        "find_by_email",
+    );
+    unavailable(
+        s.users.find_by_id(UserId::new_random()).await.map(drop),
+        "find_by_id",
+    );
+    match s.users.create(user("x@example.com", T0)).await {
+        Err(CreateUserError::Store(StoreError::Unavailable(_))) => {}
+        other => panic!("create: expected Store(Unavailable), got {other:?}"),
+    }
+    unavailable(
+        s.users.set_disabled(&email, true).await.map(drop),
+        "set_disabled",
+    );
+    unavailable(s.users.list().await.map(drop), "list");
+    let sess = Session {
+        id: SessionId::new_random(),
+        user_id: UserId::new_random(),
+        created_at: at(T0),
+        expires_at: at(T0 + DAY),
+    };
+    unavailable(
+        s.sessions.create_session(&sess, token()).await,
+        "create_session",
+    );
+    assert_refused(
+        s.sessions.rotate(token(), token(), at(T0)).await,
+        "Unavailable",
+    );
+    unavailable(
+        s.sessions.revoke_by_token(token()).await.map(drop),
+        "revoke_by_token",
+    );
+    unavailable(
+        s.sessions
+            .revoke_user_sessions(UserId::new_random())
+            .await
+            .map(drop),
+        "revoke_user_sessions",
+    );
+    unavailable(
+        s.sessions.is_active(sess.id, at(T0)).await.map(drop),
+        "is_active",
+    );
+    unavailable(s.sessions.purge(at(T0), 10).await.map(drop), "purge");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "fails fast, not a hang: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn postgres_on_a_closed_port_is_unavailable() {
+    every_method_is_unavailable_when_the_store_is_unreachable(Store::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_in_a_missing_directory_is_unavailable() {
+    every_method_is_unavailable_when_the_store_is_unreachable(Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn database_debug_and_errors_never_show_the_password() {
+    use jwt_auth::adapters::outbound::sql::{Database, PoolSettings};
+    let url = "postgres://postgres:pw-canary@127.0.0.1:1/x";
+    let db = Database::connect_lazy(url, PoolSettings::default()).unwrap();
+    let shown = format!("{db:?} {}", db.describe());
+    assert!(!shown.contains("pw-canary"), "{shown}");
+    assert!(shown.contains("postgres@127.0.0.1:1/x"), "{shown}");
+    let fast = PoolSettings {
+        acquire_timeout: std::time::Duration::from_millis(500),
+        ..PoolSettings::default()
+    };
+    let err = format!("{:#}", Database::connect(url, fast).await.unwrap_err());
+    assert!(!err.contains("pw-canary"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    let err = format!(
+        "{:#}",
+        Database::connect("postgres://u:pw-canary@host:notaport/x", fast)
+            .await
+            .unwrap_err()
+    );
+    assert!(!err.contains("pw-canary"), "{err}");
+}
