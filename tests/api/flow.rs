@@ -82,7 +82,10 @@ async fn access_token_carries_exactly_the_contract_claims() {
 
 #[tokio::test]
 async fn full_flow_login_me_refresh_me_logout_refresh() {
-    let app = spawn_app().await;
+    full_flow(spawn_app().await).await;
+}
+
+pub async fn full_flow(app: TestApp) {
     let login = app.login_demo().await;
     let me = app.me(&login.access_token()).await;
     assert_eq!(me.status, 200, "{}", me.body);
@@ -106,7 +109,10 @@ async fn full_flow_login_me_refresh_me_logout_refresh() {
 #[tokio::test]
 async fn logout_clears_the_cookie_and_revokes_server_side() {
     // Checklist cases 28, 32 (we chose immediate revocation), 35.
-    let app = spawn_app().await;
+    logout_revokes_server_side(spawn_app().await).await;
+}
+
+pub async fn logout_revokes_server_side(app: TestApp) {
     let login = app.login_demo().await;
     let access = login.access_token();
     let logout = app.logout(login.refresh_cookie().as_deref()).await;
@@ -120,16 +126,19 @@ async fn logout_clears_the_cookie_and_revokes_server_side() {
     let me = app.me(&access).await;
     me.assert_error(401, "invalid_token");
     assert_eq!(
-        app.store_counts().0,
+        app.live_sessions().await,
         0,
-        "the session is gone from the store"
+        "the session is revoked in the store"
     );
 }
 
 #[tokio::test]
 async fn logout_is_idempotent_without_or_with_a_bad_cookie() {
     // Checklist case 31.
-    let app = spawn_app().await;
+    logout_is_idempotent(spawn_app().await).await;
+}
+
+pub async fn logout_is_idempotent(app: TestApp) {
     let login = app.login_demo().await;
     for cookie in [
         None,
@@ -147,7 +156,10 @@ async fn logout_is_idempotent_without_or_with_a_bad_cookie() {
 #[tokio::test]
 async fn two_logins_are_independent_families() {
     // Checklist case 30.
-    let app = spawn_app().await;
+    two_logins_are_independent(spawn_app().await).await;
+}
+
+pub async fn two_logins_are_independent(app: TestApp) {
     let a = app.login_demo().await;
     let b = app.login_demo().await;
     assert_ne!(

@@ -7,6 +7,7 @@ mod claims;
 mod contract;
 mod csrf;
 mod db;
+mod durable;
 mod faults;
 mod flow;
 mod forgery;
