@@ -182,7 +182,9 @@ impl UserRepo for PostgresUserRepo {
 }
 
 /// Sessions in `sessions`, token hashes in `refresh_tokens`. Revoked sessions keep their row
-/// (with `revoked_at`) until the purge deletes it and, by cascade, its tokens.
+/// (with `revoked_at`) until the purge deletes it and, by cascade, its tokens. `revoked_at` is
+/// the rotation's `now` when a rotation revokes, else the database's clock (those port methods
+/// take no time); only whether it is set matters to the service.
 #[derive(Debug, Clone)]
 pub struct PostgresRefreshStore {
     pool: PgPool,
