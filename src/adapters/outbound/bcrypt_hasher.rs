@@ -6,17 +6,18 @@
 //! bcrypt sees. Every byte of the password counts; bcrypt's `non_truncating_*` functions make
 //! any future slip an error instead of a silent truncation.
 //!
-//! Hashing runs on blocking threads, at most `max_concurrent` at a time, so a flood of logins
-//! queues here instead of stalling the async workers that serve `/auth/me` and refresh.
+//! Hashing runs on a pool of `max_concurrent` dedicated threads with a lower scheduling
+//! priority (nice 10), so a flood of logins queues here and uses the cores only when the async
+//! workers serving `/auth/me` and refresh leave them idle.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 
 use crate::domain::{Password, PasswordHash};
 use crate::ports::{HashError, PasswordHasher};
@@ -24,9 +25,74 @@ use crate::ports::{HashError, PasswordHasher};
 /// Fixed, public key of the pre-hash: domain separation, not a secret pepper.
 const PREHASH_KEY: &[u8] = b"jwt-auth/bcrypt-prehash/v1";
 
+/// Nice value of the hashing threads: well below the async workers under contention, yet they
+/// take every idle cycle.
+const HASH_THREAD_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of low-priority threads taking jobs from one queue.
+struct HashPool {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("bcrypt-{i}"))
+                .spawn(move || {
+                    lower_own_priority();
+                    loop {
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = next else { break }; // the hasher was dropped
+                                                           // A panicking job drops its result sender, which the caller sees as an
+                                                           // error; the thread itself lives on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(job());
+            }))
+            .map_err(|_| HashError(anyhow::anyhow!("hashing pool stopped")))?;
+        result
+            .await
+            .map_err(|_| HashError(anyhow::anyhow!("hashing job failed")))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_own_priority() {
+    // SAFETY: setpriority only reads its integer arguments. On Linux, PRIO_PROCESS with who = 0
+    // changes the calling thread alone. Raising one's own nice value needs no privilege;
+    // failure just leaves the default priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, HASH_THREAD_NICE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_own_priority() {}
+
 pub struct BcryptHasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    pool: HashPool,
     /// Verified against when the user does not exist, so both paths cost one bcrypt run.
     dummy_hash: String,
 }
@@ -46,27 +112,13 @@ impl BcryptHasher {
         let dummy_hash = bcrypt::non_truncating_hash(prehash(b"no such user: dummy"), cost)?;
         Ok(Self {
             cost,
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            pool: HashPool::new(max_concurrent.max(1))?,
             dummy_hash,
         })
     }
 
     pub fn cost(&self) -> u32 {
         self.cost
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(anyhow::anyhow!(e)))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| HashError(anyhow::anyhow!("hashing task failed: {e}")))
     }
 }
 
@@ -81,7 +133,8 @@ impl PasswordHasher for BcryptHasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let input = prehash(password.expose().as_bytes());
         let cost = self.cost;
-        self.run(move || bcrypt::non_truncating_hash(input, cost))
+        self.pool
+            .run(move || bcrypt::non_truncating_hash(input, cost))
             .await?
             .map(PasswordHash::new)
             .map_err(|e| HashError(e.into()))
@@ -99,6 +152,7 @@ impl PasswordHasher for BcryptHasher {
         };
         // A malformed stored hash is a mismatch, not an outage.
         let matches = self
+            .pool
             .run(move || bcrypt::non_truncating_verify(input, &stored).unwrap_or(false))
             .await?;
         Ok(real && matches)
@@ -190,6 +244,19 @@ mod tests {
             .verify(&pw("x"), Some(PasswordHash::new("not a hash".into())))
             .await
             .unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_lower_priority() {
+        let hasher = BcryptHasher::new(4, 2).unwrap();
+        // SAFETY: getpriority only reads its integer arguments.
+        let nice = hasher
+            .pool
+            .run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+            .await
+            .unwrap();
+        assert_eq!(nice, HASH_THREAD_NICE);
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //!
 //! josekit checks format, `alg` and the MAC but validates no claim by itself, accepts a token
 //! without `exp` or `aud`, and compares MACs with `!=`. So this adapter pins the algorithm,
-//! compares MACs in constant time, refuses header parameters it never issues, and checks every
-//! claim itself from the raw JSON against the injected time (never through josekit's
-//! `expires_at()`, which can overflow on an absurd `exp`).
+//! computes and compares MACs itself (RustCrypto `hmac`, constant-time comparison, a keyed
+//! state prepared once instead of OpenSSL's per-call key set-up), refuses header parameters
+//! it never issues, and checks every claim itself from the raw JSON against the injected time
+//! (never through josekit's `expires_at()`, which can overflow on an absurd `exp`).
 
-use josekit::jws::alg::hmac::{HmacJwsAlgorithm, HmacJwsSigner};
+use hmac::{Hmac, Mac};
+use josekit::jws::alg::hmac::HmacJwsAlgorithm;
 use josekit::jws::{JwsAlgorithm, JwsHeader, JwsSigner, JwsVerifier};
 use josekit::jwt::{self, JwtPayload};
 use josekit::JoseError;
 use serde_json::Value;
+use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
-use subtle::ConstantTimeEq;
 
 use crate::domain::{AccessClaims, AccessToken, SessionId, Timestamp, UserId};
 use crate::ports::{TokenError, TokenIssuer};
@@ -80,19 +82,110 @@ impl fmt::Debug for IssuerConfig {
     }
 }
 
-/// An HMAC verifier that recomputes the MAC and compares it in constant time.
+/// A keyed HMAC state, cloned for every signature so the key schedule runs once.
 #[derive(Clone)]
-struct ConstantTimeVerifier(HmacJwsSigner);
+enum KeyedMac {
+    S256(Hmac<Sha256>),
+    S384(Hmac<Sha384>),
+    S512(Hmac<Sha512>),
+}
 
-impl fmt::Debug for ConstantTimeVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConstantTimeVerifier({})", self.0.algorithm().name())
+/// One HMAC key: josekit's signer and verifier for it.
+#[derive(Clone)]
+struct HmacKey {
+    algorithm: HmacJwsAlgorithm,
+    mac: KeyedMac,
+}
+
+impl HmacKey {
+    fn new(algorithm: Algorithm, secret: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            secret.len() >= algorithm.min_key_bytes(),
+            "secret shorter than {} bytes",
+            algorithm.min_key_bytes()
+        );
+        let mac = match algorithm {
+            Algorithm::HS256 => KeyedMac::S256(Hmac::new_from_slice(secret)?),
+            Algorithm::HS384 => KeyedMac::S384(Hmac::new_from_slice(secret)?),
+            Algorithm::HS512 => KeyedMac::S512(Hmac::new_from_slice(secret)?),
+        };
+        Ok(Self {
+            algorithm: algorithm.jose(),
+            mac,
+        })
+    }
+
+    fn mac(&self, message: &[u8]) -> Vec<u8> {
+        match self.mac.clone() {
+            KeyedMac::S256(mut m) => {
+                m.update(message);
+                m.finalize().into_bytes().to_vec()
+            }
+            KeyedMac::S384(mut m) => {
+                m.update(message);
+                m.finalize().into_bytes().to_vec()
+            }
+            KeyedMac::S512(mut m) => {
+                m.update(message);
+                m.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
+    /// Constant-time comparison (`verify_slice` uses `subtle`).
+    fn matches(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self.mac.clone() {
+            KeyedMac::S256(mut m) => {
+                m.update(message);
+                m.verify_slice(signature).is_ok()
+            }
+            KeyedMac::S384(mut m) => {
+                m.update(message);
+                m.verify_slice(signature).is_ok()
+            }
+            KeyedMac::S512(mut m) => {
+                m.update(message);
+                m.verify_slice(signature).is_ok()
+            }
+        }
     }
 }
 
-impl JwsVerifier for ConstantTimeVerifier {
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HmacKey({}, <redacted>)", self.algorithm.name())
+    }
+}
+
+impl JwsSigner for HmacKey {
     fn algorithm(&self) -> &dyn JwsAlgorithm {
-        self.0.algorithm()
+        &self.algorithm
+    }
+
+    fn key_id(&self) -> Option<&str> {
+        None
+    }
+
+    fn signature_len(&self) -> usize {
+        match self.mac {
+            KeyedMac::S256(_) => 32,
+            KeyedMac::S384(_) => 48,
+            KeyedMac::S512(_) => 64,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JoseError> {
+        Ok(self.mac(message))
+    }
+
+    fn box_clone(&self) -> Box<dyn JwsSigner> {
+        Box::new(self.clone())
+    }
+}
+
+impl JwsVerifier for HmacKey {
+    fn algorithm(&self) -> &dyn JwsAlgorithm {
+        &self.algorithm
     }
 
     fn key_id(&self) -> Option<&str> {
@@ -100,8 +193,7 @@ impl JwsVerifier for ConstantTimeVerifier {
     }
 
     fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), JoseError> {
-        let expected = self.0.sign(message)?;
-        if bool::from(expected.as_slice().ct_eq(signature)) {
+        if self.matches(message, signature) {
             Ok(())
         } else {
             Err(JoseError::InvalidSignature(anyhow::anyhow!("MAC mismatch")))
@@ -115,9 +207,8 @@ impl JwsVerifier for ConstantTimeVerifier {
 
 /// Issues and verifies access tokens.
 pub struct JoseTokenIssuer {
-    signer: HmacJwsSigner,
-    /// The current key first, then the previous one during a rotation.
-    verifiers: Vec<ConstantTimeVerifier>,
+    /// The current key first, then the previous one during a rotation; signing uses the first.
+    keys: Vec<HmacKey>,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -126,8 +217,8 @@ pub struct JoseTokenIssuer {
 impl fmt::Debug for JoseTokenIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoseTokenIssuer")
-            .field("algorithm", &self.signer.algorithm().name())
-            .field("keys", &self.verifiers.len())
+            .field("algorithm", &self.keys[0].algorithm.name())
+            .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -136,26 +227,15 @@ impl JoseTokenIssuer {
     /// # Errors
     /// When a secret is shorter than the algorithm's hash output.
     pub fn new(config: IssuerConfig) -> anyhow::Result<Self> {
-        let alg = config.algorithm.jose();
-        let signer = alg.signer_from_bytes(&config.secret).map_err(|_| {
-            anyhow::anyhow!(
-                "secret shorter than {} bytes",
-                config.algorithm.min_key_bytes()
-            )
-        })?;
-        let mut verifiers = vec![ConstantTimeVerifier(signer.clone())];
+        let mut keys = vec![HmacKey::new(config.algorithm, &config.secret)?];
         if let Some(previous) = &config.previous_secret {
-            let old = alg.signer_from_bytes(previous).map_err(|_| {
-                anyhow::anyhow!(
-                    "previous secret shorter than {} bytes",
-                    config.algorithm.min_key_bytes()
-                )
-            })?;
-            verifiers.push(ConstantTimeVerifier(old));
+            keys.push(
+                HmacKey::new(config.algorithm, previous)
+                    .map_err(|e| anyhow::anyhow!("previous {e}"))?,
+            );
         }
         Ok(Self {
-            signer,
-            verifiers,
+            keys,
             issuer: config.issuer,
             audience: config.audience,
             leeway_secs: config.leeway_secs,
@@ -164,8 +244,8 @@ impl JoseTokenIssuer {
 
     fn decode(&self, token: &str) -> Result<(JwtPayload, JwsHeader), TokenError> {
         let mut last = None;
-        for verifier in &self.verifiers {
-            match jwt::decode_with_verifier(token, verifier) {
+        for key in &self.keys {
+            match jwt::decode_with_verifier(token, key) {
                 Ok(decoded) => return Ok(decoded),
                 Err(JoseError::InvalidSignature(_)) => last = Some("bad signature"),
                 Err(e) => return Err(invalid(jose_kind(&e))),
@@ -232,7 +312,7 @@ impl TokenIssuer for JoseTokenIssuer {
                 .set_claim(name, Some(value))
                 .map_err(|e| TokenError::Unknown(e.into()))?;
         }
-        jwt::encode_with_signer(&payload, &header, &self.signer)
+        jwt::encode_with_signer(&payload, &header, &self.keys[0])
             .map(AccessToken::new)
             .map_err(|e| TokenError::Unknown(e.into()))
     }

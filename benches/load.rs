@@ -1,0 +1,577 @@
+//! Load benchmark: the release service against a bare-poem floor, in one run.
+//!
+//! `cargo bench --bench load` (full run, ~2 minutes) or `cargo bench --bench load -- --smoke`
+//! (a few seconds, what CI runs). Environment: `LOAD_SECS` (per scenario, default 10),
+//! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
+//! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000).
+//!
+//! It starts `target/release/jwt-auth` (in-memory stores) and a floor server (this binary with
+//! `--floor`, answering a constant JSON body the size of `/auth/me`'s), loads both over
+//! loopback with keep-alive HTTP/1.1 connections, and prints requests/s, p50, p99, errors and
+//! the ratio to the floor for every scenario.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+const ME_BODY: &str = r#"{"id":"3112e4d0-a128-40e2-bd20-0e1b2f22ffb0","email":"jywan@test.com"}"#;
+const LOGIN_BODY: &str = r#"{"email":"jywan@test.com","password":"test"}"#;
+const SECRET: &str = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(port) = flag("--floor") {
+        return floor_server(port.parse().expect("--floor PORT"));
+    }
+    if let Some(n) = flag("--memory") {
+        return memory_child(n.parse().expect("--memory N"));
+    }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(smoke));
+}
+
+// ---------------------------------------------------------------- floor server (child process)
+
+fn floor_server(port: u16) {
+    use poem::{get, handler, listener::TcpListener, Route, Server};
+    #[handler]
+    fn floor() -> poem::Response {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(ME_BODY)
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let app = Route::new().at("/floor", get(floor));
+        Server::new(TcpListener::bind(format!("127.0.0.1:{port}")))
+            .run(app)
+            .await
+            .unwrap();
+    });
+}
+
+// ---------------------------------------------------------------- memory (child process)
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn memory_child(n: usize) {
+    use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+    use jwt_auth::domain::{RefreshToken, Session, SessionId, Timestamp, UserId};
+    use jwt_auth::ports::RefreshStore;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = InMemoryRefreshStore::new();
+    let users: Vec<UserId> = (0..1000).map(|_| UserId::new_random()).collect();
+    let before = rss_bytes();
+    rt.block_on(async {
+        for i in 0..n {
+            let session = Session {
+                id: SessionId::new_random(),
+                user_id: users[i % users.len()],
+                created_at: Timestamp::from_unix(1_800_000_000),
+                expires_at: Timestamp::from_unix(1_800_000_000 + 30 * 86_400),
+            };
+            store
+                .create_session(&session, RefreshToken::generate().hash())
+                .await
+                .unwrap();
+        }
+    });
+    let after = rss_bytes();
+    let (sessions, tokens) = store.counts();
+    println!("{sessions} {tokens} {before} {after}");
+}
+
+// ---------------------------------------------------------------- load generator
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Floor,
+    Me,
+    Refresh,
+    Login,
+}
+
+struct Outcome {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn rps(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+fn request(kind: Kind, token: &str, cookie: &str) -> Request<Full<Bytes>> {
+    let b = Request::builder().header("host", "127.0.0.1");
+    match kind {
+        Kind::Floor => b.uri("/floor").body(Full::default()),
+        Kind::Me => b
+            .uri("/auth/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default()),
+        Kind::Refresh => b
+            .method(Method::POST)
+            .uri("/auth/refresh")
+            .header("cookie", format!("refresh_token={cookie}"))
+            .body(Full::default()),
+        Kind::Login => b
+            .method(Method::POST)
+            .uri("/auth/login")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(LOGIN_BODY.as_bytes()))),
+    }
+    .unwrap()
+}
+
+fn set_cookie_value(resp: &hyper::Response<hyper::body::Incoming>) -> Option<String> {
+    resp.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?.strip_prefix("refresh_token=")?;
+        Some(v.split(';').next()?.to_owned())
+    })
+}
+
+/// One connection per client; each client sends requests back to back until `until`.
+/// `cookies` gives each refresh client its own session.
+async fn load(
+    addr: SocketAddr,
+    kind: Kind,
+    conns: usize,
+    dur: Duration,
+    token: &str,
+    cookies: Vec<String>,
+) -> Outcome {
+    let token: Arc<str> = token.into();
+    let started = Instant::now();
+    let until = started + dur;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..conns {
+        let token = token.clone();
+        let mut cookie = cookies.get(i).cloned().unwrap_or_default();
+        tasks.spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            while Instant::now() < until {
+                let req = request(kind, &token, &cookie);
+                let t = Instant::now();
+                if sender.ready().await.is_err() {
+                    errors += 1;
+                    sender = connect(addr).await;
+                    continue;
+                }
+                let resp = match sender.send_request(req).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        errors += 1;
+                        sender = connect(addr).await;
+                        continue;
+                    }
+                };
+                let ok = resp.status().is_success();
+                if kind == Kind::Refresh && ok {
+                    if let Some(next) = set_cookie_value(&resp) {
+                        cookie = next;
+                    }
+                }
+                let _ = resp.into_body().collect().await;
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                if ok {
+                    lat.push(us);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    while let Some(res) = tasks.join_next().await {
+        let (lat, err) = res.unwrap();
+        latencies_us.extend(lat);
+        errors += err;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Outcome {
+        latencies_us,
+        errors,
+        elapsed,
+    }
+}
+
+/// Logs in `n` times (sequentially over one connection) and returns the access token of the
+/// first login and every refresh cookie.
+async fn sessions(addr: SocketAddr, n: usize) -> (String, Vec<String>) {
+    let mut sender = connect(addr).await;
+    let mut token = String::new();
+    let mut cookies = Vec::new();
+    for _ in 0..n {
+        let resp = sender
+            .send_request(request(Kind::Login, "", ""))
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), 200, "setup login failed");
+        cookies.push(set_cookie_value(&resp).expect("refresh cookie"));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if token.is_empty() {
+            token = json["access_token"].as_str().unwrap().to_owned();
+        }
+    }
+    (token, cookies)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(addr: SocketAddr, path: &str) {
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            drop(stream);
+            let mut s = connect(addr).await;
+            let req = Request::builder()
+                .uri(path)
+                .header("host", "x")
+                .body(Full::default())
+                .unwrap();
+            if s.send_request(req).await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{addr} did not come up");
+}
+
+/// The service settings of every run: throttling off so the login scenario measures bcrypt,
+/// not the throttle; cost 12 as in production.
+const SERVICE_ENV: &[(&str, &str)] = &[
+    ("ENV", "dev"),
+    ("BCRYPT_COST", "12"),
+    ("LOGIN_THROTTLE_ENABLED", "false"),
+    ("RUST_LOG", "warn"),
+    ("JWT_SECRET_KEY", SECRET),
+];
+
+async fn start_service(database_url: Option<&str>) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwt-auth"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in SERVICE_ENV {
+        cmd.env(k, v);
+    }
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let child = Proc(cmd.spawn().expect("start jwt-auth"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready(addr, "/health/live").await;
+    (child, addr)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seconds for one bcrypt verification at cost 12 on one core, median of `n`.
+fn bcrypt_verify_secs(n: usize) -> f64 {
+    let hash = bcrypt::hash("bench-password", 12).unwrap();
+    median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(bcrypt::verify("bench-password", &hash).unwrap());
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn row(name: &str, o: &Outcome, floor: Option<f64>) {
+    let ratio = floor.map_or_else(|| "-".to_owned(), |f| format!("{:.2}", o.rps() / f));
+    println!(
+        "| {name:<38} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {:>5} |",
+        o.rps(),
+        o.pct(0.5),
+        o.pct(0.99),
+        o.errors,
+        ratio
+    );
+}
+
+async fn run(smoke: bool) {
+    let secs: u64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 1 } else { 10 });
+    let conns: usize = std::env::var("LOAD_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 4 } else { 32 });
+    let sessions_n: usize = std::env::var("BENCH_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 10_000 } else { 1_000_000 });
+    let dur = Duration::from_secs(secs);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "# jwt-auth load benchmark{}",
+        if smoke {
+            " (smoke mode: figures are not meaningful)"
+        } else {
+            ""
+        }
+    );
+    println!("machine: {cores} cores, {cpu}; {secs} s per scenario, {conns} keep-alive connections, loopback");
+    println!(
+        "service: target/release/jwt-auth, in-memory stores, {}",
+        SERVICE_ENV
+            .iter()
+            .filter(|(k, _)| *k != "JWT_SECRET_KEY")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // Floor.
+    let floor_port = free_port();
+    let _floor = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--floor", &floor_port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start floor"),
+    );
+    let floor_addr = SocketAddr::from(([127, 0, 0, 1], floor_port));
+    wait_ready(floor_addr, "/floor").await;
+
+    let (_service, addr) = start_service(None).await;
+    let (token, cookies) = sessions(addr, conns).await;
+
+    println!();
+    println!("| scenario                               |     req/s | p50 ms  | p99 ms  | errors | ×floor |");
+    println!("|----------------------------------------|-----------|---------|---------|--------|-------|");
+    let floor = load(floor_addr, Kind::Floor, conns, dur, "", vec![]).await;
+    row("floor: bare poem, constant JSON", &floor, None);
+    let f = floor.rps();
+    let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+    row("GET /auth/me", &me, Some(f));
+    let refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+    row(
+        "POST /auth/refresh (own rotating cookie)",
+        &refresh,
+        Some(f),
+    );
+
+    let login_conns = conns.min(16);
+    let login = load(addr, Kind::Login, login_conns, dur, "", vec![]).await;
+    row("POST /auth/login (bcrypt cost 12)", &login, Some(f));
+
+    // Interference: /auth/me latency alone, then during a login flood, same connections.
+    let probe_conns = 4;
+    let idle = load(addr, Kind::Me, probe_conns, dur, &token, vec![]).await;
+    row("GET /auth/me, 4 conns, idle", &idle, Some(f));
+    let flood = tokio::spawn(async move {
+        load(
+            addr,
+            Kind::Login,
+            login_conns,
+            dur + Duration::from_millis(500),
+            "",
+            vec![],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let during = load(addr, Kind::Me, probe_conns, dur, &token, vec![]).await;
+    let flood = flood.await.unwrap();
+    row(
+        "GET /auth/me, 4 conns, during login flood",
+        &during,
+        Some(f),
+    );
+    row("  (the login flood itself)", &flood, Some(f));
+
+    // Database stores, when available.
+    let mut db_rows = Vec::new();
+    let sqlite_path =
+        std::env::temp_dir().join(format!("jwt-auth-bench-{}.db", std::process::id()));
+    let mut dbs = vec![(
+        "sqlite".to_owned(),
+        format!("sqlite://{}", sqlite_path.display()),
+    )];
+    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        dbs.push(("postgres".to_owned(), url));
+    }
+    for (name, url) in dbs {
+        let (_svc, db_addr) = start_service(Some(&url)).await;
+        let (db_token, db_cookies) = sessions(db_addr, conns).await;
+        let o = load(db_addr, Kind::Refresh, conns, dur, &db_token, db_cookies).await;
+        db_rows.push((name, o));
+    }
+    let _ = std::fs::remove_file(&sqlite_path);
+    for (name, o) in &db_rows {
+        row(&format!("POST /auth/refresh on {name}"), o, Some(f));
+    }
+
+    // bcrypt ideal, measured now, with the services idle.
+    let verify = bcrypt_verify_secs(if smoke { 3 } else { 11 });
+    let ideal = cores as f64 / verify;
+
+    // Memory per live session, in a fresh process.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--memory", &sessions_n.to_string()])
+        .output()
+        .expect("memory child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let (mem_sessions, mem_tokens, before, after) = (nums[0], nums[1], nums[2], nums[3]);
+    let per_session = (after.saturating_sub(before)) as f64 / mem_sessions as f64;
+
+    println!();
+    println!("| target                                         | measured | target | met |");
+    println!("|------------------------------------------------|----------|--------|-----|");
+    let check = |name: &str, measured: f64, target: &str, ok: bool| {
+        println!(
+            "| {name:<46} | {measured:>8.2} | {target:>6} | {} |",
+            if ok { "yes" } else { "NO " }
+        );
+    };
+    check(
+        "/auth/me ÷ floor",
+        me.rps() / f,
+        "≥ 0.70",
+        me.rps() / f >= 0.7,
+    );
+    check(
+        "/auth/refresh ÷ floor",
+        refresh.rps() / f,
+        "≥ 0.40",
+        refresh.rps() / f >= 0.4,
+    );
+    check(
+        "refresh non-200s",
+        refresh.errors as f64,
+        "0",
+        refresh.errors == 0,
+    );
+    check(
+        "logins/s ÷ bcrypt ideal",
+        login.rps() / ideal,
+        "≥ 0.90",
+        login.rps() / ideal >= 0.9,
+    );
+    let p99_ratio = during.pct(0.99) / idle.pct(0.99);
+    check(
+        "/auth/me p99 during flood ÷ idle p99",
+        p99_ratio,
+        "≤ 3.00",
+        p99_ratio <= 3.0 && during.errors == 0,
+    );
+    check(
+        "bytes of RSS per live session",
+        per_session,
+        "≤ 400",
+        per_session <= 400.0,
+    );
+    for (name, o) in &db_rows {
+        if name == "postgres" {
+            check(
+                "/auth/refresh on postgres ÷ floor",
+                o.rps() / f,
+                "≥ 0.10",
+                o.rps() / f >= 0.1,
+            );
+        }
+    }
+    println!();
+    println!(
+        "bcrypt: one verification at cost 12 takes {:.1} ms (median); ideal = {cores} cores ÷ that = {ideal:.2} logins/s; measured {:.2} logins/s",
+        verify * 1000.0,
+        login.rps()
+    );
+    println!(
+        "memory: {mem_sessions} live sessions ({mem_tokens} token hashes) created through the port: RSS {:.1} MiB → {:.1} MiB",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+    println!("consume with 1,000 vs 1,000,000 sessions: `cargo bench --bench micro -- refresh_store_consume`");
+}
