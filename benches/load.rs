@@ -3,7 +3,8 @@
 //! `cargo bench --bench load` (full run, ~2 minutes) or `cargo bench --bench load -- --smoke`
 //! (a few seconds, what CI runs). Environment: `LOAD_SECS` (per scenario, default 10),
 //! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
-//! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000).
+//! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
+//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios).
 //!
 //! It starts `target/release/jwt-auth` (in-memory stores) and a floor server (this binary with
 //! `--floor`, answering a constant JSON body the size of `/auth/me`'s), loads both over
@@ -335,6 +336,29 @@ async fn start_service(database_url: Option<&str>) -> (Proc, SocketAddr) {
     (child, addr)
 }
 
+/// The refresh scenario on SQLite (a temporary file) and, when `BENCH_POSTGRES_URL` is set,
+/// on PostgreSQL.
+async fn database_scenarios(conns: usize, dur: Duration) -> Vec<(String, Outcome)> {
+    let mut rows = Vec::new();
+    let sqlite_path =
+        std::env::temp_dir().join(format!("jwt-auth-bench-{}.db", std::process::id()));
+    let mut dbs = vec![(
+        "sqlite".to_owned(),
+        format!("sqlite://{}", sqlite_path.display()),
+    )];
+    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        dbs.push(("postgres".to_owned(), url));
+    }
+    for (name, url) in dbs {
+        let (_svc, db_addr) = start_service(Some(&url)).await;
+        let (db_token, db_cookies) = sessions(db_addr, conns).await;
+        let o = load(db_addr, Kind::Refresh, conns, dur, &db_token, db_cookies).await;
+        rows.push((name, o));
+    }
+    let _ = std::fs::remove_file(&sqlite_path);
+    rows
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -420,15 +444,21 @@ async fn run(smoke: bool) {
     let floor_addr = SocketAddr::from(([127, 0, 0, 1], floor_port));
     wait_ready(floor_addr, "/floor").await;
 
-    let (_service, addr) = start_service(None).await;
-    let (token, cookies) = sessions(addr, conns).await;
-
     println!();
     println!("| scenario                               |     req/s | p50 ms  | p99 ms  | errors | ×floor |");
     println!("|----------------------------------------|-----------|---------|---------|--------|-------|");
     let floor = load(floor_addr, Kind::Floor, conns, dur, "", vec![]).await;
     row("floor: bare poem, constant JSON", &floor, None);
     let f = floor.rps();
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("db") {
+        for (name, o) in database_scenarios(conns, dur).await {
+            row(&format!("POST /auth/refresh on {name}"), &o, Some(f));
+        }
+        return;
+    }
+
+    let (_service, addr) = start_service(None).await;
+    let (token, cookies) = sessions(addr, conns).await;
     let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
     row("GET /auth/me", &me, Some(f));
     let refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
