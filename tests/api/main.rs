@@ -16,4 +16,5 @@ mod input;
 mod login;
 mod openapi;
 mod rotation;
+mod shutdown;
 mod smoke;

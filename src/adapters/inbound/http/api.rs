@@ -112,51 +112,26 @@ pub struct HealthBody {
     pub status: String,
 }
 
-/// A bearer access token, checked strictly: one `Authorization` header, the scheme word in any
-/// letter case, exactly one space, then the token.
+// poem-openapi refuses a request without a usable `Authorization` header before the operation
+// runs; the operation then re-reads the raw header strictly (`bearer_token`).
+/// An access token from `/auth/login` or `/auth/refresh`, sent as `Authorization: Bearer
+/// <token>`: one header, the scheme word in any letter case, exactly one space, then the token.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "JWT", checker = "authenticate")]
-pub struct BearerAuth(User);
+#[oai(ty = "bearer", bearer_format = "JWT")]
+pub struct BearerAuth(
+    #[allow(
+        dead_code,
+        reason = "the token is re-read strictly from the raw header"
+    )]
+    Bearer,
+);
 
-async fn authenticate(req: &Request, _: Bearer) -> poem::Result<User> {
-    let state = req
-        .data::<Arc<AppState>>()
-        .cloned()
-        .expect("AppState is attached");
+/// The token of the one `Authorization` header, if it is a strictly formed bearer credential.
+fn bearer_token(req: &Request) -> Option<&str> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let token = match (values.next(), values.next()) {
+    match (values.next(), values.next()) {
         (Some(value), None) => value.to_str().ok().and_then(strict_bearer),
         _ => None,
-    };
-    let Some(token) = token else {
-        tracing::info!(
-            event = "bearer_refused",
-            reason = "malformed Authorization header"
-        );
-        return Err(poem::Error::from_response(errors::response(
-            poem::http::StatusCode::UNAUTHORIZED,
-        )));
-    };
-    match state.me.execute(token).await {
-        Ok(user) => Ok(user),
-        Err(MeError::InvalidToken(reason)) => {
-            tracing::info!(event = "bearer_refused", reason = %reason);
-            Err(poem::Error::from_response(errors::response(
-                poem::http::StatusCode::UNAUTHORIZED,
-            )))
-        }
-        Err(MeError::Unavailable(e)) => {
-            tracing::warn!(error = %e, "store unavailable");
-            Err(poem::Error::from_response(errors::response(
-                poem::http::StatusCode::SERVICE_UNAVAILABLE,
-            )))
-        }
-        Err(MeError::Unknown(e)) => {
-            tracing::error!(error = %e, "me failed");
-            Err(poem::Error::from_response(errors::response(
-                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-            )))
-        }
     }
 }
 
@@ -481,8 +456,33 @@ impl AuthApi {
     /// Returns the user of the bearer access token. The token must be valid, unexpired, and
     /// its session still live (logout cuts access at once).
     #[oai(path = "/me", method = "get", operation_id = "me")]
-    async fn me(&self, auth: BearerAuth) -> MeResponse {
-        MeResponse::Ok(Json(UserBody::from(&auth.0)))
+    async fn me(&self, req: &Request, _scheme: BearerAuth) -> MeResponse {
+        let refused = || {
+            let (code, message) = errors::for_status(poem::http::StatusCode::UNAUTHORIZED);
+            MeResponse::Unauthorized(error(code, message), errors::BEARER_CHALLENGE.to_owned())
+        };
+        let Some(token) = bearer_token(req) else {
+            tracing::info!(
+                event = "bearer_refused",
+                reason = "malformed Authorization header"
+            );
+            return refused();
+        };
+        match self.state.me.execute(token).await {
+            Ok(user) => MeResponse::Ok(Json(UserBody::from(&user))),
+            Err(MeError::InvalidToken(reason)) => {
+                tracing::info!(event = "bearer_refused", reason = %reason);
+                refused()
+            }
+            Err(MeError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "store unavailable");
+                MeResponse::Unavailable(unavailable())
+            }
+            Err(MeError::Unknown(e)) => {
+                tracing::error!(error = %e, "me failed");
+                MeResponse::Internal(internal())
+            }
+        }
     }
 
     /// Register

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use poem::http::{header, HeaderValue, StatusCode};
-use poem::{Endpoint, IntoResponse, Request, Response, Result};
+use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
@@ -132,11 +132,7 @@ fn validation_message(reason: &str) -> Option<String> {
 
 /// Turns every error or non-JSON error response into the contract's JSON body. Responses that
 /// already carry JSON (the operations' own) pass untouched.
-pub async fn json_errors<E: Endpoint>(
-    next: E,
-    req: Request,
-    allowed: &AllowedMethods,
-) -> Result<Response> {
+pub async fn json_errors<E: Endpoint>(next: E, req: Request, allowed: &AllowedMethods) -> Response {
     let uri = req.uri().clone();
     let mut detail = None;
     let resp = match next.call(req).await {
@@ -171,9 +167,9 @@ pub async fn json_errors<E: Endpoint>(
                 fresh.headers_mut().insert(header::ALLOW, allow.clone());
             }
         }
-        return Ok(fresh);
+        return fresh;
     }
-    Ok(resp)
+    resp
 }
 
 #[cfg(test)]

@@ -74,13 +74,8 @@ pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", json)
         .at("/openapi.yaml", yaml)
-        .around(guards::cross_site)
-        .around(guards::body_limit)
-        .around(guards::cors)
         .around(move |next, req| {
-            let allowed = allowed.clone();
-            async move { errors::json_errors(next, req, &allowed).await }
+            let (state, allowed) = (state.clone(), allowed.clone());
+            async move { guards::edge(next, req, &state, &allowed).await }
         })
-        .around(guards::security_headers)
-        .data(state)
 }
