@@ -3,6 +3,7 @@
 //! Case numbers refer to shared/SECURITY-CHECKLIST.md.
 
 mod architecture;
+mod at_rest;
 mod claims;
 mod contract;
 mod csrf;
