@@ -13,12 +13,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .local_addr()
         .unwrap()
         .port();
-    // Cost 12 makes a login take a good fraction of a second (far more in a debug build):
-    // long enough to be in flight at the signal.
+    // Cost 10: a login takes a noticeable time (seconds in a debug build, under the 10 s
+    // grace period), so one can be caught in flight.
     let mut child = Command::new(env!("CARGO_BIN_EXE_jwt-auth"))
         .env_clear()
         .env("PORT", port.to_string())
-        .env("BCRYPT_COST", "12")
+        .env("BCRYPT_COST", "10")
         .env("JWT_SECRET_KEY", TEST_SECRET)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -41,14 +41,26 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let base = format!("http://127.0.0.1:{port}");
-    let login = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(format!("{base}/auth/login"))
-            .json(&serde_json::json!({ "email": "jywan@test.com", "password": "test" }))
-            .send()
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let login = move || {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/auth/login"))
+                .json(&serde_json::json!({ "email": "jywan@test.com", "password": "test" }))
+                .send()
+                .await
+        }
+    };
+    // How long one login takes on this build and machine, to signal a third of the way in.
+    let timed = Instant::now();
+    assert_eq!(login().await.unwrap().status(), 200);
+    let one_login = timed.elapsed();
+    let login = tokio::spawn(login());
+    tokio::time::sleep(one_login / 3).await;
+    assert!(
+        !login.is_finished(),
+        "the login must still be in flight when the signal arrives"
+    );
     // SAFETY: kill only reads its integer arguments; the pid is our own child's.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -64,4 +76,26 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     assert!(status.success(), "exit status {status}");
     let logs: Vec<String> = rx.try_iter().collect();
     assert!(logs.iter().any(|l| l.contains("shutting down")), "{logs:?}");
+}
+
+#[test]
+fn a_bad_setting_stops_the_binary_with_one_line_naming_the_key() {
+    for (key, value) in [
+        ("JWT_ALGORITHM", "RS256"),
+        ("ACCESS_TOKEN_EXPIRES_MIN", "soon"),
+        ("ENV", "prod"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jwt-auth"))
+            .env_clear()
+            .env(key, value)
+            .env("PORT", "0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = if key == "ENV" { "JWT_SECRET_KEY" } else { key };
+        assert!(stderr.contains(named), "{key}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -186,6 +186,9 @@ pub enum LogoutResponse {
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// `unsupported_media_type`: a body that is not JSON.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
@@ -205,6 +208,9 @@ pub enum MeResponse {
     /// `invalid_token`, with `WWW-Authenticate: Bearer error="invalid_token"`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
