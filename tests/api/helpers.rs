@@ -19,8 +19,12 @@ use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
 use jwt_auth::config::Settings;
-use jwt_auth::domain::{Email, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId};
-use jwt_auth::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
+use jwt_auth::domain::{
+    Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId,
+};
+use jwt_auth::ports::{
+    CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, StoreError, UserRepo,
+};
 use jwt_auth::startup::{
     build_state, seed_demo_user, token_issuer, Adapters, DEMO_EMAIL, DEMO_PASSWORD,
 };
@@ -225,12 +229,54 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
     }
 }
 
+/// A password hasher that counts its calls, to show that a request did or did not hash.
+pub struct CountingHasher {
+    inner: BcryptHasher,
+    pub hashes: std::sync::atomic::AtomicUsize,
+    pub verifies: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingHasher {
+    pub fn new(inner: BcryptHasher) -> Self {
+        Self {
+            inner,
+            hashes: Default::default(),
+            verifies: Default::default(),
+        }
+    }
+
+    /// (hash calls, verify calls) so far.
+    pub fn calls(&self) -> (usize, usize) {
+        (
+            self.hashes.load(Ordering::SeqCst),
+            self.verifies.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait]
+impl PasswordHasher for CountingHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.hashes.fetch_add(1, Ordering::SeqCst);
+        self.inner.hash(password).await
+    }
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, HashError> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify(password, hash).await
+    }
+}
+
 /// The app in-process, with handles on its adapters.
 pub struct TestApp {
     pub client: TestClient<BoxEndpoint<'static, Response>>,
     pub clock: Arc<ManualClock>,
     pub sessions: Arc<Switchable<dyn RefreshStore>>,
     pub users: Arc<Switchable<dyn UserRepo>>,
+    pub hasher: Arc<CountingHasher>,
     /// The in-memory session store, when the app runs on it.
     pub memory: Option<Arc<InMemoryRefreshStore>>,
     /// The database, when the app runs on one; dropped with the app.
@@ -265,10 +311,13 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix(T0)));
     let sessions = Arc::new(Switchable::new(stores.sessions));
     let users = Arc::new(Switchable::new(stores.users));
+    let hasher = Arc::new(CountingHasher::new(
+        BcryptHasher::new(settings.bcrypt_cost, 2).unwrap(),
+    ));
     let adapters = Adapters {
         users: users.clone(),
         sessions: sessions.clone(),
-        hasher: Arc::new(BcryptHasher::new(settings.bcrypt_cost, 2).unwrap()),
+        hasher: hasher.clone(),
         issuer: Arc::new(token_issuer(&settings).unwrap()),
         clock: clock.clone(),
     };
@@ -281,6 +330,7 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         clock,
         sessions,
         users,
+        hasher,
         memory: stores.memory,
         db: stores.db,
         state,
