@@ -255,6 +255,8 @@ async fn sessions(addr: SocketAddr, n: usize) -> (String, Vec<String>) {
     let mut token = String::new();
     let mut cookies = Vec::new();
     for _ in 0..n {
+        // An HTTP/1 connection takes the next request only once it has finished the last.
+        sender.ready().await.expect("connection ready");
         let resp = sender
             .send_request(request(Kind::Login, "", ""))
             .await
