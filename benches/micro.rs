@@ -85,12 +85,31 @@ fn tokens(c: &mut Criterion) {
     group.bench_function("issue", |b| {
         b.iter(|| issuer.issue_access(&claims).unwrap())
     });
-    group.bench_function("verify", |b| {
+    group.bench_function("verify (repeated token, cached)", |b| {
         b.iter(|| {
             issuer
                 .verify_access(token.as_str(), Timestamp::from_unix(NOW + 1))
                 .unwrap()
         })
+    });
+    // A token never seen before: the full decode, MAC and claim checks.
+    group.bench_function("verify (new token, full check)", |b| {
+        b.iter_batched(
+            || {
+                issuer
+                    .issue_access(&AccessClaims {
+                        jti: uuid::Uuid::new_v4(),
+                        ..claims.clone()
+                    })
+                    .unwrap()
+            },
+            |fresh| {
+                issuer
+                    .verify_access(fresh.as_str(), Timestamp::from_unix(NOW + 1))
+                    .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.finish();
 }
