@@ -409,6 +409,63 @@ async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) 
     );
 }
 
+/// Rotation chains on several sessions while other tasks revoke half of them and purge:
+/// every call either succeeds or is refused as the contract says (a revoked or purged
+/// session's token is `NotFound`), never a store error such as a deadlock.
+async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
+    let uid = owner(&s).await;
+    let mut firsts = Vec::new();
+    for _ in 0..8 {
+        firsts.push(session(&s, uid).await.1);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for &first in &firsts {
+        let sessions = s.sessions.clone();
+        tasks.spawn(async move {
+            let mut current = first;
+            for i in 0..25 {
+                let next = token();
+                match sessions.rotate(current, next, at(T0 + 10 + i)).await {
+                    Ok(_) => current = next,
+                    Err(RotateError::NotFound) => return Ok(()),
+                    Err(e) => return Err(format!("rotate: {} ({e})", name(&e))),
+                }
+            }
+            Ok(())
+        });
+    }
+    let sessions = s.sessions.clone();
+    let revoked: Vec<_> = firsts.iter().copied().step_by(2).collect();
+    tasks.spawn(async move {
+        for t in revoked {
+            tokio::task::yield_now().await;
+            sessions
+                .revoke_by_token(t)
+                .await
+                .map_err(|e| format!("revoke: {e}"))?;
+        }
+        Ok(())
+    });
+    let sessions = s.sessions.clone();
+    tasks.spawn(async move {
+        for _ in 0..20 {
+            sessions
+                .purge(at(T0 + 100), 3)
+                .await
+                .map_err(|e| format!("purge: {e}"))?;
+        }
+        Ok(())
+    });
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.unwrap(), Ok(()));
+    }
+    // The sessions nobody revoked are alive: their first token is consumed, so presenting it
+    // is reuse.
+    for t in firsts.iter().skip(1).step_by(2) {
+        assert_refused(s.sessions.rotate(*t, token(), at(T0 + 50)).await, "Reused");
+    }
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -467,6 +524,7 @@ contract!(
     purge_is_bounded_by_its_limit_and_spares_live_sessions,
     purge_forgets_revoked_sessions,
     concurrent_rotations_of_one_token_yield_exactly_one_success,
+    rotations_racing_revocation_and_purge_never_fail,
 );
 
 /// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.
