@@ -1,6 +1,7 @@
 //! PostgreSQL `UserRepo` and `RefreshStore` (sqlx runtime queries). Several service instances
-//! may share one database: a rotation is one transaction that locks its session's row, so
-//! concurrent rotations of one token, on any instance, yield exactly one success.
+//! may share one database: a rotation is one statement (or, when it is refused, one
+//! transaction) that locks its session's row, so concurrent rotations of one token, on any
+//! instance, yield exactly one success.
 //!
 //! Lock order everywhere is session row, then token rows — the order of the cascade when a
 //! session is deleted — so rotation, revocation and the purge never deadlock each other.
@@ -198,6 +199,37 @@ impl PostgresRefreshStore {
 
 type FamilyRow = (Uuid, Uuid, i64, i64, bool, bool);
 
+type RotatedRow = (Uuid, Uuid, i64, i64);
+
+/// A successful rotation as one statement, atomic by itself (no explicit transaction, one
+/// round trip, one commit). `family` locks the session row first — the lock order used
+/// everywhere — and selects it only in the `Verdict::Consume` case of `sql::judge`: the token
+/// is current, the session is not revoked and `now` is before its end (compared in whole
+/// seconds, as `judge` does). `consumed` is the one-shot consumption: a rotation that queued
+/// on the lock behind a winner re-reads the token row there and matches nothing. Only then
+/// are the successor inserted and the session touched. No row back: nothing was changed.
+const ROTATE: &str = "\
+    WITH family AS MATERIALIZED ( \
+        SELECT s.id, s.user_id, s.created_at, s.expires_at \
+        FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+        WHERE t.hash = $1 AND t.consumed_at IS NULL AND s.revoked_at IS NULL \
+          AND extract(epoch FROM s.expires_at)::int8 > $3 \
+        FOR UPDATE OF s), \
+    consumed AS ( \
+        UPDATE refresh_tokens t SET consumed_at = to_timestamp($3) \
+        FROM family f \
+        WHERE t.hash = $1 AND t.session_id = f.id AND t.consumed_at IS NULL \
+        RETURNING f.id, f.user_id, f.created_at, f.expires_at), \
+    successor AS ( \
+        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
+        SELECT $2, id, $1, to_timestamp($3) FROM consumed), \
+    touched AS ( \
+        UPDATE sessions s SET last_used_at = to_timestamp($3) \
+        FROM consumed c WHERE s.id = c.id) \
+    SELECT id, user_id, extract(epoch FROM created_at)::int8, \
+           extract(epoch FROM expires_at)::int8 \
+    FROM consumed";
+
 async fn revoke_session(
     tx: &mut PgConnection,
     session: SessionId,
@@ -212,6 +244,31 @@ async fn revoke_session(
     .await
     .map_err(store)?;
     Ok(())
+}
+
+impl PostgresRefreshStore {
+    /// The common case of `rotate` in one round trip: the rotated session, or `None` when the
+    /// statement changed nothing (a refusal or a lost race, for the transaction to diagnose).
+    async fn rotate_at_once(
+        &self,
+        presented: &RefreshTokenHash,
+        successor: &RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        let rotated = sqlx::query_as::<_, RotatedRow>(ROTATE)
+            .bind(sql::hash_bytes(presented))
+            .bind(sql::hash_bytes(successor))
+            .bind(sql::to_db(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store)?;
+        Ok(rotated.map(|(id, user, created, expires)| Session {
+            id: SessionId::from_uuid(id),
+            user_id: UserId::from_uuid(user),
+            created_at: sql::from_db(created),
+            expires_at: sql::from_db(expires),
+        }))
+    }
 }
 
 #[async_trait]
@@ -252,6 +309,11 @@ impl RefreshStore for PostgresRefreshStore {
         successor: RefreshTokenHash,
         now: Timestamp,
     ) -> Result<Session, RotateError> {
+        if let Some(session) = self.rotate_at_once(&presented, &successor, now).await? {
+            return Ok(session);
+        }
+        // Nothing changed: decide with `sql::judge`, under the family's lock. This also
+        // rotates if the token turns out to be current after all.
         let mut tx = self.pool.begin().await.map_err(store)?;
         // Lock the family first: concurrent rotations of one token queue here.
         let family = sqlx::query_as::<_, FamilyRow>(
