@@ -246,6 +246,51 @@ async fn postgres_lost_while_serving_gives_503_and_recovers_by_itself() {
     assert_eq!(app.me(&refreshed.access_token()).await.status, 200);
 }
 
+/// A pooled connection that broke while it sat idle is noticed before it is used (the pool
+/// pings a connection idle for a second or more) and replaced: the client sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_broken_while_idle_is_replaced_unnoticed() {
+    let Some(db) = TestDb::new(Store::Postgres).await else {
+        return;
+    };
+    let direct: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let target: SocketAddr = tokio::net::lookup_host((direct.get_host(), direct.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = Database::connect(
+        &with_address(&db.url, &format!("127.0.0.1:{}", proxy.port)),
+        PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(2),
+        },
+    )
+    .await
+    .unwrap();
+    let app = spawn_app_from(
+        Stores {
+            users: proxied.users(),
+            sessions: proxied.sessions(),
+            memory: None,
+            db: Some(db),
+        },
+        &[],
+    )
+    .await;
+    let login = app.login_demo().await;
+    let cookie = login.refresh_cookie().unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Every open connection is cut; new ones get through.
+    proxy.set_up(false);
+    proxy.set_up(true);
+    let refreshed = app.refresh(Some(&cookie)).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(app.me(&refreshed.access_token()).await.status, 200);
+}
+
 // ---- Several instances on one database ----
 
 fn socket_settings(extra: &[(&str, &str)]) -> Settings {

@@ -47,10 +47,25 @@ fn options(url: &str) -> anyhow::Result<(PgConnectOptions, String)> {
     Ok((opts, name))
 }
 
+/// A connection idle for at least this long is pinged before it is handed out; one in steady
+/// use is not. sqlx's default pings on every acquire, a round trip per query; it also pings
+/// every connection it takes back (that cannot be turned off) and drops it if the ping fails,
+/// so a connection that broke while in use is never handed out again.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn pool_options(settings: PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Connects once directly (to report the real cause of a failure, not a pool timeout), then
