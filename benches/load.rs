@@ -500,23 +500,7 @@ async fn run(smoke: bool) {
     row("  (the login flood itself)", &flood, Some(f));
 
     // Database stores, when available.
-    let mut db_rows = Vec::new();
-    let sqlite_path =
-        std::env::temp_dir().join(format!("jwt-auth-bench-{}.db", std::process::id()));
-    let mut dbs = vec![(
-        "sqlite".to_owned(),
-        format!("sqlite://{}", sqlite_path.display()),
-    )];
-    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
-        dbs.push(("postgres".to_owned(), url));
-    }
-    for (name, url) in dbs {
-        let (_svc, db_addr) = start_service(Some(&url)).await;
-        let (db_token, db_cookies) = sessions(db_addr, conns).await;
-        let o = load(db_addr, Kind::Refresh, conns, dur, &db_token, db_cookies).await;
-        db_rows.push((name, o));
-    }
-    let _ = std::fs::remove_file(&sqlite_path);
+    let db_rows = database_scenarios(conns, dur).await;
     for (name, o) in &db_rows {
         row(&format!("POST /auth/refresh on {name}"), o, Some(f));
     }
