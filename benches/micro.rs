@@ -5,14 +5,18 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-use jwt_auth::adapters::outbound::jose_issuer::{Algorithm, IssuerConfig, JoseTokenIssuer};
+use jwt_auth::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
-use jwt_auth::domain::{AccessClaims, RefreshTokenHash, Session, SessionId, Timestamp, UserId};
+use jwt_auth::adapters::outbound::verified_cache::{self, VerifiedCache};
+use jwt_auth::domain::{
+    AccessClaims, RefreshTokenHash, Session, SessionId, SigningAlgorithm, Timestamp, UserId,
+};
 use jwt_auth::ports::{RefreshStore, TokenIssuer};
 
 const NOW: u64 = 1_800_000_000;
@@ -64,8 +68,8 @@ fn populated(n: usize, rng: &mut Bytes32) -> (InMemoryRefreshStore, Vec<RefreshT
 }
 
 fn tokens(c: &mut Criterion) {
-    let issuer = JoseTokenIssuer::new(IssuerConfig {
-        algorithm: Algorithm::HS256,
+    let jose = JoseTokenIssuer::new(IssuerConfig {
+        algorithm: SigningAlgorithm::HS256,
         secret: b"bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz".to_vec(),
         previous_secret: None,
         issuer: "jwt-auth".into(),
@@ -73,11 +77,14 @@ fn tokens(c: &mut Criterion) {
         leeway_secs: 0,
     })
     .unwrap();
+    // As the service wires it: josekit behind the verified-token cache.
+    let issuer = VerifiedCache::new(Arc::new(jose), 0, verified_cache::DEFAULT_ENTRIES);
     let claims = AccessClaims {
         sub: UserId::new_random(),
         sid: SessionId::new_random(),
         iat: Timestamp::from_unix(NOW),
         exp: Timestamp::from_unix(NOW + 900),
+        nbf: None,
         jti: uuid::Uuid::new_v4(),
     };
     let token = issuer.issue_access(&claims).unwrap();

@@ -10,8 +10,8 @@ use figment::value::Value;
 use figment::Figment;
 use serde::Deserialize;
 
-use crate::adapters::outbound::jose_issuer::Algorithm;
 use crate::app::ThrottleSettings;
+use crate::domain::SigningAlgorithm;
 
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -92,7 +92,7 @@ pub struct Settings {
     pub run_migrations: bool,
     pub jwt_issuer: String,
     pub jwt_audience: String,
-    pub jwt_algorithm: Algorithm,
+    pub jwt_algorithm: SigningAlgorithm,
     pub jwt_secret_key: Option<Secret>,
     pub jwt_previous_secret_key: Option<Secret>,
     pub jwt_leeway_secs: u64,
@@ -362,7 +362,7 @@ mod tests {
         let s = Settings::from_pairs(&[]).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
         assert_eq!(s.env, Profile::Dev);
-        assert_eq!(s.jwt_algorithm, Algorithm::HS256);
+        assert_eq!(s.jwt_algorithm, SigningAlgorithm::HS256);
         assert_eq!(
             (s.access_token_expires_min, s.refresh_token_expires_days),
             (15, 30)
@@ -491,7 +491,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.access_token_expires_min, 5);
-        assert_eq!(s.jwt_algorithm, Algorithm::HS384);
+        assert_eq!(s.jwt_algorithm, SigningAlgorithm::HS384);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,6 +13,7 @@ use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::sql::{Database, PoolSettings};
+use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::app::{Login, LoginThrottle, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{Email, Password, RegisterError};
@@ -77,7 +78,7 @@ impl Adapters {
                 settings.bcrypt_cost,
                 settings.login_concurrency(),
             )?),
-            issuer: Arc::new(token_issuer(settings)?),
+            issuer: token_issuer(settings)?,
             clock: Arc::new(SystemClock),
         })
     }
@@ -118,11 +119,11 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Option<Databas
     Ok(Some(db))
 }
 
-/// The josekit issuer for these settings.
+/// The josekit issuer for these settings, behind the verified-token cache.
 ///
 /// # Errors
 /// When a secret is too short for the algorithm.
-pub fn token_issuer(settings: &Settings) -> anyhow::Result<JoseTokenIssuer> {
+pub fn token_issuer(settings: &Settings) -> anyhow::Result<Arc<dyn TokenIssuer>> {
     let (secret, generated) = settings.signing_secret();
     if generated {
         tracing::warn!(
@@ -130,7 +131,7 @@ pub fn token_issuer(settings: &Settings) -> anyhow::Result<JoseTokenIssuer> {
              process (dev only; tokens will not survive a restart)"
         );
     }
-    JoseTokenIssuer::new(IssuerConfig {
+    let issuer = JoseTokenIssuer::new(IssuerConfig {
         algorithm: settings.jwt_algorithm,
         secret,
         previous_secret: settings
@@ -140,7 +141,12 @@ pub fn token_issuer(settings: &Settings) -> anyhow::Result<JoseTokenIssuer> {
         issuer: settings.jwt_issuer.clone(),
         audience: settings.jwt_audience.clone(),
         leeway_secs: settings.jwt_leeway_secs,
-    })
+    })?;
+    Ok(Arc::new(VerifiedCache::new(
+        Arc::new(issuer),
+        settings.jwt_leeway_secs,
+        verified_cache::DEFAULT_ENTRIES,
+    )))
 }
 
 /// Use cases and edge settings, ready for `build_app`.

@@ -4,14 +4,14 @@
 
 use std::sync::LazyLock;
 
-use jwt_auth::adapters::outbound::jose_issuer::{Algorithm, IssuerConfig, JoseTokenIssuer};
-use jwt_auth::domain::Timestamp;
+use jwt_auth::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
+use jwt_auth::domain::{SigningAlgorithm, Timestamp};
 use jwt_auth::ports::TokenIssuer;
 use libfuzzer_sys::fuzz_target;
 
 static ISSUER: LazyLock<JoseTokenIssuer> = LazyLock::new(|| {
     JoseTokenIssuer::new(IssuerConfig {
-        algorithm: Algorithm::HS256,
+        algorithm: SigningAlgorithm::HS256,
         secret: b"fuzz-secret-0123456789-abcdefghijklmnopqrstuvwxyz".to_vec(),
         previous_secret: None,
         issuer: "jwt-auth".into(),

@@ -64,6 +64,7 @@ mod tests {
             sid: SessionId::new_random(),
             iat: Timestamp::from_unix(NOW),
             exp: Timestamp::from_unix(NOW + 900),
+            nbf: None,
             jti: uuid::Uuid::new_v4(),
         }
     }

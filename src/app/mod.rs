@@ -45,6 +45,7 @@ fn issue_tokens(
         sid: session.id,
         iat: now,
         exp: now.plus_secs(policy.access_ttl_secs),
+        nbf: None,
         jti: uuid::Uuid::new_v4(),
     };
     Ok(IssuedTokens {

@@ -5,6 +5,7 @@
 mod errors;
 mod ids;
 mod secrets;
+mod signing;
 mod time;
 mod user;
 
@@ -14,6 +15,7 @@ pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,
 };
+pub use signing::SigningAlgorithm;
 pub use time::Timestamp;
 pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, NEW_EMAIL_PATTERN};
 
@@ -24,7 +26,31 @@ pub struct AccessClaims {
     pub sid: SessionId,
     pub iat: Timestamp,
     pub exp: Timestamp,
+    /// Not before; this service never issues one, but honours it when present.
+    pub nbf: Option<Timestamp>,
     pub jti: uuid::Uuid,
+}
+
+impl AccessClaims {
+    /// The time rules of an access token at `now`, allowing `leeway_secs` of clock skew:
+    /// expired from `exp` on (`exp == now` is expired), not valid before `nbf`, never issued
+    /// in the future. Every verification runs this, a cached one too. The reason is for logs.
+    ///
+    /// # Errors
+    /// The rule that failed.
+    pub fn check_time(&self, now: Timestamp, leeway_secs: u64) -> Result<(), &'static str> {
+        let late_now = now.plus_secs(leeway_secs);
+        if now >= self.exp.plus_secs(leeway_secs) {
+            return Err("expired");
+        }
+        if self.iat > late_now {
+            return Err("issued in the future");
+        }
+        if self.nbf.is_some_and(|nbf| nbf > late_now) {
+            return Err("not yet valid");
+        }
+        Ok(())
+    }
 }
 
 /// What a successful login or refresh hands back to the caller.

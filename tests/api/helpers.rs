@@ -318,7 +318,7 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         users: users.clone(),
         sessions: sessions.clone(),
         hasher: hasher.clone(),
-        issuer: Arc::new(token_issuer(&settings).unwrap()),
+        issuer: token_issuer(&settings).unwrap(),
         clock: clock.clone(),
     };
     // A store that is down on purpose cannot be seeded; those tests expect 503 anyway.

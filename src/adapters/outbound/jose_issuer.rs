@@ -16,7 +16,9 @@ use serde_json::Value;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 
-use crate::domain::{AccessClaims, AccessToken, SessionId, Timestamp, UserId};
+use crate::domain::{
+    AccessClaims, AccessToken, SessionId, SigningAlgorithm as Algorithm, Timestamp, UserId,
+};
 use crate::ports::{TokenError, TokenIssuer};
 
 /// The `typ` header of access tokens (RFC 9068 §2.1).
@@ -26,30 +28,11 @@ const MAX_TOKEN_LEN: usize = 4096;
 /// Header parameters this service issues; any other one means the token is not ours.
 const ALLOWED_HEADER_PARAMS: [&str; 2] = ["alg", "typ"];
 
-/// The HMAC algorithms `JWT_ALGORITHM` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-pub enum Algorithm {
-    HS256,
-    HS384,
-    HS512,
-}
-
-impl Algorithm {
-    fn jose(self) -> HmacJwsAlgorithm {
-        match self {
-            Self::HS256 => HmacJwsAlgorithm::Hs256,
-            Self::HS384 => HmacJwsAlgorithm::Hs384,
-            Self::HS512 => HmacJwsAlgorithm::Hs512,
-        }
-    }
-
-    /// Shortest key accepted: the hash output length (RFC 7518 §3.2).
-    pub const fn min_key_bytes(self) -> usize {
-        match self {
-            Self::HS256 => 32,
-            Self::HS384 => 48,
-            Self::HS512 => 64,
-        }
+fn jose_algorithm(algorithm: Algorithm) -> HmacJwsAlgorithm {
+    match algorithm {
+        Algorithm::HS256 => HmacJwsAlgorithm::Hs256,
+        Algorithm::HS384 => HmacJwsAlgorithm::Hs384,
+        Algorithm::HS512 => HmacJwsAlgorithm::Hs512,
     }
 }
 
@@ -110,7 +93,7 @@ impl HmacKey {
             Algorithm::HS512 => KeyedMac::S512(Hmac::new_from_slice(secret)?),
         };
         Ok(Self {
-            algorithm: algorithm.jose(),
+            algorithm: jose_algorithm(algorithm),
             mac,
         })
     }
@@ -212,50 +195,6 @@ pub struct JoseTokenIssuer {
     issuer: String,
     audience: String,
     leeway_secs: u64,
-    verified: VerifiedCache,
-}
-
-/// Tokens that passed every check once, with their claims. A client sends the same access
-/// token with every request for up to its lifetime; decoding it again (two JSON documents,
-/// base64, the MAC) was a fifth of `/auth/me`'s CPU. An entry is keyed by the whole compact
-/// token, signature included, so only a byte-identical token hits; the keys never change while
-/// the process runs; the time checks (`exp`, `iat`) run again on every hit; tokens carrying
-/// `nbf` are never cached. Only verified tokens enter, so invalid input cannot fill it; at
-/// `VERIFIED_CACHE_ENTRIES` it is emptied and refills.
-struct VerifiedCache {
-    map: std::sync::RwLock<std::collections::HashMap<Box<str>, AccessClaims>>,
-    capacity: usize,
-}
-
-/// Bound of the verified-token cache (about 600 bytes an entry).
-const VERIFIED_CACHE_ENTRIES: usize = 50_000;
-
-impl VerifiedCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            map: std::sync::RwLock::default(),
-            capacity,
-        }
-    }
-
-    fn get(&self, token: &str) -> Option<AccessClaims> {
-        let map = self
-            .map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(token).cloned()
-    }
-
-    fn insert(&self, token: &str, claims: &AccessClaims) {
-        let mut map = self
-            .map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= self.capacity {
-            map.clear();
-        }
-        map.insert(token.into(), claims.clone());
-    }
 }
 
 impl fmt::Debug for JoseTokenIssuer {
@@ -283,19 +222,7 @@ impl JoseTokenIssuer {
             issuer: config.issuer,
             audience: config.audience,
             leeway_secs: config.leeway_secs,
-            verified: VerifiedCache::new(VERIFIED_CACHE_ENTRIES),
         })
-    }
-
-    /// The time checks of `check_claims`, for a token already verified once.
-    fn still_valid(&self, claims: &AccessClaims, now: u64) -> Result<(), TokenError> {
-        if now >= claims.exp.unix().saturating_add(self.leeway_secs) {
-            return Err(invalid("expired"));
-        }
-        if claims.iat.unix() > now.saturating_add(self.leeway_secs) {
-            return Err(invalid("issued in the future"));
-        }
-        Ok(())
     }
 
     fn decode(&self, token: &str) -> Result<(JwtPayload, JwsHeader), TokenError> {
@@ -310,20 +237,24 @@ impl JoseTokenIssuer {
         Err(invalid(last.unwrap_or("undecodable")))
     }
 
-    fn check_claims(&self, payload: &JwtPayload, now: u64) -> Result<AccessClaims, TokenError> {
-        let exp = numeric(payload, "exp")?;
-        let iat = numeric(payload, "iat")?;
-        if now >= exp.saturating_add(self.leeway_secs) {
-            return Err(invalid("expired"));
-        }
-        if iat > now.saturating_add(self.leeway_secs) {
-            return Err(invalid("issued in the future"));
-        }
-        if payload.claim("nbf").is_some()
-            && numeric(payload, "nbf")? > now.saturating_add(self.leeway_secs)
-        {
-            return Err(invalid("not yet valid"));
-        }
+    fn check_claims(
+        &self,
+        payload: &JwtPayload,
+        now: Timestamp,
+    ) -> Result<AccessClaims, TokenError> {
+        let nbf = match payload.claim("nbf") {
+            Some(_) => Some(Timestamp::from_unix(numeric(payload, "nbf")?)),
+            None => None,
+        };
+        let claims = AccessClaims {
+            sub: uuid_claim(payload, "sub").map(UserId::from_uuid)?,
+            sid: uuid_claim(payload, "sid").map(SessionId::from_uuid)?,
+            iat: Timestamp::from_unix(numeric(payload, "iat")?),
+            exp: Timestamp::from_unix(numeric(payload, "exp")?),
+            nbf,
+            jti: uuid_claim(payload, "jti")?,
+        };
+        claims.check_time(now, self.leeway_secs).map_err(invalid)?;
         if string(payload, "iss")? != self.issuer {
             return Err(invalid("wrong issuer"));
         }
@@ -337,13 +268,7 @@ impl JoseTokenIssuer {
         if !audience_ok {
             return Err(invalid("wrong or missing audience"));
         }
-        Ok(AccessClaims {
-            sub: uuid_claim(payload, "sub").map(UserId::from_uuid)?,
-            sid: uuid_claim(payload, "sid").map(SessionId::from_uuid)?,
-            iat: Timestamp::from_unix(iat),
-            exp: Timestamp::from_unix(exp),
-            jti: uuid_claim(payload, "jti")?,
-        })
+        Ok(claims)
     }
 }
 
@@ -359,13 +284,14 @@ impl TokenIssuer for JoseTokenIssuer {
         // Set as integers: josekit's `set_issued_at` may write a float, which strict verifiers
         // (ours included) refuse.
         let extra = [
-            ("iat", Value::from(claims.iat.unix())),
-            ("exp", Value::from(claims.exp.unix())),
-            ("sid", Value::String(claims.sid.to_string())),
+            ("iat", Some(Value::from(claims.iat.unix()))),
+            ("exp", Some(Value::from(claims.exp.unix()))),
+            ("nbf", claims.nbf.map(|t| Value::from(t.unix()))),
+            ("sid", Some(Value::String(claims.sid.to_string()))),
         ];
-        for (name, value) in extra {
+        for (name, value) in extra.into_iter().filter(|(_, v)| v.is_some()) {
             payload
-                .set_claim(name, Some(value))
+                .set_claim(name, value)
                 .map_err(|e| TokenError::Unknown(e.into()))?;
         }
         jwt::encode_with_signer(&payload, &header, &self.keys[0])
@@ -376,10 +302,6 @@ impl TokenIssuer for JoseTokenIssuer {
     fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
-        }
-        if let Some(claims) = self.verified.get(token) {
-            self.still_valid(&claims, now.unix())?;
-            return Ok(claims);
         }
         let (payload, header) = self.decode(token)?;
         if header.token_type() != Some(ACCESS_TOKEN_TYP) {
@@ -392,11 +314,7 @@ impl TokenIssuer for JoseTokenIssuer {
         {
             return Err(invalid("unexpected header parameter"));
         }
-        let claims = self.check_claims(&payload, now.unix())?;
-        if payload.claim("nbf").is_none() {
-            self.verified.insert(token, &claims);
-        }
-        Ok(claims)
+        self.check_claims(&payload, now)
     }
 }
 
@@ -463,6 +381,7 @@ mod tests {
             sid: SessionId::new_random(),
             iat: Timestamp::from_unix(iat),
             exp: Timestamp::from_unix(iat + ttl),
+            nbf: None,
             jti: uuid::Uuid::new_v4(),
         }
     }
@@ -496,61 +415,6 @@ mod tests {
             leeway_secs: 0,
         };
         assert!(!format!("{config:?}").contains("unit-test-secret"));
-    }
-
-    #[test]
-    fn a_cached_token_is_still_checked_against_the_clock() {
-        let issuer = issuer();
-        let token = issuer
-            .issue_access(&claims(NOW, 900))
-            .unwrap()
-            .into_string();
-        assert!(issuer
-            .verify_access(&token, Timestamp::from_unix(NOW))
-            .is_ok());
-        assert!(
-            issuer.verified.get(&token).is_some(),
-            "verified tokens are cached"
-        );
-        assert!(issuer
-            .verify_access(&token, Timestamp::from_unix(NOW + 899))
-            .is_ok());
-        assert!(issuer
-            .verify_access(&token, Timestamp::from_unix(NOW + 900))
-            .is_err());
-        assert!(
-            issuer
-                .verify_access(&token, Timestamp::from_unix(NOW - 1))
-                .is_err(),
-            "iat in the future"
-        );
-        // A byte changed after caching misses the cache and fails verification.
-        let mut tampered = token.clone();
-        tampered.pop();
-        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-        assert!(issuer
-            .verify_access(&tampered, Timestamp::from_unix(NOW))
-            .is_err());
-        assert!(
-            issuer.verified.get(&tampered).is_none(),
-            "refused tokens are never cached"
-        );
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let mut issuer = issuer();
-        issuer.verified = VerifiedCache::new(100);
-        for _ in 0..250 {
-            let token = issuer
-                .issue_access(&claims(NOW, 900))
-                .unwrap()
-                .into_string();
-            issuer
-                .verify_access(&token, Timestamp::from_unix(NOW))
-                .unwrap();
-            assert!(issuer.verified.map.read().unwrap().len() <= 100);
-        }
     }
 
     proptest! {

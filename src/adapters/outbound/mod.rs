@@ -7,3 +7,4 @@ pub mod memory;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod verified_cache;
