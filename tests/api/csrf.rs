@@ -8,17 +8,17 @@ const EVIL: &str = "https://evil.example";
 const ALLOWED: &str = "https://app.example";
 
 async fn post(app: &TestApp, path: &str, headers: &[(&str, &str)], cookie: Option<&str>) -> Resp {
-    let mut req = app.client.post(path);
+    let mut req = app.post(path);
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        req = req.header(k, v);
     }
     if let Some(c) = cookie {
-        req = req.header("cookie", format!("refresh_token={c}"));
+        req = req.cookie(c);
     }
     if path == "/auth/login" {
-        req = req.body_json(&json!({ "email": "jywan@test.com", "password": "test" }));
+        req = req.json(&json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }));
     }
-    Resp::read(req.send().await.0).await
+    req.send().await
 }
 
 #[tokio::test]
@@ -120,29 +120,21 @@ async fn simple_content_types_are_refused_on_cookie_posts() {
         "multipart/form-data; boundary=x",
     ] {
         for path in ["/auth/refresh", "/auth/logout"] {
-            let resp = Resp::read(
-                app.client
-                    .post(path)
-                    .header("content-type", ct)
-                    .header("cookie", format!("refresh_token={cookie}"))
-                    .body("x")
-                    .send()
-                    .await
-                    .0,
-            )
-            .await;
+            let resp = app
+                .post(path)
+                .header("content-type", ct)
+                .cookie(&cookie)
+                .body("x")
+                .send()
+                .await;
             resp.assert_error(415, "unsupported_media_type");
         }
-        let resp = Resp::read(
-            app.client
-                .post("/auth/login")
-                .header("content-type", ct)
-                .body("email=a&password=b")
-                .send()
-                .await
-                .0,
-        )
-        .await;
+        let resp = app
+            .post("/auth/login")
+            .header("content-type", ct)
+            .body("email=a&password=b")
+            .send()
+            .await;
         resp.assert_error(415, "unsupported_media_type");
     }
     assert_eq!(
@@ -183,16 +175,15 @@ async fn cors_preflight_only_for_allow_listed_origins() {
     // Case 40.
     let app = spawn_app_with(&[("ALLOWED_ORIGINS", ALLOWED)]).await;
     let preflight = |origin: &'static str| {
-        app.client
-            .request(poem::http::Method::OPTIONS, "/auth/refresh")
+        app.request(poem::http::Method::OPTIONS, "/auth/refresh")
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .send()
     };
-    let evil = Resp::read(preflight(EVIL).await.0).await;
+    let evil = preflight(EVIL).await;
     assert!(evil.header("access-control-allow-origin").is_none());
     assert!(evil.header("access-control-allow-credentials").is_none());
-    let good = Resp::read(preflight(ALLOWED).await.0).await;
+    let good = preflight(ALLOWED).await;
     assert_eq!(good.status, 204);
     assert_eq!(good.header("access-control-allow-origin"), Some(ALLOWED));
     assert_eq!(
@@ -225,7 +216,7 @@ async fn security_headers_on_every_auth_response() {
     let login = app.login_demo().await;
     let responses = vec![
         login,
-        app.login("jywan@test.com", "wrong").await,
+        app.login(DEMO_EMAIL, "wrong").await,
         app.refresh(None).await,
         app.logout(None).await,
         app.me("x").await,

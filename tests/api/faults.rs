@@ -8,7 +8,7 @@ async fn session_store_down_gives_503_and_recovers() {
     let login = app.login_demo().await;
     let cookie = login.refresh_cookie().unwrap();
     app.sessions.set_down(true);
-    app.login("jywan@test.com", "test")
+    app.login(DEMO_EMAIL, DEMO_PASSWORD)
         .await
         .assert_error(503, "unavailable");
     let refresh = app.refresh(Some(&cookie)).await;
@@ -36,7 +36,7 @@ async fn user_store_down_gives_503() {
     let app = spawn_app().await;
     let login = app.login_demo().await;
     app.users.set_down(true);
-    app.login("jywan@test.com", "test")
+    app.login(DEMO_EMAIL, DEMO_PASSWORD)
         .await
         .assert_error(503, "unavailable");
     app.me(&login.access_token())

@@ -39,7 +39,20 @@ async fn login_returns_the_token_body_and_a_refresh_cookie() {
 
 #[tokio::test]
 async fn prod_profile_sets_secure_cookie() {
-    // Case 33: Secure unless the configuration turns it off.
+    // The refresh cookie is Secure unless the configuration turns it off.
+    let app = spawn_app_with(&PROD).await;
+    app.add_user("ops@example.com", "a long passphrase").await;
+    let resp = app.login("ops@example.com", "a long passphrase").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(
+        resp.cookie_attr("Secure").is_some(),
+        "{:?}",
+        resp.set_cookie()
+    );
+}
+
+#[tokio::test]
+async fn cookie_secure_turns_secure_on_in_dev() {
     let app = spawn_app_with(&[("COOKIE_SECURE", "true")]).await;
     let resp = app.login_demo().await;
     assert!(

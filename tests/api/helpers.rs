@@ -9,7 +9,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use poem::endpoint::BoxEndpoint;
 use poem::http::HeaderMap;
-use poem::test::TestClient;
+use poem::http::Method;
+use poem::test::{TestClient, TestRequestBuilder};
 use poem::{EndpointExt, Response};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -18,22 +19,25 @@ use jwt_auth::adapters::inbound::http::{build_app, AppState};
 use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+use jwt_auth::app::SetDisabled;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
     Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId,
 };
 use jwt_auth::ports::{
-    CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, StoreError, UserRepo,
+    Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, StoreError,
+    UserRepo,
 };
-use jwt_auth::startup::{
-    build_state, seed_demo_user, token_issuer, Adapters, DEMO_EMAIL, DEMO_PASSWORD,
-};
+use jwt_auth::startup::{build_state, seed_demo_user, token_issuer, Adapters};
+pub use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
 
 pub use crate::db::{Store, Stores, TestDb};
 
 pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 pub const ISSUER: &str = "jwt-auth";
 pub const AUDIENCE: &str = "jwt-auth-clients";
+/// Overrides for the `prod` profile (its minimum bcrypt cost; `TEST_SECRET` passes its checks).
+pub const PROD: [(&str, &str); 2] = [("ENV", "prod"), ("BCRYPT_COST", "10")];
 /// A fixed start so expiry arithmetic in tests is exact.
 pub const T0: u64 = 1_800_000_000;
 
@@ -337,15 +341,64 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
     }
 }
 
+/// A request to the in-process app, built up and then sent.
+pub struct Req<'a> {
+    inner: TestRequestBuilder<'a, BoxEndpoint<'static, Response>>,
+}
+
+impl Req<'_> {
+    #[must_use]
+    pub fn header(self, name: &str, value: impl AsRef<str>) -> Self {
+        Self {
+            inner: self.inner.header(name, value.as_ref()),
+        }
+    }
+
+    /// Sends `refresh_token=<value>` as the cookie.
+    #[must_use]
+    pub fn cookie(self, value: &str) -> Self {
+        self.header("cookie", format!("refresh_token={value}"))
+    }
+
+    /// A JSON body (with `Content-Type: application/json`).
+    #[must_use]
+    pub fn json(self, body: &Value) -> Self {
+        Self {
+            inner: self.inner.body_json(body),
+        }
+    }
+
+    /// A raw body; set the content type with `header`.
+    #[must_use]
+    pub fn body(self, body: impl Into<poem::Body>) -> Self {
+        Self {
+            inner: self.inner.body(body),
+        }
+    }
+
+    pub async fn send(self) -> Resp {
+        Resp::read(self.inner.send().await.0).await
+    }
+}
+
 impl TestApp {
+    pub fn request(&self, method: Method, path: &str) -> Req<'_> {
+        Req {
+            inner: self.client.request(method, path),
+        }
+    }
+
+    pub fn post(&self, path: &str) -> Req<'_> {
+        self.request(Method::POST, path)
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Resp {
         self.login_json(&json!({ "email": email, "password": password }))
             .await
     }
 
     pub async fn login_json(&self, body: &Value) -> Resp {
-        let resp = self.client.post("/auth/login").body_json(body).send().await;
-        Resp::read(resp.0).await
+        self.post("/auth/login").json(body).send().await
     }
 
     /// Logs in as the demo user and returns the response.
@@ -356,19 +409,22 @@ impl TestApp {
     }
 
     pub async fn refresh(&self, cookie: Option<&str>) -> Resp {
-        let mut req = self.client.post("/auth/refresh");
-        if let Some(c) = cookie {
-            req = req.header("cookie", format!("refresh_token={c}"));
-        }
-        Resp::read(req.send().await.0).await
+        self.with_cookie(self.post("/auth/refresh"), cookie)
+            .send()
+            .await
     }
 
     pub async fn logout(&self, cookie: Option<&str>) -> Resp {
-        let mut req = self.client.post("/auth/logout");
-        if let Some(c) = cookie {
-            req = req.header("cookie", format!("refresh_token={c}"));
+        self.with_cookie(self.post("/auth/logout"), cookie)
+            .send()
+            .await
+    }
+
+    fn with_cookie<'a>(&self, req: Req<'a>, cookie: Option<&str>) -> Req<'a> {
+        match cookie {
+            Some(c) => req.cookie(c),
+            None => req,
         }
-        Resp::read(req.send().await.0).await
     }
 
     pub async fn me(&self, token: &str) -> Resp {
@@ -376,23 +432,58 @@ impl TestApp {
     }
 
     pub async fn me_with_header(&self, authorization: &str) -> Resp {
-        let resp = self
-            .client
-            .get("/auth/me")
+        self.request(Method::GET, "/auth/me")
             .header("authorization", authorization)
             .send()
-            .await;
-        Resp::read(resp.0).await
+            .await
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Resp {
-        let resp = self
-            .client
-            .post("/auth/register")
-            .body_json(&json!({ "email": email, "password": password }))
+        self.post("/auth/register")
+            .json(&json!({ "email": email, "password": password }))
             .send()
-            .await;
-        Resp::read(resp.0).await
+            .await
+    }
+
+    /// Disables (or enables again) an account as an operator would (`jwt-auth user disable`):
+    /// through the use case, so its sessions are revoked too.
+    pub async fn set_disabled(&self, email: &str, disabled: bool) {
+        let email = Email::parse(email).expect("an email");
+        let users: Arc<dyn UserRepo> = self.users.clone();
+        let sessions: Arc<dyn RefreshStore> = self.sessions.clone();
+        SetDisabled { users, sessions }
+            .execute(&email, disabled)
+            .await
+            .expect("set_disabled");
+    }
+
+    /// Creates an account as an operator would (`jwt-auth user add`), whatever the profile.
+    pub async fn add_user(&self, email: &str, password: &str) {
+        let email = Email::parse_new(email).expect("a valid new email");
+        let password = Password::parse_new(password.to_owned()).expect("a valid new password");
+        self.state
+            .register
+            .execute(email, &password)
+            .await
+            .expect("add_user");
+    }
+
+    /// Marks an account disabled (or enabled) in the store only, as a database edit behind the
+    /// service's back would: no session is revoked by it.
+    pub async fn disable_in_store(&self, email: &str, disabled: bool) {
+        let email = Email::parse(email).expect("an email");
+        self.users
+            .set_disabled(&email, disabled)
+            .await
+            .expect("set_disabled in the store");
+    }
+
+    /// One run of the background purge at the app's clock, at most `limit` sessions.
+    pub async fn purge(&self, limit: usize) -> u64 {
+        self.sessions
+            .purge(self.clock.now(), limit)
+            .await
+            .expect("purge")
     }
 
     pub async fn get(&self, path: &str) -> Resp {

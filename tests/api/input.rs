@@ -6,11 +6,11 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn raw_login(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> Resp {
-    let mut req = app.client.post("/auth/login");
+    let mut req = app.post("/auth/login");
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    Resp::read(req.body(body).send().await.0).await
+    req.body(body).send().await
 }
 
 #[tokio::test]
@@ -59,7 +59,9 @@ async fn wrong_types_missing_fields_and_the_echo_check() {
 async fn wrong_or_missing_content_type_is_415() {
     // Case 50.
     let app = spawn_app().await;
-    let body = br#"{"email":"jywan@test.com","password":"test"}"#.to_vec();
+    let body = json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD })
+        .to_string()
+        .into_bytes();
     raw_login(&app, Some("text/plain"), body.clone())
         .await
         .assert_error(415, "unsupported_media_type");
@@ -75,7 +77,8 @@ async fn wrong_or_missing_content_type_is_415() {
 async fn bodies_over_the_limit_are_413_before_parsing() {
     // Case 51, including a 1 MB extra field and a chunked body without Content-Length.
     let app = spawn_app().await;
-    let huge = json!({ "email": "jywan@test.com", "password": "test", "pad": "x".repeat(1 << 20) });
+    let huge =
+        json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "pad": "x".repeat(1 << 20) });
     app.login_json(&huge)
         .await
         .assert_error(413, "payload_too_large");
@@ -100,7 +103,7 @@ async fn long_passwords_are_refused_before_hashing() {
     let app = spawn_app_with(&[("MAX_BODY_BYTES", "2000000")]).await;
     let before = app.hasher.calls();
     for password in ["x".repeat(1025), "x".repeat(10_000), "x".repeat(1 << 20)] {
-        let resp = app.login("jywan@test.com", &password).await;
+        let resp = app.login(DEMO_EMAIL, &password).await;
         resp.assert_error(400, "invalid_request");
         let resp = app.register("long@example.com", &password).await;
         resp.assert_error(400, "invalid_request");
@@ -141,7 +144,7 @@ async fn emails_that_cannot_be_addresses() {
 async fn nul_byte_password_is_not_a_500() {
     // Case 54.
     let app = spawn_app().await;
-    app.login("jywan@test.com", "te\u{0}st")
+    app.login(DEMO_EMAIL, "te\u{0}st")
         .await
         .assert_error(401, "invalid_credentials");
     let resp = app.register("nul@example.com", "pass\u{0}word-123").await;

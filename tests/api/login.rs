@@ -32,10 +32,7 @@ async fn unknown_email_and_wrong_password_are_byte_identical() {
 #[tokio::test]
 async fn disabled_user_looks_like_a_wrong_password() {
     let app = spawn_app().await;
-    let email = jwt_auth::domain::Email::parse(DEMO_EMAIL).unwrap();
-    jwt_auth::ports::UserRepo::set_disabled(app.users.as_ref(), &email, true)
-        .await
-        .unwrap();
+    app.disable_in_store(DEMO_EMAIL, true).await;
     let disabled = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
     let unknown = app.login("nobody@test.com", "test").await;
     assert_eq!(disabled.body, unknown.body);
@@ -90,34 +87,32 @@ async fn credential_stuffing_hits_the_per_client_budget() {
     // Case 45, with the client address from a trusted proxy header.
     let app = spawn_app_with(&[("TRUSTED_PROXY_HEADER", "X-Forwarded-For")]).await;
     let from = |ip: &'static str, email: String| {
-        app.client
-            .post("/auth/login")
+        app.post("/auth/login")
             .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
-            .body_json(&serde_json::json!({ "email": email, "password": "guess" }))
+            .json(&serde_json::json!({ "email": email, "password": "guess" }))
             .send()
     };
     for i in 0..20 {
         assert_eq!(
-            Resp::read(from("198.51.100.1", format!("user{i}@test.com")).await.0)
+            from("198.51.100.1", format!("user{i}@test.com"))
                 .await
                 .status,
             401
         );
     }
-    let blocked = Resp::read(from("198.51.100.1", "fresh@test.com".into()).await.0).await;
+    let blocked = from("198.51.100.1", "fresh@test.com".into()).await;
     blocked.assert_error(429, "too_many_requests");
     assert!(blocked.header("retry-after").is_some());
-    let other = Resp::read(from("198.51.100.2", "fresh@test.com".into()).await.0).await;
+    let other = from("198.51.100.2", "fresh@test.com".into()).await;
     other.assert_error(401, "invalid_credentials");
     // The demo account itself is not locked by the stuffing run.
     let resp = app
-        .client
         .post("/auth/login")
         .header("x-forwarded-for", "198.51.100.3")
-        .body_json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
+        .json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
         .send()
         .await;
-    assert_eq!(Resp::read(resp.0).await.status, 200);
+    assert_eq!(resp.status, 200);
 }
 
 #[tokio::test]
@@ -174,6 +169,14 @@ async fn register_then_login_and_conflicts_ignore_case() {
 
 #[tokio::test]
 async fn registration_is_off_in_prod_by_default() {
+    let app = spawn_app_with(&PROD).await;
+    app.register("x@example.com", "a long password")
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn registration_enabled_false_turns_it_off_in_dev() {
     let app = spawn_app_with(&[("REGISTRATION_ENABLED", "false")]).await;
     app.register("x@example.com", "a long password")
         .await
@@ -194,4 +197,23 @@ async fn passwords_longer_than_72_bytes_count_in_full() {
         .await
         .assert_error(401, "invalid_credentials");
     assert_eq!(app.login("long72@example.com", &password).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_operator_disable_cuts_access_at_once_and_enable_restores_login() {
+    let app = spawn_app().await;
+    let session = app.login_demo().await;
+    app.set_disabled(DEMO_EMAIL, true).await;
+    assert_eq!(app.live_sessions().await, 0, "every session revoked");
+    app.me(&session.access_token())
+        .await
+        .assert_error(401, "invalid_token");
+    app.refresh(session.refresh_cookie().as_deref())
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    app.login(DEMO_EMAIL, DEMO_PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.set_disabled(DEMO_EMAIL, false).await;
+    app.login_demo().await;
 }

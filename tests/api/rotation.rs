@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::helpers::*;
-use jwt_auth::domain::Email;
-use jwt_auth::ports::UserRepo;
 
 #[tokio::test]
 async fn refresh_rotates_and_marks_the_old_token_used() {
@@ -184,8 +182,8 @@ async fn disabling_a_user_revokes_every_family_and_access() {
 pub async fn disabling_a_user_revokes_everything(app: TestApp) {
     let a = app.login_demo().await;
     let b = app.login_demo().await;
-    let email = Email::parse("jywan@test.com").unwrap();
-    app.users.set_disabled(&email, true).await.unwrap();
+    // Disabled in the store only: the refresh path itself must notice and revoke.
+    app.disable_in_store(DEMO_EMAIL, true).await;
     app.me(&a.access_token())
         .await
         .assert_error(401, "invalid_token");
@@ -193,7 +191,7 @@ pub async fn disabling_a_user_revokes_everything(app: TestApp) {
         .await
         .assert_error(401, "invalid_refresh_token");
     assert_eq!(app.live_sessions().await, 0, "both sessions revoked");
-    app.users.set_disabled(&email, false).await.unwrap();
+    app.disable_in_store(DEMO_EMAIL, false).await;
     app.refresh(b.refresh_cookie().as_deref())
         .await
         .assert_error(401, "invalid_refresh_token");
@@ -209,13 +207,7 @@ async fn purge_forgets_ended_sessions_and_orphaned_tokens() {
     app.refresh(Some(&keep)).await;
     assert_eq!(app.store_counts(), (4, 5));
     app.clock.advance(30 * 86_400);
-    let now = jwt_auth::ports::Clock::now(app.clock.as_ref());
-    let purged = jwt_auth::ports::RefreshStore::purge(app.sessions.as_ref(), now, 2)
-        .await
-        .unwrap();
-    assert_eq!(purged, 2, "bounded by the batch size");
-    jwt_auth::ports::RefreshStore::purge(app.sessions.as_ref(), now, 100)
-        .await
-        .unwrap();
+    assert_eq!(app.purge(2).await, 2, "bounded by the batch size");
+    app.purge(100).await;
     assert_eq!(app.store_counts(), (0, 0));
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::TEST_SECRET;
+use crate::helpers::{DEMO_EMAIL, DEMO_PASSWORD, TEST_SECRET};
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
@@ -46,7 +46,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         async move {
             reqwest::Client::new()
                 .post(format!("{base}/auth/login"))
-                .json(&serde_json::json!({ "email": "jywan@test.com", "password": "test" }))
+                .json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
                 .send()
                 .await
         }

@@ -3,7 +3,7 @@
 use jwt_auth::config::Settings;
 use jwt_auth::startup::{Adapters, Application};
 
-use crate::helpers::TEST_SECRET;
+use crate::helpers::{DEMO_EMAIL, DEMO_PASSWORD, TEST_SECRET};
 
 #[tokio::test]
 async fn real_socket_login_me_refresh_logout() {
@@ -26,7 +26,7 @@ async fn real_socket_login_me_refresh_logout() {
 
     let login = http
         .post(format!("{base}/auth/login"))
-        .json(&serde_json::json!({ "email": "jywan@test.com", "password": "test" }))
+        .json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
         .send()
         .await
         .unwrap();
@@ -63,16 +63,16 @@ async fn real_socket_login_me_refresh_logout() {
         .unwrap();
     assert_eq!(again.status(), 401);
 
-    // Oversized headers are refused by the server and it keeps serving (case 58).
+    // Oversized headers get a 4xx and the server keeps serving.
     let huge = "a".repeat(64 * 1024);
     let resp = http
         .get(format!("{base}/auth/me"))
         .header("authorization", format!("Bearer {huge}"))
         .send()
-        .await;
-    if let Ok(resp) = resp {
-        assert!(resp.status().is_client_error(), "{}", resp.status());
-    }
+        .await
+        .expect("an answer, not a dropped connection");
+    // Within hyper's header buffer: the token itself is refused for its length.
+    assert_eq!(resp.status(), 401);
     let mut many = reqwest::header::HeaderMap::new();
     for i in 0..200 {
         many.insert(
@@ -84,10 +84,9 @@ async fn real_socket_login_me_refresh_logout() {
         .get(format!("{base}/health/live"))
         .headers(many)
         .send()
-        .await;
-    if let Ok(resp) = resp {
-        assert!(resp.status() == 200 || resp.status().is_client_error());
-    }
+        .await
+        .expect("an answer, not a dropped connection");
+    assert_eq!(resp.status(), 431, "more headers than the server reads");
     let live = http
         .get(format!("{base}/health/live"))
         .send()
