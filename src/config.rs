@@ -49,6 +49,7 @@ pub const KEYS: &[&str] = &[
     "TRUSTED_PROXY_HEADER",
     "SESSION_PURGE_INTERVAL_SECS",
     "SESSION_PURGE_BATCH",
+    "LOG_FORMAT",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -57,6 +58,14 @@ pub const KEYS: &[&str] = &[
 pub enum Profile {
     Dev,
     Prod,
+}
+
+/// How log lines are written: human-readable text, or one JSON object a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -119,6 +128,7 @@ pub struct Settings {
     pub trusted_proxy_header: String,
     pub session_purge_interval_secs: u64,
     pub session_purge_batch: usize,
+    pub log_format: LogFormat,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -200,9 +210,7 @@ impl Settings {
         if self.database_max_connections == 0 {
             return bad("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
-        if self.login_max_failures == 0 || self.login_client_max_failures == 0 {
-            return bad("LOGIN_MAX_FAILURES", "limits must be at least 1");
-        }
+        self.validate_defences()?;
         if self.env == Profile::Prod {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
@@ -225,11 +233,70 @@ impl Settings {
         Ok(())
     }
 
+    /// Values that would switch a defence off without saying so are refused: a zero window or
+    /// lock would never lock, an absurd one would lock for ever or overflow, a long leeway
+    /// keeps expired tokens alive, a purge that never runs keeps revoked sessions for ever.
+    fn validate_defences(&self) -> Result<(), ConfigError> {
+        const MONTH: u64 = 30 * 86_400;
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.login_throttle_enabled {
+            for (key, value) in [
+                ("LOGIN_MAX_FAILURES", self.login_max_failures),
+                ("LOGIN_CLIENT_MAX_FAILURES", self.login_client_max_failures),
+                (
+                    "LOGIN_CLIENT_MAX_PER_MINUTE",
+                    self.login_client_max_per_minute,
+                ),
+            ] {
+                if value == 0 {
+                    return bad(
+                        key,
+                        "must be at least 1 (LOGIN_THROTTLE_ENABLED=false turns the throttle off)",
+                    );
+                }
+            }
+            for (key, value) in [
+                ("LOGIN_WINDOW_SECS", self.login_window_secs),
+                ("LOGIN_LOCKOUT_SECS", self.login_lockout_secs),
+                ("LOGIN_MAX_LOCKOUT_SECS", self.login_max_lockout_secs),
+            ] {
+                if value == 0 || value > MONTH {
+                    return bad(key, "must be between 1 and 2592000 (30 days)");
+                }
+            }
+            if self.login_max_lockout_secs < self.login_lockout_secs {
+                return bad(
+                    "LOGIN_MAX_LOCKOUT_SECS",
+                    "must be at least LOGIN_LOCKOUT_SECS",
+                );
+            }
+        }
+        if self.jwt_leeway_secs > 300 {
+            return bad("JWT_LEEWAY_SECS", "must be at most 300");
+        }
+        if self.session_purge_interval_secs == 0 || self.session_purge_interval_secs > MONTH {
+            return bad(
+                "SESSION_PURGE_INTERVAL_SECS",
+                "must be between 1 and 2592000",
+            );
+        }
+        if self.session_purge_batch == 0 {
+            return bad("SESSION_PURGE_BATCH", "must be at least 1");
+        }
+        if self.env == Profile::Prod && self.cookie_secure == Some(false) {
+            return bad(
+                "COOKIE_SECURE",
+                "cannot be false in prod: the refresh cookie would travel without TLS",
+            );
+        }
+        Ok(())
+    }
+
     fn strong_secret(&self, key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {
         let Some(secret) = secret.map(Secret::expose) else {
             return Err(ConfigError(format!("{key}: is required in prod")));
         };
-        if is_placeholder(secret) {
+        if has_placeholder_words(secret) {
             return Err(ConfigError(format!(
                 "{key}: is a placeholder; set a random secret"
             )));
@@ -241,13 +308,10 @@ impl Settings {
                 self.jwt_algorithm
             )));
         }
-        let distinct = secret
-            .bytes()
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if distinct < 8 {
+        if estimated_entropy_bits(secret) < MIN_SECRET_BITS {
             return Err(ConfigError(format!(
-                "{key}: has too little variety to be a random secret"
+                "{key}: looks guessable (sequences, repeats or too few kinds of characters); \
+                 use e.g. `openssl rand -base64 48`"
             )));
         }
         Ok(())
@@ -326,8 +390,81 @@ impl DatabaseKind {
     }
 }
 
+/// Words of the placeholders that example configurations ship; a random secret holds none.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "changeme",
+    "replaceme",
+    "secret",
+    "placeholder",
+    "example",
+    "default",
+    "password",
+    "insecure",
+    "goeshere",
+    "dummy",
+    "sample",
+];
+
+/// The placeholder the FastAPI project's `.env` ships (`CHANGE_ME…`), or nothing: replaced by a
+/// random secret in `dev`.
 fn is_placeholder(secret: &str) -> bool {
     secret.trim().is_empty() || secret.to_ascii_uppercase().starts_with("CHANGE_ME")
+}
+
+/// Any spelling of a placeholder: refused in `prod`.
+fn has_placeholder_words(secret: &str) -> bool {
+    let letters: String = secret
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    is_placeholder(secret) || PLACEHOLDER_WORDS.iter().any(|w| letters.contains(w))
+}
+
+/// The least estimated entropy a `prod` signing secret must have.
+const MIN_SECRET_BITS: f64 = 128.0;
+
+/// Keyboard rows, for runs a person types instead of choosing.
+const KEYBOARD_ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
+
+/// A deliberately pessimistic estimate of how many bits a guesser needs: each character is worth
+/// the bits of the character classes the secret uses (lower, upper, digits, others), except
+/// one a guesser predicts from what came before — the next or previous character in ASCII or
+/// on a keyboard row, or the continuation of a repeat of up to 8 characters — which is worth
+/// one bit. No crate estimates this without a dictionary the size of a password cracker's.
+fn estimated_entropy_bits(secret: &str) -> f64 {
+    let chars: Vec<char> = secret.chars().collect();
+    let pool = [
+        (chars.iter().any(char::is_ascii_lowercase), 26.0),
+        (chars.iter().any(char::is_ascii_uppercase), 26.0),
+        (chars.iter().any(char::is_ascii_digit), 10.0),
+        (chars.iter().any(|c| !c.is_ascii_alphanumeric()), 33.0),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, size)| size)
+    .sum::<f64>();
+    let per_char = f64::log2(pool.max(2.0));
+    let adjacent = |a: char, b: char| {
+        let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+        (a as i64 - b as i64).abs() <= 1
+            || KEYBOARD_ROWS.iter().any(|row| {
+                let at = |c| row.find(c);
+                matches!((at(a), at(b)), (Some(i), Some(j)) if i.abs_diff(j) == 1)
+            })
+    };
+    let repeats = |i: usize| {
+        (1..=8).any(|k| i > k && chars[i] == chars[i - k] && chars[i - 1] == chars[i - 1 - k])
+    };
+    (0..chars.len())
+        .map(|i| {
+            if i > 0 && (adjacent(chars[i - 1], chars[i]) || repeats(i)) {
+                1.0
+            } else {
+                per_char
+            }
+        })
+        .sum()
 }
 
 /// Typed like an environment variable: `15` is a number, `true` a boolean.
@@ -450,6 +587,106 @@ mod tests {
             ("JWT_ALGORITHM", "HS512"),
         ];
         assert!(Settings::from_pairs(&short_for_hs512).is_err());
+    }
+
+    #[test]
+    fn prod_refuses_guessable_secrets_that_are_long_and_varied() {
+        for secret in [
+            // Sequences and repeats: long and varied, but guessable.
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+            "0123456789012345678901234567890123456789",
+            "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdfgh",
+            "abcabcabcabcabcabcabcabcabcabcabcabcabcabcabc",
+            // Placeholder spellings other than CHANGE_ME.
+            "please-change-me-before-production-0a9s8d7f6g",
+            "your-super-secret-jwt-key-goes-here-123456789",
+            "replace_me_with_a_real_secret_key_Zx81!Qa9pL",
+        ] {
+            let err = Settings::from_pairs(&[("ENV", "prod"), ("JWT_SECRET_KEY", secret)])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("JWT_SECRET_KEY"), "{secret}: {err}");
+            assert!(!err.contains(secret), "never echoed: {err}");
+        }
+        // What `openssl rand -base64 48` gives passes.
+        let random = "q0Zr3m9Xc1T7bN2vK8sL4pW6yH5dJ0aE3fG7uR1iO9kM2nB4xC8zV6tY5wQ1eP3";
+        assert!(Settings::from_pairs(&[("ENV", "prod"), ("JWT_SECRET_KEY", random)]).is_ok());
+    }
+
+    #[test]
+    fn settings_that_switch_a_defence_off_are_refused() {
+        let prod = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG)];
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("LOGIN_WINDOW_SECS", "0")], "LOGIN_WINDOW_SECS"),
+            (&[("LOGIN_LOCKOUT_SECS", "0")], "LOGIN_LOCKOUT_SECS"),
+            (
+                &[
+                    ("LOGIN_LOCKOUT_SECS", "600"),
+                    ("LOGIN_MAX_LOCKOUT_SECS", "60"),
+                ],
+                "LOGIN_MAX_LOCKOUT_SECS",
+            ),
+            (
+                &[("LOGIN_MAX_LOCKOUT_SECS", "18446744073709551615")],
+                "LOGIN_MAX_LOCKOUT_SECS",
+            ),
+            (
+                &[("LOGIN_WINDOW_SECS", "18446744073709551615")],
+                "LOGIN_WINDOW_SECS",
+            ),
+            (
+                &[("LOGIN_CLIENT_MAX_PER_MINUTE", "0")],
+                "LOGIN_CLIENT_MAX_PER_MINUTE",
+            ),
+            (
+                &[("LOGIN_CLIENT_MAX_FAILURES", "0")],
+                "LOGIN_CLIENT_MAX_FAILURES",
+            ),
+            (&[("JWT_LEEWAY_SECS", "86400")], "JWT_LEEWAY_SECS"),
+            (
+                &[("SESSION_PURGE_INTERVAL_SECS", "0")],
+                "SESSION_PURGE_INTERVAL_SECS",
+            ),
+            (&[("SESSION_PURGE_BATCH", "0")], "SESSION_PURGE_BATCH"),
+            (&[("LOGIN_MAX_FAILURES", "0")], "LOGIN_MAX_FAILURES"),
+        ];
+        for (pairs, key) in cases {
+            let err = Settings::from_pairs(pairs).unwrap_err().to_string();
+            assert!(err.contains(key), "{pairs:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        // Secure off under prod: the refresh cookie would travel in clear.
+        let mut pairs = prod.to_vec();
+        pairs.push(("COOKIE_SECURE", "false"));
+        let err = Settings::from_pairs(&pairs).unwrap_err().to_string();
+        assert!(err.contains("COOKIE_SECURE"), "{err}");
+        // The same values are fine where they are no defence: the throttle switched off on
+        // purpose, Secure off in dev.
+        assert!(Settings::from_pairs(&[
+            ("LOGIN_THROTTLE_ENABLED", "false"),
+            ("LOGIN_WINDOW_SECS", "0")
+        ])
+        .is_ok());
+        assert!(Settings::from_pairs(&[("COOKIE_SECURE", "false")]).is_ok());
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(
+            Settings::from_pairs(&[]).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            Settings::from_pairs(&[("LOG_FORMAT", "json")])
+                .unwrap()
+                .log_format,
+            LogFormat::Json
+        );
+        let err = Settings::from_pairs(&[("LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LOG_FORMAT"), "{err}");
     }
 
     #[test]

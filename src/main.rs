@@ -64,10 +64,6 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None | Some(Command::Serve) => jwt_auth::telemetry::init(),
-        Some(_) => jwt_auth::telemetry::init_with_default("warn"),
-    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -75,6 +71,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let default_level = match cli.command {
+        None | Some(Command::Serve) => "info",
+        Some(_) => "warn",
+    };
+    jwt_auth::telemetry::init(settings.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -36,8 +36,14 @@ pub use crate::db::{Store, Stores, TestDb};
 pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 pub const ISSUER: &str = "jwt-auth";
 pub const AUDIENCE: &str = "jwt-auth-clients";
-/// Overrides for the `prod` profile (its minimum bcrypt cost; `TEST_SECRET` passes its checks).
-pub const PROD: [(&str, &str); 2] = [("ENV", "prod"), ("BCRYPT_COST", "10")];
+/// A signing secret that passes the `prod` checks.
+pub const PROD_SECRET: &str = "q0Zr3m9Xc1T7bN2vK8sL4pW6yH5dJ0aE3fG7uR1iO9kM2nB4xC8zV6tY5wQ1eP3";
+/// Overrides for the `prod` profile (with its minimum bcrypt cost).
+pub const PROD: [(&str, &str); 3] = [
+    ("ENV", "prod"),
+    ("BCRYPT_COST", "10"),
+    ("JWT_SECRET_KEY", PROD_SECRET),
+];
 /// A fixed start so expiry arithmetic in tests is exact.
 pub const T0: u64 = 1_800_000_000;
 

@@ -13,12 +13,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .local_addr()
         .unwrap()
         .port();
-    // Cost 10: a login takes a noticeable time (seconds in a debug build, under the 10 s
-    // grace period), so one can be caught in flight.
+    // Cost 13: a login takes a noticeable time (about half a second; bcrypt is optimized even
+    // in test builds), well under the 10 s grace period, so one can be caught in flight.
     let mut child = Command::new(env!("CARGO_BIN_EXE_jwt-auth"))
         .env_clear()
         .env("PORT", port.to_string())
-        .env("BCRYPT_COST", "10")
+        .env("BCRYPT_COST", "13")
         .env("JWT_SECRET_KEY", TEST_SECRET)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -97,5 +97,53 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_the_key() {
         assert!(stderr.contains(named), "{key}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// The binary's first log lines on stderr (not a terminal) with these settings.
+fn first_log_lines(extra: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwt-auth"));
+    cmd.env_clear()
+        .env("PORT", "0")
+        .env("BCRYPT_COST", "4")
+        .env("JWT_SECRET_KEY", TEST_SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let started = line.contains("server started");
+        lines.push(line);
+        if started {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!lines.is_empty(), "the binary logged nothing");
+    lines
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    for line in first_log_lines(&[]) {
+        assert!(!line.contains('\u{1b}'), "escape code in {line:?}");
+    }
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_a_line() {
+    for line in first_log_lines(&[("LOG_FORMAT", "json")]) {
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["fields"].is_object(), "{line}");
     }
 }
