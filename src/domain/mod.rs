@@ -4,12 +4,14 @@
 
 mod errors;
 mod ids;
+mod rotation;
 mod secrets;
 mod time;
 mod user;
 
 pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError};
 pub use ids::{SessionId, UserId};
+pub use rotation::{judge_rotation, PresentedToken, RotationRefusal, RotationVerdict};
 pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,

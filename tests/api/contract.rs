@@ -466,6 +466,11 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
     }
 }
 
+async fn both_stores_answer_a_ping(s: Stores) {
+    s.users.ping().await.unwrap();
+    s.sessions.ping().await.unwrap();
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -525,6 +530,7 @@ contract!(
     purge_forgets_revoked_sessions,
     concurrent_rotations_of_one_token_yield_exactly_one_success,
     rotations_racing_revocation_and_purge_never_fail,
+    both_stores_answer_a_ping,
 );
 
 /// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.
@@ -585,6 +591,8 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
         "is_active",
     );
     unavailable(s.sessions.purge(at(T0), 10).await.map(drop), "purge");
+    unavailable(s.users.ping().await, "users.ping");
+    unavailable(s.sessions.ping().await, "sessions.ping");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "fails fast, not a hang: {:?}",
@@ -604,7 +612,7 @@ async fn sqlite_in_a_missing_directory_is_unavailable() {
 
 #[tokio::test]
 async fn database_debug_and_errors_never_show_the_password() {
-    use jwt_auth::adapters::outbound::sql::{Database, PoolSettings};
+    use jwt_auth::adapters::outbound::db::{Database, PoolSettings};
     let url = "postgres://postgres:pw-canary@127.0.0.1:1/x";
     let db = Database::connect_lazy(url, PoolSettings::default()).unwrap();
     let shown = format!("{db:?} {}", db.describe());

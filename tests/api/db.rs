@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jwt_auth::adapters::outbound::db::{Database, DatabaseKind, PoolSettings};
 use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
-use jwt_auth::adapters::outbound::sql::{Database, PoolSettings};
 use jwt_auth::ports::{RefreshStore, UserRepo};
 
 /// The line a skipped PostgreSQL test prints on stderr.
@@ -112,11 +112,13 @@ impl TestDb {
         let admin = Database::connect(&server, test_pool())
             .await
             .expect("TEST_DATABASE_URL answers");
-        let Database::Postgres(pool, _) = &admin else {
-            panic!("TEST_DATABASE_URL must be a postgres:// URL");
-        };
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(pool)
+        assert_eq!(
+            admin.kind(),
+            DatabaseKind::Postgres,
+            "TEST_DATABASE_URL must be a postgres:// URL"
+        );
+        admin
+            .execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("CREATE DATABASE");
         admin.close().await;
@@ -139,12 +141,10 @@ impl TestDb {
 
     /// Sessions not revoked (ended or not), as the in-memory store counts them.
     pub async fn live_sessions(&self) -> i64 {
-        const SQL: &str = "SELECT count(*) FROM sessions WHERE revoked_at IS NULL";
-        match &self.db {
-            Database::Postgres(pool, _) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-            Database::Sqlite(pool, _) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-        }
-        .unwrap()
+        self.db
+            .query_i64("SELECT count(*) FROM sessions WHERE revoked_at IS NULL")
+            .await
+            .unwrap()
     }
 }
 
@@ -165,12 +165,12 @@ impl Drop for TestDb {
                         .unwrap();
                     rt.block_on(async {
                         if let Ok(admin) = Database::connect(&server, test_pool()).await {
-                            if let Database::Postgres(pool, _) = &admin {
-                                let _ = sqlx::query(&format!(
-                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                                ))
-                                .execute(pool)
-                                .await;
+                            if admin.kind() == DatabaseKind::Postgres {
+                                let _ = admin
+                                    .execute(&format!(
+                                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                    ))
+                                    .await;
                             }
                             admin.close().await;
                         }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jwt_auth::adapters::outbound::db::{Database, PoolSettings};
 use jwt_auth::adapters::outbound::memory::InMemoryUserRepo;
-use jwt_auth::adapters::outbound::sql::{Database, PoolSettings};
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{RefreshToken, Session, SessionId, Timestamp};
 use jwt_auth::startup::{Adapters, Application, DEMO_EMAIL, DEMO_PASSWORD};
@@ -643,12 +643,9 @@ async fn purge_through_the_port_deletes_rows_and_tokens_cascade() {
         let cookie = app.login_demo().await.refresh_cookie();
         app.refresh(cookie.as_deref()).await;
     }
-    let Database::Postgres(pool, _) = &db.db else {
-        unreachable!()
-    };
     let tokens = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM refresh_tokens")
-            .fetch_one(pool)
+        db.db
+            .query_i64("SELECT count(*) FROM refresh_tokens")
             .await
             .unwrap()
     };

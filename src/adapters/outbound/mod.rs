@@ -2,8 +2,6 @@
 
 pub mod bcrypt_hasher;
 pub mod clock;
+pub mod db;
 pub mod jose_issuer;
 pub mod memory;
-pub mod postgres;
-pub mod sql;
-pub mod sqlite;
