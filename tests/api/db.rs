@@ -1,8 +1,9 @@
 //! Real databases for tests: a fresh SQLite file, or a fresh PostgreSQL database on the server
 //! `TEST_DATABASE_URL` names, per test, so tests run in parallel; dropped when the test ends.
 //!
-//! Without `TEST_DATABASE_URL` the PostgreSQL variants print why they skip and pass, unless
-//! `REQUIRE_POSTGRES=1` (CI) makes them fail instead.
+//! Without `TEST_DATABASE_URL` the PostgreSQL tests are ignored (`cfg(no_postgres)`, set by
+//! `build.rs`), unless `REQUIRE_POSTGRES=1` (CI) makes them run and fail instead. Should one
+//! run without the URL anyway, it prints why it skips.
 
 use std::path::PathBuf;
 use std::sync::Arc;
