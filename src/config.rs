@@ -199,7 +199,7 @@ impl Settings {
             return bad("MAX_BODY_BYTES", "must be at least 256");
         }
         if let Some(url) = &self.database_url {
-            if DatabaseKind::of(url.expose()).is_none() {
+            if !has_database_scheme(url.expose()) {
                 // Never echo the URL: it may hold a password.
                 return bad(
                     "DATABASE_URL",
@@ -371,23 +371,12 @@ impl Settings {
     }
 }
 
-/// Which database a `DATABASE_URL` names, by its scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseKind {
-    Postgres,
-    Sqlite,
-}
-
-impl DatabaseKind {
-    /// `None` for a scheme the service has no adapter for.
-    pub fn of(url: &str) -> Option<Self> {
-        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase())?;
-        match scheme.as_str() {
-            "postgres" | "postgresql" => Some(Self::Postgres),
-            "sqlite" => Some(Self::Sqlite),
-            _ => None,
-        }
-    }
+/// Whether `url` names a database the service has an adapter for, by its scheme (the
+/// adapter chooses between them; this only validates).
+fn has_database_scheme(url: &str) -> bool {
+    url.split_once(':').is_some_and(|(scheme, _)| {
+        ["postgres", "postgresql", "sqlite"].contains(&scheme.to_ascii_lowercase().as_str())
+    })
 }
 
 /// Words of the placeholders that example configurations ship; a random secret holds none.
@@ -514,20 +503,15 @@ mod tests {
 
     #[test]
     fn database_url_scheme_selects_the_adapter() {
-        assert_eq!(
-            DatabaseKind::of("postgres://u@h/db"),
-            Some(DatabaseKind::Postgres)
-        );
-        assert_eq!(
-            DatabaseKind::of("postgresql://u@h/db"),
-            Some(DatabaseKind::Postgres)
-        );
-        assert_eq!(
-            DatabaseKind::of("sqlite://data/auth.db"),
-            Some(DatabaseKind::Sqlite)
-        );
-        assert_eq!(DatabaseKind::of("mysql://u@h/db"), None);
-        assert_eq!(DatabaseKind::of("no scheme"), None);
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "sqlite://data/auth.db",
+        ] {
+            assert!(has_database_scheme(url), "{url}");
+        }
+        assert!(!has_database_scheme("mysql://u@h/db"));
+        assert!(!has_database_scheme("no scheme"));
         let err = Settings::from_pairs(&[("DATABASE_URL", "mysql://u:pw-canary@h/db")])
             .unwrap_err()
             .to_string();

@@ -4,6 +4,7 @@
 
 mod errors;
 mod ids;
+mod rotation;
 mod secrets;
 mod signing;
 mod time;
@@ -11,6 +12,7 @@ mod user;
 
 pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError};
 pub use ids::{SessionId, UserId};
+pub use rotation::{judge_rotation, PresentedToken, RotationRefusal, RotationVerdict};
 pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,

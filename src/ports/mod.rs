@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId,
-    Timestamp, User, UserId,
+    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, RotationRefusal,
+    Session, SessionId, Timestamp, User, UserId,
 };
 
 /// A backing store failed; no partial write is left behind.
@@ -44,6 +44,17 @@ pub enum RotateError {
     Expired,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The domain's refusal, as the port reports it (the use cases match on `RotateError`).
+impl From<RotationRefusal> for RotateError {
+    fn from(why: RotationRefusal) -> Self {
+        match why {
+            RotationRefusal::NotFound => Self::NotFound,
+            RotationRefusal::Expired => Self::Expired,
+            RotationRefusal::Reused => Self::Reused,
+        }
+    }
 }
 
 /// Token signing or verification failed.
@@ -97,6 +108,12 @@ pub trait UserRepo: Send + Sync {
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn list(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Whether the store answers (for readiness); reads and changes nothing.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Password hashing, off the async executor.
@@ -187,6 +204,12 @@ pub trait RefreshStore: Send + Sync {
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+
+    /// Whether the store answers (for readiness); reads and changes nothing.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// The time, from one place, so tests can move it.

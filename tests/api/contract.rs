@@ -1,6 +1,7 @@
 //! The port contract: the same cases, one per `# Errors` clause of `src/ports/mod.rs`, run
 //! against every adapter of `UserRepo` and `RefreshStore` — in-memory, SQLite (a temporary
-//! file per test) and PostgreSQL (a fresh database per test, when `TEST_DATABASE_URL` is set).
+//! file per test) and PostgreSQL (a fresh database per test, when `TEST_DATABASE_URL` is set;
+//! without it they are reported as ignored).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -466,6 +467,11 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
     }
 }
 
+async fn both_stores_answer_a_ping(s: Stores) {
+    s.users.ping().await.unwrap();
+    s.sessions.ping().await.unwrap();
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -487,6 +493,7 @@ macro_rules! contract {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
                 async fn $case() {
                     super::run(super::Store::Postgres, super::$case).await;
                 }
@@ -525,6 +532,7 @@ contract!(
     purge_forgets_revoked_sessions,
     concurrent_rotations_of_one_token_yield_exactly_one_success,
     rotations_racing_revocation_and_purge_never_fail,
+    both_stores_answer_a_ping,
 );
 
 /// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.
@@ -585,6 +593,8 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
         "is_active",
     );
     unavailable(s.sessions.purge(at(T0), 10).await.map(drop), "purge");
+    unavailable(s.users.ping().await, "users.ping");
+    unavailable(s.sessions.ping().await, "sessions.ping");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "fails fast, not a hang: {:?}",
@@ -604,7 +614,7 @@ async fn sqlite_in_a_missing_directory_is_unavailable() {
 
 #[tokio::test]
 async fn database_debug_and_errors_never_show_the_password() {
-    use jwt_auth::adapters::outbound::sql::{Database, PoolSettings};
+    use jwt_auth::adapters::outbound::db::{Database, PoolSettings};
     let url = "postgres://postgres:pw-canary@127.0.0.1:1/x";
     let db = Database::connect_lazy(url, PoolSettings::default()).unwrap();
     let shown = format!("{db:?} {}", db.describe());

@@ -209,6 +209,10 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.purge(now, limit).await
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
 }
 
 #[async_trait]
@@ -236,6 +240,10 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.check()?;
         self.inner.list().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
     }
 }
 

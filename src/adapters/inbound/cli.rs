@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use crate::adapters::outbound::clock::SystemClock;
-use crate::adapters::outbound::sql::Database;
+use crate::adapters::outbound::db::Database;
 use crate::app::{Register, SetDisabled};
 use crate::config::Settings;
 use crate::domain::{Email, Password, RegisterError, Timestamp, User};

@@ -6,7 +6,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
 
-use crate::domain::{Email, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId};
+use crate::domain::{
+    judge_rotation, Email, PresentedToken, RefreshTokenHash, RotationRefusal, RotationVerdict,
+    Session, SessionId, Timestamp, User, UserId,
+};
 use crate::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
 
 /// Accounts in a map, with an index by normalized email.
@@ -76,6 +79,10 @@ impl UserRepo for InMemoryUserRepo {
         all.sort_by(|a, b| (a.created_at, a.email.as_str()).cmp(&(b.created_at, b.email.as_str())));
         Ok(all)
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A live session, kept compact: about 48 bytes with its key.
@@ -123,13 +130,6 @@ impl InMemoryRefreshStore {
     pub fn counts(&self) -> (usize, usize) {
         let f = self.lock();
         (f.sessions.len(), f.tokens.len())
-    }
-
-    /// Reserves room for `sessions` sessions with one token each.
-    pub fn reserve(&self, sessions: usize) {
-        let mut f = self.lock();
-        f.sessions.reserve(sessions);
-        f.tokens.reserve(sessions);
     }
 }
 
@@ -189,19 +189,28 @@ impl RefreshStore for InMemoryRefreshStore {
         let Some(token) = f.tokens.get(&presented).copied() else {
             return Err(RotateError::NotFound);
         };
-        let Some(record) = f.sessions.get(&token.session).copied() else {
-            f.tokens.remove(&presented);
-            return Err(RotateError::NotFound);
+        // A revoked session is removed at once, so a found session is never revoked.
+        let record = f.sessions.get(&token.session).copied();
+        let read = record.map(|r| PresentedToken {
+            session_expires_at: Timestamp::from_unix(r.expires_at.into()),
+            session_revoked: false,
+            consumed: token.consumed,
+        });
+        let record = match judge_rotation(read, now) {
+            RotationVerdict::Consume => record.ok_or(RotateError::NotFound)?,
+            RotationVerdict::Refuse(why) => {
+                // The session is gone: drop its orphaned token now.
+                f.tokens.remove(&presented);
+                return Err(why.into());
+            }
+            RotationVerdict::RevokeAndRefuse(why) => {
+                f.sessions.remove(&token.session);
+                if why == RotationRefusal::Expired {
+                    f.tokens.remove(&presented);
+                }
+                return Err(why.into());
+            }
         };
-        if !record.live_at(now) {
-            f.sessions.remove(&token.session);
-            f.tokens.remove(&presented);
-            return Err(RotateError::Expired);
-        }
-        if token.consumed {
-            f.sessions.remove(&token.session);
-            return Err(RotateError::Reused);
-        }
         f.tokens.insert(
             presented,
             TokenRecord {
@@ -265,5 +274,9 @@ impl RefreshStore for InMemoryRefreshStore {
             }
         });
         Ok(ended.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -2,9 +2,7 @@
 
 pub mod bcrypt_hasher;
 pub mod clock;
+pub mod db;
 pub mod jose_issuer;
 pub mod memory;
-pub mod postgres;
-pub mod sql;
-pub mod sqlite;
 pub mod verified_cache;

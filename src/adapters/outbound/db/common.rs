@@ -1,0 +1,509 @@
+//! What the PostgreSQL and SQLite backends share, and nothing that chooses between them: pool
+//! settings, the mapping of driver errors onto port errors, codecs between domain values and
+//! columns, and the one body of both stores (`sql_stores!`). A leaf: it imports no backend.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::domain::{
+    Email, PasswordHash, PresentedToken, RefreshTokenHash, Session, SessionId, Timestamp, User,
+    UserId,
+};
+use crate::ports::StoreError;
+
+/// How each process pools its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before its store answers `Unavailable`
+    /// (the service then answers 503): short, so a dead database never hangs a client.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The statements of both stores, in one dialect. Every backend binds the same parameters in
+/// the same order (named in each comment), so one body runs them all.
+pub(crate) struct Queries {
+    /// `email` → `UserRow`.
+    pub find_user_by_email: &'static str,
+    /// `id` → `UserRow`.
+    pub find_user_by_id: &'static str,
+    /// `id, email, password_hash, created_at, disabled`.
+    pub insert_user: &'static str,
+    /// `email, disabled` → `UserRow`.
+    pub set_disabled: &'static str,
+    /// → `UserRow`, oldest first.
+    pub list_users: &'static str,
+    /// `id, user_id, created_at, expires_at`.
+    pub insert_session: &'static str,
+    /// `hash, session_id, issued_at`.
+    pub insert_first_token: &'static str,
+    /// `hash` → `PresentedRow`, locking the session row where the database locks rows.
+    pub read_presented: &'static str,
+    /// `hash, now`: the one-shot consumption (affects one row or none).
+    pub consume_token: &'static str,
+    /// `successor, session_id, presented, now`.
+    pub insert_successor: &'static str,
+    /// `session_id, now`.
+    pub touch_session: &'static str,
+    /// `session_id, now`.
+    pub revoke_session: &'static str,
+    /// `hash`, revoked at the database's clock.
+    pub revoke_by_token: &'static str,
+    /// `user_id`, revoked at the database's clock.
+    pub revoke_user_sessions: &'static str,
+    /// `session_id, now` → `bool`.
+    pub is_active: &'static str,
+    /// `now, limit`.
+    pub purge: &'static str,
+}
+
+/// Maps a driver error: lost or unreachable connections are `Unavailable` (retryable,
+/// answered with 503), everything else `Unknown`. `unavailable_code` says which database
+/// error codes of this driver mean "cannot be reached right now".
+pub(crate) fn store_error(e: sqlx::Error, unavailable_code: fn(&str) -> bool) -> StoreError {
+    let unavailable = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(e.into())
+    } else {
+        StoreError::Unknown(e.into())
+    }
+}
+
+/// Whether `e` is a unique violation of the email index (named `users_email_key` in both
+/// schemas; SQLite reports the column instead of the index).
+pub(crate) fn is_email_taken(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            db.constraint() == Some("users_email_key") || db.message().contains("users.email")
+        }
+        _ => false,
+    }
+}
+
+/// Timestamps are `u64` seconds in the domain and `i64` in both databases.
+pub(crate) fn to_db(t: Timestamp) -> i64 {
+    i64::try_from(t.unix()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_db(secs: i64) -> Timestamp {
+    Timestamp::from_unix(u64::try_from(secs).unwrap_or(0))
+}
+
+/// Limits are `usize` in the port and `i64` in SQL.
+pub(crate) fn limit_to_db(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn hash_bytes(hash: &RefreshTokenHash) -> &[u8] {
+    hash.as_bytes()
+}
+
+/// A stored value that does not parse: the database was changed behind the service's back.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("stored {what} does not parse"))
+}
+
+/// How a backend stores a uuid (`I`) and reads it back.
+pub(crate) type UuidOf<I> = fn(I, &str) -> Result<Uuid, StoreError>;
+
+/// `id, email, password_hash, created_at, disabled`, times as Unix seconds.
+pub(crate) type UserRow<I> = (I, String, String, i64, bool);
+
+/// `session id, user id, created_at, expires_at, revoked, consumed` of a presented token.
+pub(crate) type PresentedRow<I> = (I, I, i64, i64, bool, bool);
+
+pub(crate) fn user_of<I>(row: UserRow<I>, uuid: UuidOf<I>) -> Result<User, StoreError> {
+    let (id, email, hash, created_at, disabled) = row;
+    Ok(User {
+        id: UserId::from_uuid(uuid(id, "user id")?),
+        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
+        password_hash: PasswordHash::new(hash),
+        disabled,
+        created_at: from_db(created_at),
+    })
+}
+
+pub(crate) fn session_of<I>(
+    (id, user, created, expires): (I, I, i64, i64),
+    uuid: UuidOf<I>,
+) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: SessionId::from_uuid(uuid(id, "session id")?),
+        user_id: UserId::from_uuid(uuid(user, "user id")?),
+        created_at: from_db(created),
+        expires_at: from_db(expires),
+    })
+}
+
+/// The session a presented token belongs to, and what the rotation rule needs to know.
+pub(crate) fn presented_of<I>(
+    row: PresentedRow<I>,
+    uuid: UuidOf<I>,
+) -> Result<(Session, PresentedToken), StoreError> {
+    let (id, user, created, expires, revoked, consumed) = row;
+    let session = session_of((id, user, created, expires), uuid)?;
+    let token = PresentedToken {
+        session_expires_at: session.expires_at,
+        session_revoked: revoked,
+        consumed,
+    };
+    Ok((session, token))
+}
+
+/// Stamps the `UserRepo` and `RefreshStore` of one sqlx driver from one body. A macro rather
+/// than a store generic over `sqlx::Database`: sqlx's executor, encode and decode bounds
+/// would have to be spelled out on every method for both drivers, burying the logic; the
+/// macro keeps each expansion concrete (exactly the code a hand-written backend would be).
+///
+/// The invoking module supplies its dialect by name: `SQL: Queries`, `type Id` (how a uuid
+/// is bound and read), `fn id(Uuid) -> Id`, `fn uuid(Id, &str) -> Result<Uuid, StoreError>`,
+/// `fn store(sqlx::Error) -> StoreError`, and `async fn begin_write(&Pool)`, which opens a
+/// transaction that serializes rotations of one token with the locks the dialect takes.
+/// `fast_rotate` names an optional one-statement rotation tried first; when it changes
+/// nothing, the transaction decides.
+macro_rules! sql_stores {
+    (
+        db: $db:ty,
+        users: $users:ident,
+        sessions: $sessions:ident
+        $(, fast_rotate: $fast:path)? $(,)?
+    ) => {
+        /// Accounts in the `users` table.
+        #[derive(Debug, Clone)]
+        pub struct $users {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $users {
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::ports::UserRepo for $users {
+            async fn find_by_email(
+                &self,
+                email: &$crate::domain::Email,
+            ) -> Result<Option<$crate::domain::User>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::UserRow<Id>>(SQL.find_user_by_email)
+                    .bind(email.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .map(|row| common::user_of(row, uuid))
+                    .transpose()
+            }
+
+            async fn find_by_id(
+                &self,
+                user: $crate::domain::UserId,
+            ) -> Result<Option<$crate::domain::User>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::UserRow<Id>>(SQL.find_user_by_id)
+                    .bind(id(*user.as_uuid()))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .map(|row| common::user_of(row, uuid))
+                    .transpose()
+            }
+
+            async fn create(
+                &self,
+                user: $crate::domain::User,
+            ) -> Result<(), $crate::ports::CreateUserError> {
+                sqlx::query(SQL.insert_user)
+                    .bind(id(*user.id.as_uuid()))
+                    .bind(user.email.as_str())
+                    .bind(user.password_hash.as_str())
+                    .bind(common::to_db(user.created_at))
+                    .bind(user.disabled)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        if common::is_email_taken(&e) {
+                            $crate::ports::CreateUserError::EmailTaken
+                        } else {
+                            $crate::ports::CreateUserError::Store(store(e))
+                        }
+                    })?;
+                Ok(())
+            }
+
+            async fn set_disabled(
+                &self,
+                email: &$crate::domain::Email,
+                disabled: bool,
+            ) -> Result<Option<$crate::domain::User>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::UserRow<Id>>(SQL.set_disabled)
+                    .bind(email.as_str())
+                    .bind(disabled)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .map(|row| common::user_of(row, uuid))
+                    .transpose()
+            }
+
+            async fn list(&self) -> Result<Vec<$crate::domain::User>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::UserRow<Id>>(SQL.list_users)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .into_iter()
+                    .map(|row| common::user_of(row, uuid))
+                    .collect()
+            }
+
+            async fn ping(&self) -> Result<(), $crate::ports::StoreError> {
+                ping(&self.pool).await
+            }
+        }
+
+        /// Sessions in `sessions`, token hashes in `refresh_tokens`. Revoked sessions keep
+        /// their row (with `revoked_at`) until the purge deletes it and, by cascade, its
+        /// tokens. `revoked_at` is the rotation's `now` when a rotation revokes, else the
+        /// database's clock (those port methods take no time); only whether it is set matters.
+        #[derive(Debug, Clone)]
+        pub struct $sessions {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $sessions {
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+        }
+
+        async fn ping(pool: &sqlx::Pool<$db>) -> Result<(), $crate::ports::StoreError> {
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map_err(store)?;
+            Ok(())
+        }
+
+        async fn revoke_session(
+            tx: &mut <$db as sqlx::Database>::Connection,
+            session: $crate::domain::SessionId,
+            now: $crate::domain::Timestamp,
+        ) -> Result<(), $crate::ports::StoreError> {
+            sqlx::query(SQL.revoke_session)
+                .bind(id(*session.as_uuid()))
+                .bind(common::to_db(now))
+                .execute(tx)
+                .await
+                .map_err(store)?;
+            Ok(())
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::ports::RefreshStore for $sessions {
+            async fn create_session(
+                &self,
+                session: &$crate::domain::Session,
+                first: $crate::domain::RefreshTokenHash,
+            ) -> Result<(), $crate::ports::StoreError> {
+                let mut tx = begin_write(&self.pool).await.map_err(store)?;
+                sqlx::query(SQL.insert_session)
+                    .bind(id(*session.id.as_uuid()))
+                    .bind(id(*session.user_id.as_uuid()))
+                    .bind(common::to_db(session.created_at))
+                    .bind(common::to_db(session.expires_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
+                sqlx::query(SQL.insert_first_token)
+                    .bind(common::hash_bytes(&first))
+                    .bind(id(*session.id.as_uuid()))
+                    .bind(common::to_db(session.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
+                tx.commit().await.map_err(store)
+            }
+
+            async fn rotate(
+                &self,
+                presented: $crate::domain::RefreshTokenHash,
+                successor: $crate::domain::RefreshTokenHash,
+                now: $crate::domain::Timestamp,
+            ) -> Result<$crate::domain::Session, $crate::ports::RotateError> {
+                use $crate::domain::RotationVerdict;
+                use $crate::ports::RotateError;
+                $(
+                    if let Some(session) = $fast(&self.pool, &presented, &successor, now).await? {
+                        return Ok(session);
+                    }
+                    // Nothing changed: the transaction below decides. It also rotates if the
+                    // token turns out to be current after all.
+                )?
+                // Takes the write lock (or the family's row lock) before reading: concurrent
+                // rotations of one token queue here.
+                let mut tx = begin_write(&self.pool).await.map_err(store)?;
+                let family = sqlx::query_as::<_, common::PresentedRow<Id>>(SQL.read_presented)
+                    .bind(common::hash_bytes(&presented))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(store)?
+                    .map(|row| common::presented_of(row, uuid))
+                    .transpose()?;
+                let read = family.as_ref().map(|(_, token)| *token);
+                let session = match $crate::domain::judge_rotation(read, now) {
+                    RotationVerdict::Consume => {
+                        family.map(|(s, _)| s).ok_or(RotateError::NotFound)?
+                    }
+                    RotationVerdict::Refuse(why) => return Err(why.into()),
+                    RotationVerdict::RevokeAndRefuse(why) => {
+                        if let Some((s, _)) = &family {
+                            revoke_session(&mut tx, s.id, now).await?;
+                        }
+                        tx.commit().await.map_err(store)?;
+                        return Err(why.into());
+                    }
+                };
+                // The one-shot consumption: must affect exactly one row. A waiter that queued
+                // behind the winner may have read the token before it was consumed; this
+                // catches it.
+                let consumed = sqlx::query(SQL.consume_token)
+                    .bind(common::hash_bytes(&presented))
+                    .bind(common::to_db(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?
+                    .rows_affected();
+                if consumed != 1 {
+                    revoke_session(&mut tx, session.id, now).await?;
+                    tx.commit().await.map_err(store)?;
+                    return Err(RotateError::Reused);
+                }
+                sqlx::query(SQL.insert_successor)
+                    .bind(common::hash_bytes(&successor))
+                    .bind(id(*session.id.as_uuid()))
+                    .bind(common::hash_bytes(&presented))
+                    .bind(common::to_db(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
+                sqlx::query(SQL.touch_session)
+                    .bind(id(*session.id.as_uuid()))
+                    .bind(common::to_db(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
+                tx.commit().await.map_err(store)?;
+                Ok(session)
+            }
+
+            async fn revoke_by_token(
+                &self,
+                presented: $crate::domain::RefreshTokenHash,
+            ) -> Result<bool, $crate::ports::StoreError> {
+                let revoked = sqlx::query(SQL.revoke_by_token)
+                    .bind(common::hash_bytes(&presented))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected();
+                Ok(revoked > 0)
+            }
+
+            async fn revoke_user_sessions(
+                &self,
+                user: $crate::domain::UserId,
+            ) -> Result<u64, $crate::ports::StoreError> {
+                Ok(sqlx::query(SQL.revoke_user_sessions)
+                    .bind(id(*user.as_uuid()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected())
+            }
+
+            async fn is_active(
+                &self,
+                session: $crate::domain::SessionId,
+                now: $crate::domain::Timestamp,
+            ) -> Result<bool, $crate::ports::StoreError> {
+                sqlx::query_scalar::<_, bool>(SQL.is_active)
+                    .bind(id(*session.as_uuid()))
+                    .bind(common::to_db(now))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(store)
+            }
+
+            async fn purge(
+                &self,
+                now: $crate::domain::Timestamp,
+                limit: usize,
+            ) -> Result<u64, $crate::ports::StoreError> {
+                Ok(sqlx::query(SQL.purge)
+                    .bind(common::to_db(now))
+                    .bind(common::limit_to_db(limit))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected())
+            }
+
+            async fn ping(&self) -> Result<(), $crate::ports::StoreError> {
+                ping(&self.pool).await
+            }
+        }
+    };
+}
+
+pub(crate) use sql_stores;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_are_unavailable_others_unknown() {
+        let never = |_: &str| false;
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+            sqlx::Error::Protocol("bad frame".into()),
+        ] {
+            assert!(matches!(store_error(e, never), StoreError::Unavailable(_)));
+        }
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert!(matches!(store_error(e, never), StoreError::Unknown(_)));
+        }
+    }
+
+    #[test]
+    fn timestamps_and_limits_saturate() {
+        assert_eq!(to_db(Timestamp::from_unix(u64::MAX)), i64::MAX);
+        assert_eq!(from_db(-5), Timestamp::from_unix(0));
+        assert_eq!(from_db(to_db(Timestamp::from_unix(42))).unix(), 42);
+        assert_eq!(limit_to_db(usize::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,217 @@
+//! PostgreSQL `UserRepo` and `RefreshStore` (sqlx runtime queries): the PostgreSQL dialect of
+//! `common::sql_stores!`. Several service instances may share one database: a rotation is
+//! one statement (or, when it is refused, one transaction) that locks its session's row, so
+//! concurrent rotations of one token, on any instance, yield exactly one success.
+//!
+//! Lock order everywhere is session row, then token rows — the order of the cascade when a
+//! session is deleted — so rotation, revocation and the purge never deadlock each other.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres};
+use uuid::Uuid;
+
+use super::common::{self, PoolSettings, Queries};
+use crate::domain::{RefreshTokenHash, Session, Timestamp};
+use crate::ports::StoreError;
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connection classes meaning "cannot reach the database right now": connection exceptions
+/// (08xxx), the server shutting down or starting (57P0x), too many connections (53300).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+}
+
+fn store(e: sqlx::Error) -> StoreError {
+    common::store_error(e, unavailable_code)
+}
+
+fn options(url: &str) -> anyhow::Result<(PgConnectOptions, String)> {
+    // The parse error of a URL never contains its password (the url crate's messages name
+    // the problem only), but say nothing of the URL anyway.
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+        .application_name("jwt-auth");
+    let name = format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("")
+    );
+    Ok((opts, name))
+}
+
+/// A connection idle for at least this long is pinged before it is handed out; one in steady
+/// use is not. sqlx's default pings on every acquire, a round trip per query; it also pings
+/// every connection it takes back (that cannot be turned off) and drops it if the ping fails,
+/// so a connection that broke while in use is never handed out again.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn pool_options(settings: PoolSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Connects once directly (to report the real cause of a failure, not a pool timeout), then
+/// opens the pool. Returns the pool and a description of the database without its password.
+pub(crate) async fn connect(url: &str, settings: PoolSettings) -> anyhow::Result<(PgPool, String)> {
+    let (opts, name) = options(url)?;
+    let probe = tokio::time::timeout(settings.acquire_timeout, PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot connect to the database at {name}: no answer within {} s",
+                settings.acquire_timeout.as_secs_f32()
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database at {name}: {e}"))?;
+    let _ = probe.close().await;
+    let pool = pool_options(settings).connect_lazy_with(opts);
+    Ok((pool, name))
+}
+
+/// A pool that connects on first use.
+pub(crate) fn connect_lazy(url: &str, settings: PoolSettings) -> anyhow::Result<(PgPool, String)> {
+    let (opts, name) = options(url)?;
+    Ok((pool_options(settings).connect_lazy_with(opts), name))
+}
+
+/// Uuids are native.
+type Id = Uuid;
+
+fn id(u: Uuid) -> Id {
+    u
+}
+
+fn uuid(u: Id, _what: &str) -> Result<Uuid, StoreError> {
+    Ok(u)
+}
+
+/// Row locks (`FOR UPDATE` in `read_presented`) serialize rotations; the transaction itself
+/// needs nothing special.
+async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
+/// Columns of a `User`, with times as Unix seconds.
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, extract(epoch FROM created_at)::int8, disabled"
+    };
+}
+
+/// Times are `timestamptz`, bound and read as Unix seconds.
+const SQL: Queries = Queries {
+    find_user_by_email: concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"),
+    find_user_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
+    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled) \
+                  VALUES ($1, $2, $3, to_timestamp($4), $5)",
+    set_disabled: concat!(
+        "UPDATE users SET disabled = $2 WHERE email = $1 RETURNING ",
+        user_columns!()
+    ),
+    list_users: concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users ORDER BY created_at, email"
+    ),
+    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, to_timestamp($3), to_timestamp($4))",
+    insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
+                         VALUES ($1, $2, to_timestamp($3))",
+    // Locks the family first (the session row): concurrent rotations of one token queue here.
+    read_presented: "SELECT s.id, s.user_id, extract(epoch FROM s.created_at)::int8, \
+                            extract(epoch FROM s.expires_at)::int8, \
+                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL \
+                     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                     WHERE t.hash = $1 \
+                     FOR UPDATE OF s",
+    consume_token: "UPDATE refresh_tokens SET consumed_at = to_timestamp($2) \
+                    WHERE hash = $1 AND consumed_at IS NULL",
+    insert_successor: "INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
+                       VALUES ($1, $2, $3, to_timestamp($4))",
+    touch_session: "UPDATE sessions SET last_used_at = to_timestamp($2) WHERE id = $1",
+    revoke_session: "UPDATE sessions SET revoked_at = to_timestamp($2) \
+                     WHERE id = $1 AND revoked_at IS NULL",
+    revoke_by_token: "UPDATE sessions SET revoked_at = now() \
+                      WHERE revoked_at IS NULL \
+                        AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)",
+    revoke_user_sessions: "UPDATE sessions SET revoked_at = now() \
+                           WHERE user_id = $1 AND revoked_at IS NULL",
+    is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
+                WHERE id = $1 AND revoked_at IS NULL AND expires_at > to_timestamp($2))",
+    // SKIP LOCKED: instances purging at once take different rows instead of queueing.
+    purge: "DELETE FROM sessions WHERE id IN ( \
+                SELECT id FROM sessions \
+                WHERE revoked_at IS NOT NULL OR expires_at <= to_timestamp($1) \
+                LIMIT $2 FOR UPDATE SKIP LOCKED)",
+};
+
+/// A successful rotation as one statement, atomic by itself (no explicit transaction, one
+/// round trip, one commit). `family` locks the session row first — the lock order used
+/// everywhere — and selects it only in the `RotationVerdict::Consume` case of
+/// `domain::judge_rotation`: the token is current, the session is not revoked and `now` is
+/// before its end (compared in whole seconds, as the rule does). `consumed` is the one-shot
+/// consumption: a rotation that queued on the lock behind a winner re-reads the token row
+/// there and matches nothing. Only then are the successor inserted and the session touched.
+/// No row back: nothing was changed.
+const ROTATE: &str = "\
+    WITH family AS MATERIALIZED ( \
+        SELECT s.id, s.user_id, s.created_at, s.expires_at \
+        FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+        WHERE t.hash = $1 AND t.consumed_at IS NULL AND s.revoked_at IS NULL \
+          AND extract(epoch FROM s.expires_at)::int8 > $3 \
+        FOR UPDATE OF s), \
+    consumed AS ( \
+        UPDATE refresh_tokens t SET consumed_at = to_timestamp($3) \
+        FROM family f \
+        WHERE t.hash = $1 AND t.session_id = f.id AND t.consumed_at IS NULL \
+        RETURNING f.id, f.user_id, f.created_at, f.expires_at), \
+    successor AS ( \
+        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
+        SELECT $2, id, $1, to_timestamp($3) FROM consumed), \
+    touched AS ( \
+        UPDATE sessions s SET last_used_at = to_timestamp($3) \
+        FROM consumed c WHERE s.id = c.id) \
+    SELECT id, user_id, extract(epoch FROM created_at)::int8, \
+           extract(epoch FROM expires_at)::int8 \
+    FROM consumed";
+
+/// The common case of `rotate` in one round trip: the rotated session, or `None` when the
+/// statement changed nothing (a refusal or a lost race, for the transaction to diagnose).
+async fn rotate_at_once(
+    pool: &PgPool,
+    presented: &RefreshTokenHash,
+    successor: &RefreshTokenHash,
+    now: Timestamp,
+) -> Result<Option<Session>, StoreError> {
+    sqlx::query_as::<_, (Id, Id, i64, i64)>(ROTATE)
+        .bind(common::hash_bytes(presented))
+        .bind(common::hash_bytes(successor))
+        .bind(common::to_db(now))
+        .fetch_optional(pool)
+        .await
+        .map_err(store)?
+        .map(|row| common::session_of(row, uuid))
+        .transpose()
+}
+
+common::sql_stores!(
+    db: Postgres,
+    users: PostgresUserRepo,
+    sessions: PostgresRefreshStore,
+    fast_rotate: rotate_at_once,
+);

@@ -1,0 +1,158 @@
+//! SQLite `UserRepo` and `RefreshStore` (sqlx runtime queries): the SQLite dialect of
+//! `common::sql_stores!`. One node, persistent, no server. WAL journal, so readers never
+//! wait for the writer; every write transaction starts with `BEGIN IMMEDIATE`, taking the
+//! database's write lock up front, so concurrent rotations queue (up to the busy timeout)
+//! and exactly one of them finds the token unconsumed.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite, SqliteConnection};
+use uuid::Uuid;
+
+use super::common::{self, PoolSettings, Queries};
+use crate::ports::StoreError;
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for the write lock before giving up with `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Primary result codes meaning "cannot use the database right now": BUSY, LOCKED (the lock
+/// was not had within the busy timeout), IOERR, CANTOPEN. sqlx reports extended codes.
+fn unavailable_code(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
+}
+
+fn store(e: sqlx::Error) -> StoreError {
+    common::store_error(e, unavailable_code)
+}
+
+fn options(url: &str) -> anyhow::Result<(SqliteConnectOptions, String)> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid SQLite URL: {e}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before the service answers (an acknowledged session
+        // survives a crash or power loss).
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let name = format!("sqlite://{}", opts.get_filename().display());
+    Ok((opts, name))
+}
+
+fn pool_options(settings: PoolSettings) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+}
+
+/// Opens (creating if missing) the file once directly, to report a real cause, then the pool.
+pub(crate) async fn connect(
+    url: &str,
+    settings: PoolSettings,
+) -> anyhow::Result<(SqlitePool, String)> {
+    let (opts, name) = options(url)?;
+    let probe = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database at {name}: {e}"))?;
+    let _ = probe.close().await;
+    Ok((pool_options(settings).connect_lazy_with(opts), name))
+}
+
+/// A pool that opens the file on first use.
+pub(crate) fn connect_lazy(
+    url: &str,
+    settings: PoolSettings,
+) -> anyhow::Result<(SqlitePool, String)> {
+    let (opts, name) = options(url)?;
+    Ok((pool_options(settings).connect_lazy_with(opts), name))
+}
+
+/// Uuids are stored as their hyphenated text.
+type Id = String;
+
+fn id(u: Uuid) -> Id {
+    u.to_string()
+}
+
+fn uuid(text: Id, what: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(&text).map_err(|_| common::corrupt(what))
+}
+
+/// The write lock, taken before reading: write transactions run one at a time.
+async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, created_at, disabled"
+    };
+}
+
+/// The current time in SQL, for revocations the port does not give a time for.
+macro_rules! sql_now {
+    () => {
+        "CAST(strftime('%s', 'now') AS INTEGER)"
+    };
+}
+
+/// Times are integer Unix seconds.
+const SQL: Queries = Queries {
+    find_user_by_email: concat!("SELECT ", user_columns!(), " FROM users WHERE email = ?1"),
+    find_user_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
+    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled) \
+                  VALUES (?1, ?2, ?3, ?4, ?5)",
+    set_disabled: concat!(
+        "UPDATE users SET disabled = ?2 WHERE email = ?1 RETURNING ",
+        user_columns!()
+    ),
+    list_users: concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users ORDER BY created_at, email"
+    ),
+    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+    insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
+                         VALUES (?1, ?2, ?3)",
+    read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
+                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL \
+                     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                     WHERE t.hash = ?1",
+    consume_token: "UPDATE refresh_tokens SET consumed_at = ?2 \
+                    WHERE hash = ?1 AND consumed_at IS NULL",
+    insert_successor: "INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
+                       VALUES (?1, ?2, ?3, ?4)",
+    touch_session: "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
+    revoke_session: "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+    revoke_by_token: concat!(
+        "UPDATE sessions SET revoked_at = ",
+        sql_now!(),
+        " WHERE revoked_at IS NULL \
+           AND id = (SELECT session_id FROM refresh_tokens WHERE hash = ?1)"
+    ),
+    revoke_user_sessions: concat!(
+        "UPDATE sessions SET revoked_at = ",
+        sql_now!(),
+        " WHERE user_id = ?1 AND revoked_at IS NULL"
+    ),
+    is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
+                WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2)",
+    purge: "DELETE FROM sessions WHERE id IN ( \
+                SELECT id FROM sessions \
+                WHERE revoked_at IS NOT NULL OR expires_at <= ?1 \
+                LIMIT ?2)",
+};
+
+common::sql_stores!(
+    db: Sqlite,
+    users: SqliteUserRepo,
+    sessions: SqliteRefreshStore,
+);
