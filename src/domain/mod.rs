@@ -19,7 +19,7 @@ pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,
 };
-pub use throttle::{lockout_secs, FailureCount, MinuteRate, ThrottleDecision, ThrottleSettings};
+pub use throttle::{FailureCount, MinuteRate, ThrottleDecision, ThrottleSettings};
 pub use time::Timestamp;
 pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, MAX_EMAIL_CHARS, NEW_EMAIL_PATTERN};
 

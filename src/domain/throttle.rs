@@ -110,21 +110,20 @@ pub struct MinuteRate {
 }
 
 impl MinuteRate {
-    /// Counts an attempt at `now` unless `max` were already made this minute; `Err` is the
-    /// wait until the next minute.
-    ///
-    /// # Errors
-    /// The seconds to wait when the minute's budget is spent.
-    pub fn admit(&mut self, now: u64, max: u32) -> Result<(), u64> {
+    /// Counts an attempt at `now` unless `max` were already made this minute; a refused one
+    /// waits until the next minute.
+    pub fn admit(&mut self, now: u64, max: u32) -> ThrottleDecision {
         let minute = now / 60;
         if self.minute != minute {
             *self = Self { minute, count: 0 };
         }
         if self.count >= max {
-            return Err(60 - now % 60);
+            return ThrottleDecision::Wait {
+                retry_after_secs: 60 - now % 60,
+            };
         }
         self.count += 1;
-        Ok(())
+        ThrottleDecision::Allow
     }
 
     /// Belongs to an earlier minute than `now`'s: safe to forget.
@@ -191,11 +190,20 @@ mod tests {
         let start = T0 - T0 % 60;
         let mut r = MinuteRate::default();
         for _ in 0..3 {
-            assert_eq!(r.admit(start + 10, 3), Ok(()));
+            assert_eq!(r.admit(start + 10, 3), ThrottleDecision::Allow);
         }
-        assert_eq!(r.admit(start + 10, 3), Err(50));
+        assert_eq!(
+            r.admit(start + 10, 3),
+            ThrottleDecision::Wait {
+                retry_after_secs: 50
+            }
+        );
         assert!(!r.is_stale(start + 59));
         assert!(r.is_stale(start + 60));
-        assert_eq!(r.admit(start + 60, 3), Ok(()), "a new minute, a new budget");
+        assert_eq!(
+            r.admit(start + 60, 3),
+            ThrottleDecision::Allow,
+            "a new minute, a new budget"
+        );
     }
 }

@@ -82,10 +82,7 @@ impl LoginAttempts for InMemoryLoginAttempts {
             c.rates.retain(|_, r| !r.is_stale(now));
         }
         let rate = c.rates.entry(client.as_str().to_owned()).or_default();
-        Ok(match rate.admit(now, self.settings.client_max_per_minute) {
-            Ok(()) => ThrottleDecision::Allow,
-            Err(retry_after_secs) => ThrottleDecision::Wait { retry_after_secs },
-        })
+        Ok(rate.admit(now, self.settings.client_max_per_minute))
     }
 
     async fn record_failure(

@@ -248,6 +248,20 @@ mod tests {
     }
 
     #[test]
+    fn framework_statuses_take_the_table_entries() {
+        assert_eq!(for_status(StatusCode::TOO_MANY_REQUESTS), TOO_MANY_REQUESTS);
+        // The one 429 message is the one the login path has always sent.
+        assert_eq!(
+            TOO_MANY_REQUESTS.message,
+            "Too many login attempts; retry later."
+        );
+        assert_eq!(for_status(StatusCode::UNAUTHORIZED), INVALID_TOKEN);
+        assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
+        assert_eq!(for_status(StatusCode::BAD_GATEWAY), INTERNAL_ERROR);
+        assert_eq!(for_status(StatusCode::SERVICE_UNAVAILABLE), UNAVAILABLE);
+    }
+
+    #[test]
     fn allow_lists_the_methods_of_a_path() {
         let allowed =
             AllowedMethods::from_spec(r#"{"paths":{"/a":{"post":{}},"/b":{"get":{},"put":{}}}}"#);

@@ -11,7 +11,6 @@ mod health;
 mod responses;
 
 pub use auth::AuthApi;
-pub use errors::ErrorBody;
 pub use health::HealthApi;
 
 use std::sync::Arc;
