@@ -59,4 +59,19 @@ mod tests {
         );
         assert!(cleared(true).ends_with("; Max-Age=0; Secure"));
     }
+
+    #[test]
+    fn only_a_well_formed_cookie_is_a_presented_token() {
+        let token = RefreshToken::generate();
+        assert_eq!(
+            presented(&Cookie(Some(token.as_str().to_owned()))),
+            Some(token)
+        );
+        for raw in [None, Some(""), Some("garbage"), Some(&*"x".repeat(4096))] {
+            assert!(
+                presented(&Cookie(raw.map(str::to_owned))).is_none(),
+                "{raw:?}"
+            );
+        }
+    }
 }
