@@ -13,8 +13,9 @@ use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::{Database, PoolSettings};
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
-use crate::app::{Login, LoginThrottle, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
+use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{Email, Password, RegisterError};
 use crate::ports::{Clock, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
@@ -155,7 +156,10 @@ pub fn build_state(settings: &Settings, a: &Adapters) -> Arc<AppState> {
         access_ttl_secs: settings.access_token_expires_min * 60,
         session_ttl_secs: settings.refresh_token_expires_days * 86_400,
     };
-    let throttle = Arc::new(LoginThrottle::new(settings.throttle(), a.clock.clone()));
+    let throttle = Arc::new(InMemoryLoginAttempts::new(
+        settings.throttle(),
+        a.clock.clone(),
+    ));
     Arc::new(AppState {
         login: Login {
             users: a.users.clone(),
@@ -301,7 +305,9 @@ fn spawn_sweeper(settings: &Settings, state: &Arc<AppState>) {
                 Ok(n) => tracing::debug!(purged = n, "ended sessions purged"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
             }
-            state.login.throttle.sweep();
+            if let Err(e) = state.login.throttle.sweep().await {
+                tracing::warn!(error = %e, "throttle sweep failed");
+            }
         }
     });
 }

@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
-use super::{issue_tokens, LoginThrottle, TokenPolicy};
-use crate::domain::{Email, IssuedTokens, LoginError, Password, RefreshToken, Session, SessionId};
-use crate::ports::{
-    Clock, PasswordHasher, RefreshStore, StoreError, TokenError, TokenIssuer, UserRepo,
+use super::{issue_tokens, TokenPolicy};
+use crate::domain::{
+    ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Session, SessionId,
+    ThrottleDecision,
 };
+use crate::ports::{Clock, LoginAttempts, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
 
 /// A login attempt, already parsed at the edge.
 #[derive(Debug)]
@@ -12,7 +13,7 @@ pub struct LoginCommand {
     pub email: Email,
     pub password: Password,
     /// The client's address as the edge sees it; the key of the per-address throttle.
-    pub client: String,
+    pub client: ClientAddress,
 }
 
 /// Checks a password and opens a new session (a new refresh-token family).
@@ -22,7 +23,7 @@ pub struct Login {
     pub issuer: Arc<dyn TokenIssuer>,
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
-    pub throttle: Arc<LoginThrottle>,
+    pub throttle: Arc<dyn LoginAttempts>,
     pub policy: TokenPolicy,
 }
 
@@ -30,27 +31,27 @@ impl Login {
     /// # Errors
     /// `InvalidCredentials` for an unknown email, a wrong password or a disabled account, all
     /// after one full password check; `Throttled` before any check while locked out;
-    /// `Unavailable` when a store is down.
+    /// `Infra` when a store (the throttle's included) is down or the hasher or signer fails.
     pub async fn execute(&self, cmd: LoginCommand) -> Result<IssuedTokens, LoginError> {
-        if let Err(retry_after_secs) = self.throttle.check(&cmd.email, &cmd.client) {
+        if let ThrottleDecision::Wait { retry_after_secs } =
+            self.throttle.check(&cmd.email, &cmd.client).await?
+        {
             return Err(LoginError::Throttled { retry_after_secs });
         }
-        let user = self.users.find_by_email(&cmd.email).await.map_err(store)?;
+        let user = self.users.find_by_email(&cmd.email).await?;
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = self
-            .hasher
-            .verify(&cmd.password, stored_hash)
-            .await
-            .map_err(|e| LoginError::Unknown(e.0))?;
+        let matches = self.hasher.verify(&cmd.password, stored_hash).await?;
         let user = match user {
             Some(user) if matches && !user.disabled => user,
             _ => {
-                self.throttle.record_failure(&cmd.email, &cmd.client);
+                self.throttle
+                    .record_failure(&cmd.email, &cmd.client)
+                    .await?;
                 tracing::info!(event = "login_failed", "login failed");
                 return Err(LoginError::InvalidCredentials);
             }
         };
-        self.throttle.record_success(&cmd.email);
+        self.throttle.record_success(&cmd.email).await?;
 
         let now = self.clock.now();
         let session = Session {
@@ -62,32 +63,27 @@ impl Login {
         let refresh_token = RefreshToken::generate();
         self.sessions
             .create_session(&session, refresh_token.hash())
-            .await
-            .map_err(store)?;
+            .await?;
         tracing::info!(event = "login", user = %user.id, session = %session.id, "session opened");
-        issue_tokens(&self.issuer, self.policy, &session, refresh_token, now).map_err(token)
+        Ok(issue_tokens(
+            &self.issuer,
+            self.policy,
+            &session,
+            refresh_token,
+            now,
+        )?)
     }
-}
-
-fn store(e: StoreError) -> LoginError {
-    match e {
-        StoreError::Unavailable(e) => LoginError::Unavailable(e),
-        StoreError::Unknown(e) => LoginError::Unknown(e),
-    }
-}
-
-fn token(e: TokenError) -> LoginError {
-    LoginError::Unknown(e.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
     use crate::app::test_support::*;
-    use crate::app::ThrottleSettings;
-    use crate::domain::AccessToken;
+    use crate::domain::{AccessToken, InfraError, ThrottleSettings};
     use crate::ports::{
-        HashError, MockPasswordHasher, MockRefreshStore, MockTokenIssuer, MockUserRepo,
+        HashError, MockLoginAttempts, MockPasswordHasher, MockRefreshStore, MockTokenIssuer,
+        MockUserRepo, TokenError,
     };
     use mockall::predicate::*;
 
@@ -108,15 +104,23 @@ mod tests {
             }
         }
 
+        /// With the in-process throttle, so the lockout tests run the real policy.
         fn build(self, settings: ThrottleSettings) -> Login {
             let clock: Arc<dyn Clock> = Arc::new(clock_at(NOW));
+            self.build_with(Arc::new(InMemoryLoginAttempts::new(
+                settings,
+                clock.clone(),
+            )))
+        }
+
+        fn build_with(self, throttle: Arc<dyn LoginAttempts>) -> Login {
             Login {
                 users: Arc::new(self.users),
                 hasher: Arc::new(self.hasher),
                 issuer: Arc::new(self.issuer),
                 sessions: Arc::new(self.sessions),
-                throttle: Arc::new(LoginThrottle::new(settings, clock.clone())),
-                clock,
+                throttle,
+                clock: Arc::new(clock_at(NOW)),
                 policy: TokenPolicy {
                     access_ttl_secs: 900,
                     session_ttl_secs: 30 * 86_400,
@@ -129,7 +133,7 @@ mod tests {
         LoginCommand {
             email: Email::parse("jywan@test.com").unwrap(),
             password: Password::parse("test".into()).unwrap(),
-            client: "127.0.0.1".into(),
+            client: ClientAddress::from_ip([127, 0, 0, 1].into()),
         }
     }
 
@@ -221,7 +225,7 @@ mod tests {
             .execute(cmd())
             .await
             .unwrap_err();
-        assert!(matches!(err, LoginError::Unavailable(_)));
+        assert!(matches!(err, LoginError::Infra(InfraError::Unavailable(_))));
     }
 
     #[tokio::test]
@@ -241,7 +245,7 @@ mod tests {
             .execute(cmd())
             .await
             .unwrap_err();
-        assert!(matches!(err, LoginError::Unavailable(_)));
+        assert!(matches!(err, LoginError::Infra(InfraError::Unavailable(_))));
     }
 
     #[tokio::test]
@@ -256,7 +260,7 @@ mod tests {
             .execute(cmd())
             .await
             .unwrap_err();
-        assert!(matches!(err, LoginError::Unknown(_)));
+        assert!(matches!(err, LoginError::Infra(InfraError::Unknown(_))));
 
         let mut m = Mocks::new();
         let u = user(false);
@@ -275,7 +279,7 @@ mod tests {
             .execute(cmd())
             .await
             .unwrap_err();
-        assert!(matches!(err, LoginError::Unknown(_)));
+        assert!(matches!(err, LoginError::Infra(InfraError::Unknown(_))));
     }
 
     #[tokio::test]
@@ -302,5 +306,68 @@ mod tests {
             Err(LoginError::Throttled { retry_after_secs }) => assert!(retry_after_secs > 0),
             other => panic!("expected throttled, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_throttle_port_sees_each_outcome() {
+        // A failure is counted against account and client; a success clears the account.
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().return_once(|_| Ok(None));
+        m.hasher.expect_verify().return_once(|_, _| Ok(false));
+        let mut throttle = MockLoginAttempts::new();
+        throttle
+            .expect_check()
+            .times(1)
+            .return_once(|_, _| Ok(ThrottleDecision::Allow));
+        throttle
+            .expect_record_failure()
+            .withf(|e, c| e.as_str() == "jywan@test.com" && c.as_str() == "127.0.0.1")
+            .times(1)
+            .return_once(|_, _| Ok(()));
+        throttle.expect_record_success().never();
+        let err = m.build_with(Arc::new(throttle)).execute(cmd()).await;
+        assert!(matches!(err, Err(LoginError::InvalidCredentials)));
+
+        let mut m = Mocks::new();
+        let u = user(false);
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        m.sessions
+            .expect_create_session()
+            .return_once(|_, _| Ok(()));
+        m.issuer
+            .expect_issue_access()
+            .return_once(|_| Ok(AccessToken::new("jwt".into())));
+        let mut throttle = MockLoginAttempts::new();
+        throttle
+            .expect_check()
+            .return_once(|_, _| Ok(ThrottleDecision::Allow));
+        throttle.expect_record_failure().never();
+        throttle
+            .expect_record_success()
+            .times(1)
+            .return_once(|_| Ok(()));
+        assert!(m
+            .build_with(Arc::new(throttle))
+            .execute(cmd())
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn throttle_store_down_is_unavailable_before_any_check() {
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().never();
+        m.hasher.expect_verify().never();
+        let mut throttle = MockLoginAttempts::new();
+        throttle.expect_check().return_once(|_, _| Err(down()));
+        let err = m
+            .build_with(Arc::new(throttle))
+            .execute(cmd())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::Infra(InfraError::Unavailable(_))));
     }
 }

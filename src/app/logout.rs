@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use crate::domain::{LogoutError, RefreshToken};
-use crate::ports::{RefreshStore, StoreError};
+use crate::ports::RefreshStore;
 
 /// Revokes the session behind a refresh token. Idempotent: no token, a malformed one or an
 /// unknown one all succeed without touching anything.
@@ -10,20 +10,17 @@ pub struct Logout {
 }
 
 impl Logout {
+    /// `presented` is `None` when the request had no well-formed refresh token.
+    ///
     /// # Errors
-    /// `Unavailable` when the store is down (the session may still be live).
-    pub async fn execute(&self, presented: Option<&str>) -> Result<(), LogoutError> {
-        let Some(token) = presented.and_then(RefreshToken::parse) else {
+    /// `Infra` when the store is down (the session may still be live).
+    pub async fn execute(&self, presented: Option<RefreshToken>) -> Result<(), LogoutError> {
+        let Some(token) = presented else {
             return Ok(());
         };
-        match self.sessions.revoke_by_token(token.hash()).await {
-            Ok(revoked) => {
-                tracing::info!(event = "logout", revoked, "logout");
-                Ok(())
-            }
-            Err(StoreError::Unavailable(e)) => Err(LogoutError::Unavailable(e)),
-            Err(StoreError::Unknown(e)) => Err(LogoutError::Unknown(e)),
-        }
+        let revoked = self.sessions.revoke_by_token(token.hash()).await?;
+        tracing::info!(event = "logout", revoked, "logout");
+        Ok(())
     }
 }
 
@@ -31,7 +28,8 @@ impl Logout {
 mod tests {
     use super::*;
     use crate::app::test_support::down;
-    use crate::ports::MockRefreshStore;
+    use crate::domain::InfraError;
+    use crate::ports::{MockRefreshStore, StoreError};
 
     #[tokio::test]
     async fn revokes_the_session_of_a_well_formed_token() {
@@ -46,7 +44,7 @@ mod tests {
         let logout = Logout {
             sessions: Arc::new(sessions),
         };
-        logout.execute(Some(token.as_str())).await.unwrap();
+        logout.execute(Some(token)).await.unwrap();
     }
 
     #[tokio::test]
@@ -60,9 +58,12 @@ mod tests {
             sessions: Arc::new(sessions),
         };
         logout.execute(None).await.unwrap();
-        logout.execute(Some("not-a-token")).await.unwrap();
         logout
-            .execute(Some(RefreshToken::generate().as_str()))
+            .execute(RefreshToken::parse("not-a-token"))
+            .await
+            .unwrap();
+        logout
+            .execute(Some(RefreshToken::generate()))
             .await
             .unwrap();
     }
@@ -77,10 +78,13 @@ mod tests {
             sessions: Arc::new(sessions),
         };
         let err = logout
-            .execute(Some(RefreshToken::generate().as_str()))
+            .execute(Some(RefreshToken::generate()))
             .await
             .unwrap_err();
-        assert!(matches!(err, LogoutError::Unavailable(_)));
+        assert!(matches!(
+            err,
+            LogoutError::Infra(InfraError::Unavailable(_))
+        ));
 
         let mut sessions = MockRefreshStore::new();
         sessions
@@ -90,9 +94,9 @@ mod tests {
             sessions: Arc::new(sessions),
         };
         let err = logout
-            .execute(Some(RefreshToken::generate().as_str()))
+            .execute(Some(RefreshToken::generate()))
             .await
             .unwrap_err();
-        assert!(matches!(err, LogoutError::Unknown(_)));
+        assert!(matches!(err, LogoutError::Infra(InfraError::Unknown(_))));
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use crate::domain::{MeError, User};
-use crate::ports::{Clock, RefreshStore, StoreError, TokenError, TokenIssuer, UserRepo};
+use crate::domain::{AccessToken, MeError, User};
+use crate::ports::{Clock, RefreshStore, TokenError, TokenIssuer, UserRepo};
 
 /// The query behind `/auth/me`: who holds this access token.
 ///
@@ -18,25 +18,20 @@ pub struct Me {
 impl Me {
     /// # Errors
     /// `InvalidToken` for a token that fails verification, whose session is revoked or over,
-    /// or whose user is gone or disabled; `Unavailable` when a store is down.
-    pub async fn execute(&self, bearer: &str) -> Result<User, MeError> {
+    /// or whose user is gone or disabled; `Infra` when a store or the verifier fails.
+    pub async fn execute(&self, bearer: &AccessToken) -> Result<User, MeError> {
         let now = self.clock.now();
         let claims = self
             .issuer
-            .verify_access(bearer, now)
+            .verify_access(bearer.as_str(), now)
             .map_err(|e| match e {
                 TokenError::Invalid(why) => MeError::InvalidToken(why),
-                TokenError::Unknown(e) => MeError::Unknown(e),
+                unknown @ TokenError::Unknown(_) => MeError::Infra(unknown.into()),
             })?;
-        if !self
-            .sessions
-            .is_active(claims.sid, now)
-            .await
-            .map_err(store)?
-        {
+        if !self.sessions.is_active(claims.sid, now).await? {
             return Err(MeError::InvalidToken("session revoked or ended".into()));
         }
-        match self.users.find_by_id(claims.sub).await.map_err(store)? {
+        match self.users.find_by_id(claims.sub).await? {
             Some(user) if !user.disabled => Ok(user),
             Some(_) => Err(MeError::InvalidToken("user disabled".into())),
             None => Err(MeError::InvalidToken("user not found".into())),
@@ -44,19 +39,16 @@ impl Me {
     }
 }
 
-fn store(e: StoreError) -> MeError {
-    match e {
-        StoreError::Unavailable(e) => MeError::Unavailable(e),
-        StoreError::Unknown(e) => MeError::Unknown(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::app::test_support::*;
-    use crate::domain::{AccessClaims, SessionId, Timestamp};
-    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo};
+    use crate::domain::{AccessClaims, InfraError, SessionId, Timestamp};
+    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo, StoreError};
+
+    fn tok() -> AccessToken {
+        AccessToken::new("tok".into())
+    }
 
     fn claims_for(u: &User) -> AccessClaims {
         AccessClaims {
@@ -97,7 +89,10 @@ mod tests {
             .expect_find_by_id()
             .return_once(move |_| Ok(Some(found)));
         assert_eq!(
-            build(users, issuer, sessions).execute("tok").await.unwrap(),
+            build(users, issuer, sessions)
+                .execute(&tok())
+                .await
+                .unwrap(),
             u
         );
     }
@@ -115,7 +110,7 @@ mod tests {
         sessions.expect_is_active().never();
         users.expect_find_by_id().never();
         let err = build(users, issuer, sessions)
-            .execute("tok")
+            .execute(&tok())
             .await
             .unwrap_err();
         assert!(matches!(err, MeError::InvalidToken(_)));
@@ -145,7 +140,7 @@ mod tests {
                 .expect_find_by_id()
                 .returning(move |_| Ok(found.clone()));
             let err = build(users, issuer, sessions)
-                .execute("tok")
+                .execute(&tok())
                 .await
                 .unwrap_err();
             assert!(matches!(err, MeError::InvalidToken(_)));
@@ -166,10 +161,10 @@ mod tests {
             .return_once(move |_, _| Ok(claims));
         sessions.expect_is_active().return_once(|_, _| Err(down()));
         let err = build(users, issuer, sessions)
-            .execute("tok")
+            .execute(&tok())
             .await
             .unwrap_err();
-        assert!(matches!(err, MeError::Unavailable(_)));
+        assert!(matches!(err, MeError::Infra(InfraError::Unavailable(_))));
 
         let (mut users, mut issuer, mut sessions) = (
             MockUserRepo::new(),
@@ -185,10 +180,10 @@ mod tests {
             .expect_find_by_id()
             .return_once(|_| Err(StoreError::Unknown(anyhow::anyhow!("bug"))));
         let err = build(users, issuer, sessions)
-            .execute("tok")
+            .execute(&tok())
             .await
             .unwrap_err();
-        assert!(matches!(err, MeError::Unknown(_)));
+        assert!(matches!(err, MeError::Infra(InfraError::Unknown(_))));
 
         let (users, mut issuer, sessions) = (
             MockUserRepo::new(),
@@ -199,9 +194,9 @@ mod tests {
             .expect_verify_access()
             .return_once(|_, _| Err(TokenError::Unknown(anyhow::anyhow!("verifier"))));
         let err = build(users, issuer, sessions)
-            .execute("tok")
+            .execute(&tok())
             .await
             .unwrap_err();
-        assert!(matches!(err, MeError::Unknown(_)));
+        assert!(matches!(err, MeError::Infra(InfraError::Unknown(_))));
     }
 }

@@ -9,7 +9,6 @@ mod me;
 mod refresh;
 mod register;
 mod set_disabled;
-mod throttle;
 
 pub use login::{Login, LoginCommand};
 pub use logout::Logout;
@@ -17,12 +16,42 @@ pub use me::Me;
 pub use refresh::Refresh;
 pub use register::Register;
 pub use set_disabled::{SetDisabled, SetDisabledOutcome};
-pub use throttle::{LoginThrottle, ThrottleSettings};
+// The policy lives in the domain; configuration names it here.
+pub use crate::domain::ThrottleSettings;
 
 use std::sync::Arc;
 
-use crate::domain::{AccessClaims, IssuedTokens, RefreshToken, Session, Timestamp};
-use crate::ports::{TokenError, TokenIssuer};
+use crate::domain::{
+    AccessClaims, InfraError, IssuedTokens, LoginError, LogoutError, MeError, RefreshError,
+    RefreshToken, RegisterError, Session, SetDisabledError, Timestamp,
+};
+use crate::ports::{HashError, StoreError, TokenIssuer};
+
+/// `?` on a port's store or hashing failure yields the use case's `Infra` variant.
+macro_rules! infra_from_ports {
+    ($($error:ty),*) => {$(
+        impl From<StoreError> for $error {
+            fn from(e: StoreError) -> Self {
+                Self::Infra(e.into())
+            }
+        }
+
+        impl From<HashError> for $error {
+            fn from(e: HashError) -> Self {
+                Self::Infra(e.into())
+            }
+        }
+    )*};
+}
+
+infra_from_ports!(
+    LoginError,
+    RefreshError,
+    LogoutError,
+    MeError,
+    RegisterError,
+    SetDisabledError
+);
 
 /// Lifetimes the use cases issue tokens with.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +68,7 @@ fn issue_tokens(
     session: &Session,
     refresh_token: RefreshToken,
     now: Timestamp,
-) -> Result<IssuedTokens, TokenError> {
+) -> Result<IssuedTokens, InfraError> {
     let claims = AccessClaims {
         sub: session.user_id,
         sid: session.id,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{IssuedTokens, RefreshError, RefreshToken};
-use crate::ports::{Clock, RefreshStore, RotateError, StoreError, TokenIssuer, UserRepo};
+use crate::ports::{Clock, RefreshStore, RotateError, TokenIssuer, UserRepo};
 
 /// Consumes a refresh token and issues its successor in the same session.
 pub struct Refresh {
@@ -14,58 +14,57 @@ pub struct Refresh {
 }
 
 impl Refresh {
+    /// `presented` is `None` when the request had no well-formed refresh token.
+    ///
     /// # Errors
     /// `InvalidRefreshToken` for a missing, malformed, unknown, expired, revoked or reused
     /// token, or one whose user is gone or disabled (all that user's sessions are revoked);
-    /// `Unavailable` when a store is down (nothing rotated).
-    pub async fn execute(&self, presented: Option<&str>) -> Result<IssuedTokens, RefreshError> {
-        let presented = presented
-            .and_then(RefreshToken::parse)
-            .ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
+    /// `Infra` when a store is down (nothing rotated) or signing fails.
+    pub async fn execute(
+        &self,
+        presented: Option<RefreshToken>,
+    ) -> Result<IssuedTokens, RefreshError> {
+        let presented =
+            presented.ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
         let now = self.clock.now();
         let successor = RefreshToken::generate();
-        let session = match self
+        let session = self
             .sessions
             .rotate(presented.hash(), successor.hash(), now)
             .await
-        {
-            Ok(session) => session,
-            Err(RotateError::NotFound) => return Err(RefreshError::InvalidRefreshToken("unknown")),
-            Err(RotateError::Expired) => return Err(RefreshError::InvalidRefreshToken("expired")),
-            Err(RotateError::Reused) => {
-                tracing::warn!(
-                    event = "refresh_token_reuse",
-                    "consumed refresh token presented; session revoked"
-                );
-                return Err(RefreshError::InvalidRefreshToken("reused"));
-            }
-            Err(RotateError::Store(e)) => return Err(store(e)),
-        };
-        let user = self
-            .users
-            .find_by_id(session.user_id)
-            .await
-            .map_err(store)?;
+            .map_err(refused)?;
+        let user = self.users.find_by_id(session.user_id).await?;
         if user.is_none_or(|u| u.disabled) {
-            let revoked = self
-                .sessions
-                .revoke_user_sessions(session.user_id)
-                .await
-                .map_err(store)?;
+            let revoked = self.sessions.revoke_user_sessions(session.user_id).await?;
             tracing::info!(event = "refresh_user_gone", user = %session.user_id, revoked, "sessions revoked");
             return Err(RefreshError::InvalidRefreshToken(
                 "user disabled or deleted",
             ));
         }
-        issue_tokens(&self.issuer, self.policy, &session, successor, now)
-            .map_err(|e| RefreshError::Unknown(e.into()))
+        Ok(issue_tokens(
+            &self.issuer,
+            self.policy,
+            &session,
+            successor,
+            now,
+        )?)
     }
 }
 
-fn store(e: StoreError) -> RefreshError {
+/// The one place that knows the shape of `RotateError`: each refusal becomes a reason for the
+/// logs, a reuse is also reported on its own.
+fn refused(e: RotateError) -> RefreshError {
     match e {
-        StoreError::Unavailable(e) => RefreshError::Unavailable(e),
-        StoreError::Unknown(e) => RefreshError::Unknown(e),
+        RotateError::NotFound => RefreshError::InvalidRefreshToken("unknown"),
+        RotateError::Expired => RefreshError::InvalidRefreshToken("expired"),
+        RotateError::Reused => {
+            tracing::warn!(
+                event = "refresh_token_reuse",
+                "consumed refresh token presented; session revoked"
+            );
+            RefreshError::InvalidRefreshToken("reused")
+        }
+        RotateError::Store(e) => e.into(),
     }
 }
 
@@ -74,7 +73,8 @@ mod tests {
     use super::*;
     use crate::app::test_support::*;
     use crate::domain::AccessToken;
-    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo, TokenError};
+    use crate::domain::InfraError;
+    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo, StoreError, TokenError};
 
     struct Mocks {
         users: MockUserRepo,
@@ -130,17 +130,21 @@ mod tests {
             .expect_issue_access()
             .withf(move |c| c.sid == sid)
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
-        let tokens = m.build().execute(Some(old.as_str())).await.unwrap();
+        let tokens = m.build().execute(Some(old.clone())).await.unwrap();
         assert_ne!(tokens.refresh_token, old);
         assert_eq!(tokens.session_expires_at, session.expires_at);
     }
 
     #[tokio::test]
     async fn missing_or_malformed_cookie_never_reaches_the_store() {
+        // The edge parses the cookie with `RefreshToken::parse`: each of these reaches the use
+        // case as no token at all.
         for raw in [None, Some(""), Some("garbage"), Some(&*"x".repeat(4096))] {
+            let presented = raw.and_then(RefreshToken::parse);
+            assert!(presented.is_none(), "{raw:?}");
             let mut m = Mocks::new();
             m.sessions.expect_rotate().never();
-            let err = m.build().execute(raw).await.unwrap_err();
+            let err = m.build().execute(presented).await.unwrap_err();
             assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
         }
     }
@@ -164,15 +168,10 @@ mod tests {
                 .expect_rotate()
                 .return_once(move |_, _, _| Err(make()));
             m.issuer.expect_issue_access().never();
-            let got = match m
-                .build()
-                .execute(Some(presented().as_str()))
-                .await
-                .unwrap_err()
-            {
+            let got = match m.build().execute(Some(presented())).await.unwrap_err() {
                 RefreshError::InvalidRefreshToken(_) => "invalid",
-                RefreshError::Unavailable(_) => "unavailable",
-                RefreshError::Unknown(_) => "unknown",
+                RefreshError::Infra(InfraError::Unavailable(_)) => "unavailable",
+                RefreshError::Infra(InfraError::Unknown(_)) => "unknown",
             };
             assert_eq!(got, want);
         }
@@ -197,11 +196,7 @@ mod tests {
                 .times(1)
                 .return_once(|_| Ok(2));
             m.issuer.expect_issue_access().never();
-            let err = m
-                .build()
-                .execute(Some(presented().as_str()))
-                .await
-                .unwrap_err();
+            let err = m.build().execute(Some(presented())).await.unwrap_err();
             assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
         }
     }
@@ -215,12 +210,11 @@ mod tests {
             .expect_rotate()
             .return_once(move |_, _, _| Ok(session));
         m.users.expect_find_by_id().return_once(|_| Err(down()));
-        let err = m
-            .build()
-            .execute(Some(presented().as_str()))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, RefreshError::Unavailable(_)));
+        let err = m.build().execute(Some(presented())).await.unwrap_err();
+        assert!(matches!(
+            err,
+            RefreshError::Infra(InfraError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]
@@ -237,11 +231,7 @@ mod tests {
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
-        let err = m
-            .build()
-            .execute(Some(presented().as_str()))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, RefreshError::Unknown(_)));
+        let err = m.build().execute(Some(presented())).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Infra(InfraError::Unknown(_))));
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use crate::domain::{Email, Password, RegisterError, User, UserId};
-use crate::ports::{Clock, CreateUserError, PasswordHasher, StoreError, UserRepo};
+use crate::ports::{Clock, CreateUserError, PasswordHasher, UserRepo};
 
 /// Creates an account. Used by `POST /auth/register`, the `user add` command and the dev seed.
 pub struct Register {
@@ -12,14 +12,10 @@ pub struct Register {
 
 impl Register {
     /// # Errors
-    /// `EmailTaken` when the email (in any letter case) has an account; `Unavailable` when the
-    /// store is down.
+    /// `EmailTaken` when the email (in any letter case) has an account; `Infra` when the
+    /// store is down or hashing fails.
     pub async fn execute(&self, email: Email, password: &Password) -> Result<User, RegisterError> {
-        let password_hash = self
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|e| RegisterError::Unknown(e.0))?;
+        let password_hash = self.hasher.hash(password).await?;
         let user = User {
             id: UserId::new_random(),
             email,
@@ -30,10 +26,7 @@ impl Register {
         match self.users.create(user.clone()).await {
             Ok(()) => Ok(user),
             Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
-            Err(CreateUserError::Store(StoreError::Unavailable(e))) => {
-                Err(RegisterError::Unavailable(e))
-            }
-            Err(CreateUserError::Store(StoreError::Unknown(e))) => Err(RegisterError::Unknown(e)),
+            Err(CreateUserError::Store(e)) => Err(e.into()),
         }
     }
 }
@@ -42,8 +35,8 @@ impl Register {
 mod tests {
     use super::*;
     use crate::app::test_support::*;
-    use crate::domain::PasswordHash;
-    use crate::ports::{HashError, MockPasswordHasher, MockUserRepo};
+    use crate::domain::{InfraError, PasswordHash};
+    use crate::ports::{HashError, MockPasswordHasher, MockUserRepo, StoreError};
 
     fn build(users: MockUserRepo, hasher: MockPasswordHasher) -> Register {
         Register {
@@ -100,8 +93,8 @@ mod tests {
             let (e, p) = input();
             let got = match build(users, hasher).execute(e, &p).await.unwrap_err() {
                 RegisterError::EmailTaken => "taken",
-                RegisterError::Unavailable(_) => "unavailable",
-                RegisterError::Unknown(_) => "unknown",
+                RegisterError::Infra(InfraError::Unavailable(_)) => "unavailable",
+                RegisterError::Infra(InfraError::Unknown(_)) => "unknown",
             };
             assert_eq!(got, want);
         }
@@ -117,7 +110,7 @@ mod tests {
         let (e, p) = input();
         assert!(matches!(
             build(users, hasher).execute(e, &p).await,
-            Err(RegisterError::Unknown(_))
+            Err(RegisterError::Infra(InfraError::Unknown(_)))
         ));
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use crate::domain::{Email, SetDisabledError, User};
-use crate::ports::{RefreshStore, StoreError, UserRepo};
+use crate::ports::{RefreshStore, UserRepo};
 
 /// Disables an account, or enables it again. Disabling also revokes every session of the user,
 /// so its refresh tokens die at once and its access tokens stop working at `/auth/me`.
@@ -22,26 +22,18 @@ impl SetDisabled {
     /// `Ok(None)` when no account has this email. Idempotent: run it again after a failure.
     ///
     /// # Errors
-    /// `Unavailable` when a store is down. The flag is written first: if revoking then fails,
+    /// `Infra` when a store is down. The flag is written first: if revoking then fails,
     /// the account is already disabled, which refresh and `/auth/me` check on every call.
     pub async fn execute(
         &self,
         email: &Email,
         disabled: bool,
     ) -> Result<Option<SetDisabledOutcome>, SetDisabledError> {
-        let Some(user) = self
-            .users
-            .set_disabled(email, disabled)
-            .await
-            .map_err(store)?
-        else {
+        let Some(user) = self.users.set_disabled(email, disabled).await? else {
             return Ok(None);
         };
         let sessions_revoked = if disabled {
-            self.sessions
-                .revoke_user_sessions(user.id)
-                .await
-                .map_err(store)?
+            self.sessions.revoke_user_sessions(user.id).await?
         } else {
             0
         };
@@ -53,17 +45,11 @@ impl SetDisabled {
     }
 }
 
-fn store(e: StoreError) -> SetDisabledError {
-    match e {
-        StoreError::Unavailable(e) => SetDisabledError::Unavailable(e),
-        StoreError::Unknown(e) => SetDisabledError::Unknown(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::app::test_support::*;
+    use crate::domain::InfraError;
     use crate::ports::{MockRefreshStore, MockUserRepo};
 
     fn build(users: MockUserRepo, sessions: MockRefreshStore) -> SetDisabled {
@@ -125,7 +111,7 @@ mod tests {
         let email = Email::parse("jywan@test.com").unwrap();
         assert!(matches!(
             build(users, sessions).execute(&email, true).await,
-            Err(SetDisabledError::Unavailable(_))
+            Err(SetDisabledError::Infra(InfraError::Unavailable(_)))
         ));
     }
 }

@@ -1,5 +1,18 @@
-//! One error enum per use case. The HTTP adapter maps each variant to one status and one fixed
-//! `error` code; detail for operators goes to the logs, never to the client.
+//! One error enum per use case, each embedding the one infrastructure error. The HTTP adapter
+//! maps each variant to one status and one fixed `error` code; detail for operators goes to
+//! the logs, never to the client.
+
+/// A port failed for a reason that is not the request's fault. Every use case can end this
+/// way, so it is one type mapped in one place (503 or 500 at the edge).
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    /// A backing store could not be reached; nothing was written. Retryable.
+    #[error("a backing store is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: a store, the hasher or the signer failed unexpectedly.
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
 
 /// Why a login did not produce tokens.
 #[derive(Debug, thiserror::Error)]
@@ -10,11 +23,8 @@ pub enum LoginError {
     /// Too many failed attempts for this account or client address.
     #[error("throttled for {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
-    /// A backing store could not be reached; nothing was written.
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }
 
 /// Why a refresh did not rotate the session.
@@ -23,19 +33,15 @@ pub enum RefreshError {
     /// Missing, unknown, expired, revoked or reused token; the reason is for the logs only.
     #[error("invalid refresh token ({0})")]
     InvalidRefreshToken(&'static str),
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }
 
 /// Logout is idempotent: the only failures are infrastructure ones.
 #[derive(Debug, thiserror::Error)]
 pub enum LogoutError {
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }
 
 /// Why `/auth/me` refused a bearer token.
@@ -44,10 +50,8 @@ pub enum MeError {
     /// Bad, expired or revoked token, or its user is gone or disabled; the reason is for logs.
     #[error("invalid access token ({0})")]
     InvalidToken(String),
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }
 
 /// Why an account could not be created.
@@ -55,17 +59,13 @@ pub enum MeError {
 pub enum RegisterError {
     #[error("email already registered")]
     EmailTaken,
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }
 
 /// Why an account could not be disabled or enabled.
 #[derive(Debug, thiserror::Error)]
 pub enum SetDisabledError {
-    #[error("a backing store is unavailable")]
-    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Unknown(anyhow::Error),
+    Infra(#[from] InfraError),
 }

@@ -2,15 +2,20 @@
 //!
 //! Must never import a web framework, a JWT library, a database driver or bcrypt.
 
+mod client;
 mod errors;
 mod ids;
 mod rotation;
 mod secrets;
 mod signing;
+mod throttle;
 mod time;
 mod user;
 
-pub use errors::{LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError};
+pub use client::ClientAddress;
+pub use errors::{
+    InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
+};
 pub use ids::{SessionId, UserId};
 pub use rotation::{judge_rotation, PresentedToken, RotationRefusal, RotationVerdict};
 pub use secrets::{
@@ -18,8 +23,9 @@ pub use secrets::{
     MIN_NEW_PASSWORD_CHARS,
 };
 pub use signing::SigningAlgorithm;
+pub use throttle::{FailureCount, MinuteRate, ThrottleDecision, ThrottleSettings};
 pub use time::Timestamp;
-pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, NEW_EMAIL_PATTERN};
+pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, MAX_EMAIL_CHARS, NEW_EMAIL_PATTERN};
 
 /// Claims of an issued access token, as the domain sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessClaims, AccessToken, Email, Password, PasswordHash, RefreshTokenHash, RotationRefusal,
-    Session, SessionId, Timestamp, User, UserId,
+    AccessClaims, AccessToken, ClientAddress, Email, InfraError, Password, PasswordHash,
+    RefreshTokenHash, RotationRefusal, Session, SessionId, ThrottleDecision, Timestamp, User,
+    UserId,
 };
 
 /// A backing store failed; no partial write is left behind.
@@ -216,4 +217,66 @@ pub trait RefreshStore: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+}
+
+/// Counts login attempts per account and per client address and says when to hold one back,
+/// following the policy in `domain::throttle`. An adapter may be per process or shared.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait LoginAttempts: Send + Sync {
+    /// Whether an attempt for `email` from `client` may go ahead now. An allowed attempt is
+    /// counted against the client's per-minute rate.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn check(
+        &self,
+        email: &Email,
+        client: &ClientAddress,
+    ) -> Result<ThrottleDecision, StoreError>;
+
+    /// Counts a failed attempt against both the account and the client address.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn record_failure(&self, email: &Email, client: &ClientAddress)
+        -> Result<(), StoreError>;
+
+    /// A correct password: forgets the account's failures (not the client's, so a stuffing
+    /// run that hits one valid pair keeps its count).
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn record_success(&self, email: &Email) -> Result<(), StoreError>;
+
+    /// Forgets counters that no longer hold anything back; called by the background sweeper.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn sweep(&self) -> Result<(), StoreError>;
+}
+
+// A port failure is never the request's fault: the use cases turn it into their one
+// infrastructure variant with `?`.
+impl From<StoreError> for InfraError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            StoreError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
+impl From<HashError> for InfraError {
+    fn from(e: HashError) -> Self {
+        Self::Unknown(e.0)
+    }
+}
+
+/// Only for signing: a token that fails verification is the caller's fault, not the
+/// infrastructure's, and is mapped by the use case itself.
+impl From<TokenError> for InfraError {
+    fn from(e: TokenError) -> Self {
+        Self::Unknown(e.into())
+    }
 }

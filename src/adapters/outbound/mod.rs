@@ -5,4 +5,5 @@ pub mod clock;
 pub mod db;
 pub mod jose_issuer;
 pub mod memory;
+pub mod memory_throttle;
 pub mod verified_cache;

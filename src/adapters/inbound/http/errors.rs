@@ -27,47 +27,99 @@ impl ErrorBody {
     }
 }
 
+/// One entry of the contract's table of errors: a fixed code and its fixed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+impl ApiError {
+    const fn new(code: &'static str, message: &'static str) -> Self {
+        Self { code, message }
+    }
+
+    /// The body with the table's message.
+    pub fn body(self) -> Json<ErrorBody> {
+        ErrorBody::new(self.code, self.message)
+    }
+
+    /// The body with a more precise message (a domain rule's), under the same code.
+    pub fn body_with(self, message: &str) -> Json<ErrorBody> {
+        ErrorBody::new(self.code, message)
+    }
+}
+
+// The table. Every body the service sends takes its code and message from here.
+pub const INVALID_REQUEST: ApiError = ApiError::new(
+    "invalid_request",
+    "The request is malformed: check the JSON body and its fields.",
+);
+/// Any other 4xx the framework produces.
+pub const UNPROCESSABLE: ApiError =
+    ApiError::new("invalid_request", "The request could not be processed.");
+pub const INVALID_TOKEN: ApiError =
+    ApiError::new("invalid_token", "A valid access token is required.");
+pub const INVALID_CREDENTIALS: ApiError =
+    ApiError::new("invalid_credentials", "Invalid email or password.");
+pub const INVALID_REFRESH_TOKEN: ApiError = ApiError::new(
+    "invalid_refresh_token",
+    "The refresh token is missing, expired or revoked.",
+);
+pub const FORBIDDEN_ORIGIN: ApiError =
+    ApiError::new("forbidden_origin", "Cross-site requests are not allowed.");
+pub const NOT_FOUND: ApiError = ApiError::new("not_found", "No such resource.");
+pub const METHOD_NOT_ALLOWED: ApiError = ApiError::new(
+    "method_not_allowed",
+    "This method is not allowed on this resource.",
+);
+pub const EMAIL_TAKEN: ApiError =
+    ApiError::new("email_taken", "An account with this email already exists.");
+pub const LENGTH_REQUIRED: ApiError =
+    ApiError::new("length_required", "A request body needs a length.");
+pub const PAYLOAD_TOO_LARGE: ApiError =
+    ApiError::new("payload_too_large", "The request body is too large.");
+pub const UNSUPPORTED_MEDIA_TYPE: ApiError = ApiError::new(
+    "unsupported_media_type",
+    "The request body must be JSON (Content-Type: application/json).",
+);
+pub const TOO_MANY_REQUESTS: ApiError =
+    ApiError::new("too_many_requests", "Too many login attempts; retry later.");
+pub const HEADERS_TOO_LARGE: ApiError = ApiError::new(
+    "request_header_fields_too_large",
+    "The request headers are too large.",
+);
+pub const INTERNAL_ERROR: ApiError = ApiError::new("internal_error", "An internal error occurred.");
+pub const UNAVAILABLE: ApiError = ApiError::new(
+    "unavailable",
+    "The service is temporarily unavailable; retry later.",
+);
+
 /// `WWW-Authenticate` for a refused bearer token (RFC 6750 §3).
 pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 
-/// The contract's code and message for a status the framework produced.
-pub fn for_status(status: StatusCode) -> (&'static str, &'static str) {
+/// The table's entry for a status the framework (or a guard) produced.
+pub fn for_status(status: StatusCode) -> ApiError {
     match status.as_u16() {
-        400 => (
-            "invalid_request",
-            "The request is malformed: check the JSON body and its fields.",
-        ),
-        401 => ("invalid_token", "A valid access token is required."),
-        403 => ("forbidden_origin", "Cross-site requests are not allowed."),
-        404 => ("not_found", "No such resource."),
-        405 => (
-            "method_not_allowed",
-            "This method is not allowed on this resource.",
-        ),
-        411 => ("length_required", "A request body needs a length."),
-        413 => ("payload_too_large", "The request body is too large."),
-        415 => (
-            "unsupported_media_type",
-            "The request body must be JSON (Content-Type: application/json).",
-        ),
-        429 => ("too_many_requests", "Too many attempts; retry later."),
-        431 => (
-            "request_header_fields_too_large",
-            "The request headers are too large.",
-        ),
-        503 => (
-            "unavailable",
-            "The service is temporarily unavailable; retry later.",
-        ),
-        s if s < 500 => ("invalid_request", "The request could not be processed."),
-        _ => ("internal_error", "An internal error occurred."),
+        400 => INVALID_REQUEST,
+        401 => INVALID_TOKEN,
+        403 => FORBIDDEN_ORIGIN,
+        404 => NOT_FOUND,
+        405 => METHOD_NOT_ALLOWED,
+        411 => LENGTH_REQUIRED,
+        413 => PAYLOAD_TOO_LARGE,
+        415 => UNSUPPORTED_MEDIA_TYPE,
+        429 => TOO_MANY_REQUESTS,
+        431 => HEADERS_TOO_LARGE,
+        503 => UNAVAILABLE,
+        s if s < 500 => UNPROCESSABLE,
+        _ => INTERNAL_ERROR,
     }
 }
 
 /// A JSON error response for `status`.
 pub fn response(status: StatusCode) -> Response {
-    let (code, message) = for_status(status);
-    let mut resp = ErrorBody::new(code, message).into_response();
+    let mut resp = for_status(status).body().into_response();
     resp.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
@@ -157,8 +209,8 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request, allowed: &AllowedMe
     if (resp.status().is_client_error() || resp.status().is_server_error()) && !is_json {
         let mut fresh = response(resp.status());
         if let Some(message) = detail {
-            let (code, _) = for_status(resp.status());
-            fresh = ErrorBody::new(code, &message)
+            fresh = for_status(resp.status())
+                .body_with(&message)
                 .with_status(resp.status())
                 .into_response();
         }
@@ -193,6 +245,20 @@ mod tests {
             validation_message("expected value at line 1 column 1"),
             None
         );
+    }
+
+    #[test]
+    fn framework_statuses_take_the_table_entries() {
+        assert_eq!(for_status(StatusCode::TOO_MANY_REQUESTS), TOO_MANY_REQUESTS);
+        // The one 429 message is the one the login path has always sent.
+        assert_eq!(
+            TOO_MANY_REQUESTS.message,
+            "Too many login attempts; retry later."
+        );
+        assert_eq!(for_status(StatusCode::UNAUTHORIZED), INVALID_TOKEN);
+        assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
+        assert_eq!(for_status(StatusCode::BAD_GATEWAY), INTERNAL_ERROR);
+        assert_eq!(for_status(StatusCode::SERVICE_UNAVAILABLE), UNAVAILABLE);
     }
 
     #[test]

@@ -1,20 +1,33 @@
 //! The poem-openapi edge: parses requests into domain commands, calls the use cases and maps
 //! their results onto the contract in `shared/API.md`. Holds no business rule.
 
-mod api;
+mod auth;
+mod bearer;
+mod cookie;
+mod dto;
 mod errors;
 mod guards;
+mod health;
+mod responses;
 
-pub use api::{AuthApi, HealthApi};
-pub use errors::ErrorBody;
+pub use auth::AuthApi;
+pub use health::HealthApi;
 
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::OpenApiService;
+use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::{Login, Logout, Me, Refresh, Register};
 use crate::ports::{Clock, RefreshStore};
+
+#[derive(Tags)]
+enum Tag {
+    /// Login, refresh, logout and the current user.
+    Auth,
+    /// Liveness and readiness for orchestrators and load balancers.
+    Health,
+}
 
 /// Edge settings that are not use-case policy.
 #[derive(Debug, Clone)]

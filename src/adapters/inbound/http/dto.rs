@@ -1,0 +1,139 @@
+//! Request and response bodies. poem-openapi's validators take only literals, so the limits
+//! below restate the domain's constants; a test holds the generated schema to them.
+
+use poem_openapi::types::Example;
+use poem_openapi::Object;
+
+use crate::domain::User;
+
+/// Credentials.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct LoginRequest {
+    /// The account's email, at most 254 characters; letter case and surrounding spaces are
+    /// ignored.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"
+    ))]
+    pub email: String,
+    /// The password, 1 to 1024 characters, compared exactly as sent (no Unicode
+    /// normalization).
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub password: String,
+}
+
+/// A new account.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct RegisterRequest {
+    /// A plain address such as `name@example.com`, at most 254 characters; stored lower-cased.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+\.[^\s@\x00-\x1f\x7f-\x9f]+$"
+    ))]
+    pub email: String,
+    /// At least 8 and at most 1024 characters, any of them; every character counts.
+    #[oai(validator(min_length = 8, max_length = 1024))]
+    pub password: String,
+}
+
+impl Example for RegisterRequest {
+    fn example() -> Self {
+        Self {
+            email: "new.user@example.com".into(),
+            password: "a long passphrase".into(),
+        }
+    }
+}
+
+impl Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: "jywan@test.com".into(),
+            password: "test".into(),
+        }
+    }
+}
+
+/// A new access token. The refresh token is only ever in the `refresh_token` cookie.
+#[derive(Debug, Object)]
+pub struct TokenBody {
+    /// A JWT (`typ: at+jwt`) to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// The authenticated user.
+#[derive(Debug, Object)]
+pub struct UserBody {
+    pub id: String,
+    pub email: String,
+}
+
+impl From<&User> for UserBody {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            email: user.email.to_string(),
+        }
+    }
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Object)]
+pub struct HealthBody {
+    /// `ok`, or `unavailable` when a store does not answer.
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::registry::Registry;
+    use poem_openapi::types::Type;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::domain::{
+        LOGIN_EMAIL_PATTERN, MAX_EMAIL_CHARS, MAX_PASSWORD_CHARS, MIN_NEW_PASSWORD_CHARS,
+        NEW_EMAIL_PATTERN,
+    };
+
+    fn properties<T: Type>(name: &str) -> Value {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        serde_json::to_value(&registry.schemas[name]).unwrap()["properties"].clone()
+    }
+
+    #[test]
+    fn schema_limits_are_the_domain_constants() {
+        let login = properties::<LoginRequest>("LoginRequest");
+        assert_eq!(login["email"]["maxLength"], MAX_EMAIL_CHARS);
+        assert_eq!(login["email"]["pattern"], LOGIN_EMAIL_PATTERN);
+        assert_eq!(login["password"]["minLength"], 1);
+        assert_eq!(login["password"]["maxLength"], MAX_PASSWORD_CHARS);
+
+        let register = properties::<RegisterRequest>("RegisterRequest");
+        assert_eq!(register["email"]["maxLength"], MAX_EMAIL_CHARS);
+        assert_eq!(register["email"]["pattern"], NEW_EMAIL_PATTERN);
+        assert_eq!(register["password"]["minLength"], MIN_NEW_PASSWORD_CHARS);
+        assert_eq!(register["password"]["maxLength"], MAX_PASSWORD_CHARS);
+    }
+
+    #[test]
+    fn descriptions_count_characters_never_bytes() {
+        for (name, props) in [
+            ("LoginRequest", properties::<LoginRequest>("LoginRequest")),
+            (
+                "RegisterRequest",
+                properties::<RegisterRequest>("RegisterRequest"),
+            ),
+        ] {
+            let text = props.to_string();
+            assert!(!text.contains("byte"), "{name}: {text}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The responses of each operation as the spec documents them, and the one mapping of an
+//! infrastructure failure onto them.
+
+use poem_openapi::payload::Json;
+use poem_openapi::ApiResponse;
+
+use super::dto::{HealthBody, TokenBody, UserBody};
+use super::errors::{ErrorBody, INTERNAL_ERROR, UNAVAILABLE};
+use crate::domain::InfraError;
+
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// Tokens issued; `Set-Cookie` carries the (new) refresh token.
+    #[oai(status = 200)]
+    Ok(Json<TokenBody>, #[oai(header = "Set-Cookie")] String),
+    /// Malformed JSON, missing or mistyped fields, or a field over its limit.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `invalid_credentials` (login) or `invalid_refresh_token` (refresh; the cookie is cleared).
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
+    /// `forbidden_origin`: a cross-site request.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `payload_too_large`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not JSON.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `too_many_requests`: wait `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: a backing store is down; nothing changed.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResponse {
+    /// Session revoked (if there was one) and cookie cleared.
+    #[oai(status = 204)]
+    NoContent(#[oai(header = "Set-Cookie")] String),
+    /// `forbidden_origin`: a cross-site request.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: a body that is not JSON.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: the session store is down.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The user the access token was issued to.
+    #[oai(status = 200)]
+    Ok(Json<UserBody>),
+    /// `invalid_token`, with `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// Account created.
+    #[oai(status = 201)]
+    Created(Json<UserBody>),
+    /// Malformed body, invalid email, or a password that breaks the policy (the message says
+    /// which rule).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `forbidden_origin`: a cross-site request.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `not_found`: registration is turned off.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `email_taken`.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// `payload_too_large`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+    #[oai(status = 503)]
+    Unavailable(Json<HealthBody>),
+}
+
+/// A response that can say "a backing store is down" (503) and "something broke" (500).
+pub trait InfraFailure {
+    fn unavailable(body: Json<ErrorBody>) -> Self;
+    fn internal(body: Json<ErrorBody>) -> Self;
+}
+
+/// The one place an infrastructure failure becomes a response: the detail goes to the log,
+/// the client gets the table's fixed body.
+pub fn infra_failure<R: InfraFailure>(operation: &str, e: InfraError) -> R {
+    match e {
+        InfraError::Unavailable(e) => {
+            tracing::warn!(error = %e, "store unavailable during {operation}");
+            R::unavailable(UNAVAILABLE.body())
+        }
+        InfraError::Unknown(e) => {
+            tracing::error!(error = %e, "{operation} failed");
+            R::internal(INTERNAL_ERROR.body())
+        }
+    }
+}
+
+macro_rules! infra_failure_responses {
+    ($($response:ident),*) => {$(
+        impl InfraFailure for $response {
+            fn unavailable(body: Json<ErrorBody>) -> Self {
+                Self::Unavailable(body)
+            }
+
+            fn internal(body: Json<ErrorBody>) -> Self {
+                Self::Internal(body)
+            }
+        }
+    )*};
+}
+
+infra_failure_responses!(TokenResponse, LogoutResponse, MeResponse, RegisterResponse);
