@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use jwt_auth::adapters::inbound::cli;
 use jwt_auth::adapters::inbound::http::openapi_service;
 use jwt_auth::config::Settings;
-use jwt_auth::startup::{build_state, Adapters, Application};
+use jwt_auth::startup::{Adapters, Application, UseCases};
 
 // mimalloc: the request path allocates many small, short-lived objects (headers, JSON maps);
 // glibc's malloc took ~15 % of `/auth/me` CPU in a profile, mimalloc about half of that.
@@ -86,8 +86,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
-            Command::Openapi { out } => write_openapi(&settings, &out),
-            Command::Migrate => print(cli::migrate(&settings).await),
+            Command::Openapi { out } => write_openapi(&out),
+            Command::Migrate => print(jwt_auth::startup::migrate(&settings).await),
             Command::User { action } => user(&settings, action).await,
         }
     });
@@ -102,8 +102,9 @@ fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let adapters = Adapters::from_settings(&settings).await?;
-    let app = Application::build(settings.clone(), adapters).await?;
+    let app = Application::build(&settings, &adapters).await?;
     tracing::info!(
+        app = %settings.app_name,
         env = ?settings.env,
         "listening on http://{}:{} (Swagger UI at /docs)",
         settings.host,
@@ -114,15 +115,28 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn user(settings: &Settings, action: UserCommand) -> anyhow::Result<()> {
-    print(match action {
-        UserCommand::Add { email } => {
-            let password = cli::read_new_password()?;
-            cli::user_add(settings, &email, &password).await
+    // Read before connecting, so a refused password opens nothing.
+    let password = match &action {
+        UserCommand::Add { .. } => Some(cli::read_new_password()?),
+        _ => None,
+    };
+    let adapters = Adapters::of_database(settings).await?;
+    let cases = UseCases::new(settings, &adapters);
+    let out = match (action, password) {
+        (UserCommand::Add { email }, Some(password)) => {
+            cli::user_add(&cases.register, &email, &password).await
         }
-        UserCommand::Disable { email } => cli::user_set_disabled(settings, &email, true).await,
-        UserCommand::Enable { email } => cli::user_set_disabled(settings, &email, false).await,
-        UserCommand::List => cli::user_list(settings).await,
-    })
+        (UserCommand::Add { .. }, None) => Err(anyhow::anyhow!("no password was read")),
+        (UserCommand::Disable { email }, _) => {
+            cli::user_set_disabled(&cases.set_disabled, &email, true).await
+        }
+        (UserCommand::Enable { email }, _) => {
+            cli::user_set_disabled(&cases.set_disabled, &email, false).await
+        }
+        (UserCommand::List, _) => cli::user_list(adapters.users.as_ref()).await,
+    };
+    adapters.close().await;
+    print(out)
 }
 
 fn print(out: anyhow::Result<String>) -> anyhow::Result<()> {
@@ -130,12 +144,9 @@ fn print(out: anyhow::Result<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_openapi(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
-    // The committed spec is produced with the relative server entry whatever is configured.
-    let mut settings = settings.clone();
-    settings.public_url = None;
-    let adapters = Adapters::in_memory(&settings)?;
-    let service = openapi_service(&build_state(&settings, &adapters));
+fn write_openapi(out: &std::path::Path) -> anyhow::Result<()> {
+    // The committed spec has the relative server entry, whatever is configured.
+    let service = openapi_service(None);
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("openapi.json"), service.spec())?;
     std::fs::write(out.join("openapi.yaml"), service.spec_yaml())?;

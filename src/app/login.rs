@@ -25,6 +25,9 @@ pub struct Login {
     pub clock: Arc<dyn Clock>,
     pub throttle: Arc<dyn LoginAttempts>,
     pub policy: TokenPolicy,
+    /// An account that never authenticates here, whatever its password (the `dev` demo
+    /// account under `prod`): answered like a wrong password, after the same full check.
+    pub refused: Option<Email>,
 }
 
 impl Login {
@@ -42,7 +45,11 @@ impl Login {
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let matches = self.hasher.verify(&cmd.password, stored_hash).await?;
         let user = match user {
-            Some(user) if matches && !user.disabled => user,
+            Some(user)
+                if matches && !user.disabled && self.refused.as_ref() != Some(&user.email) =>
+            {
+                user
+            }
             _ => {
                 self.throttle
                     .record_failure(&cmd.email, &cmd.client)
@@ -125,6 +132,7 @@ mod tests {
                     access_ttl_secs: 900,
                     session_ttl_secs: 30 * 86_400,
                 },
+                refused: None,
             }
         }
     }
@@ -213,6 +221,24 @@ mod tests {
                 "disabled={disabled}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_account_fails_like_a_wrong_password_after_the_full_check() {
+        let mut m = Mocks::new();
+        let u = user(false);
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        m.hasher
+            .expect_verify()
+            .times(1)
+            .return_once(|_, _| Ok(true));
+        m.sessions.expect_create_session().never();
+        let mut login = m.build(ThrottleSettings::default());
+        login.refused = Some(cmd().email);
+        let err = login.execute(cmd()).await.unwrap_err();
+        assert!(matches!(err, LoginError::InvalidCredentials));
     }
 
     #[tokio::test]

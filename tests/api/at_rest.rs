@@ -33,7 +33,7 @@ async fn the_database_holds_hashes_never_tokens() {
     ])
     .unwrap();
     let adapters = Adapters::from_settings(&settings).await.unwrap();
-    let app = Application::build(settings, adapters).await.unwrap();
+    let app = Application::build(&settings, &adapters).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();

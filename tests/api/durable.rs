@@ -309,7 +309,7 @@ fn socket_settings(extra: &[(&str, &str)]) -> Settings {
 /// Builds the service from settings exactly as `main` does and serves it on port 0.
 async fn serve(settings: Settings) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let adapters = Adapters::from_settings(&settings).await.unwrap();
-    let app = Application::build(settings, adapters).await.unwrap();
+    let app = Application::build(&settings, &adapters).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     (base, tokio::spawn(app.run_until_stopped()))
 }

@@ -19,7 +19,6 @@ use jwt_auth::adapters::inbound::http::{build_app, AppState};
 use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
-use jwt_auth::app::SetDisabled;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
     Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId,
@@ -28,7 +27,7 @@ use jwt_auth::ports::{
     Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, StoreError,
     UserRepo,
 };
-use jwt_auth::startup::{build_state, seed_demo_user, token_issuer, Adapters};
+use jwt_auth::startup::{Adapters, UseCases};
 pub use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
 
 pub use crate::db::{Store, Stores, TestDb};
@@ -300,6 +299,8 @@ pub struct TestApp {
     /// The database, when the app runs on one; dropped with the app.
     pub db: Option<TestDb>,
     pub state: Arc<AppState>,
+    pub settings: Settings,
+    pub adapters: Adapters,
 }
 
 /// The default test app: `dev` profile with the demo user, bcrypt cost 4, a fixed secret,
@@ -332,16 +333,18 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
     let hasher = Arc::new(CountingHasher::new(
         BcryptHasher::new(settings.bcrypt_cost, 2).unwrap(),
     ));
-    let adapters = Adapters {
-        users: users.clone(),
-        sessions: sessions.clone(),
-        hasher: hasher.clone(),
-        issuer: token_issuer(&settings).unwrap(),
-        clock: clock.clone(),
-    };
-    // A store that is down on purpose cannot be seeded; those tests expect 503 anyway.
-    let _ = seed_demo_user(&adapters).await;
-    let state = build_state(&settings, &adapters);
+    let adapters = Adapters::new(
+        &settings,
+        users.clone(),
+        sessions.clone(),
+        hasher.clone(),
+        clock.clone(),
+    )
+    .expect("test adapters");
+    let cases = UseCases::new(&settings, &adapters);
+    // A store that is down on purpose cannot be prepared; those tests expect 503 anyway.
+    let _ = cases.prepare(settings.env).await;
+    let state = cases.into_http_state(&settings, &adapters);
     let client = TestClient::new(build_app(state.clone()).map_to_response().boxed());
     TestApp {
         client,
@@ -352,6 +355,8 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         memory: stores.memory,
         db: stores.db,
         state,
+        settings,
+        adapters,
     }
 }
 
@@ -463,9 +468,8 @@ impl TestApp {
     /// through the use case, so its sessions are revoked too.
     pub async fn set_disabled(&self, email: &str, disabled: bool) {
         let email = Email::parse(email).expect("an email");
-        let users: Arc<dyn UserRepo> = self.users.clone();
-        let sessions: Arc<dyn RefreshStore> = self.sessions.clone();
-        SetDisabled { users, sessions }
+        UseCases::new(&self.settings, &self.adapters)
+            .set_disabled
             .execute(&email, disabled)
             .await
             .expect("set_disabled");

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod at_rest;
+mod boundaries;
 mod claims;
 mod contract;
 mod csrf;

@@ -14,7 +14,7 @@ async fn real_socket_login_me_refresh_logout() {
     ])
     .unwrap();
     let adapters = Adapters::in_memory(&settings).unwrap();
-    let app = Application::build(settings, adapters).await.unwrap();
+    let app = Application::build(&settings, &adapters).await.unwrap();
     let port = app.port();
     assert_ne!(port, 0);
     let server = tokio::spawn(app.run_until_stopped());

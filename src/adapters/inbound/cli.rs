@@ -4,64 +4,22 @@
 //! shown.
 
 use std::io::{IsTerminal, Read};
-use std::sync::Arc;
 
-use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
-use crate::adapters::outbound::clock::SystemClock;
-use crate::adapters::outbound::db::Database;
 use crate::app::{Register, SetDisabled};
-use crate::config::Settings;
 use crate::domain::{Email, Password, RegisterError, Timestamp, User};
-use crate::startup::{open_database, pool_settings};
-
-/// `jwt-auth migrate`: applies the pending migrations, whatever `RUN_MIGRATIONS` says.
-///
-/// # Errors
-/// Without `DATABASE_URL`, or when the database cannot be reached or a migration fails.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
-    let url = settings.database_url.as_ref().ok_or_else(|| {
-        anyhow::anyhow!("DATABASE_URL is not set: the in-memory store has no schema to migrate")
-    })?;
-    let db = Database::connect(url.expose(), pool_settings(settings)).await?;
-    let pending = db.pending_migrations().await?;
-    db.migrate().await?;
-    let out = format!(
-        "{}: {pending} migration(s) applied, schema up to date",
-        db.describe()
-    );
-    db.close().await;
-    Ok(out)
-}
-
-/// The database the user commands work on; the in-memory store lives only inside a server.
-async fn database(settings: &Settings) -> anyhow::Result<Database> {
-    open_database(settings).await?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "DATABASE_URL is not set: user management needs a database (the in-memory store \
-             lives only inside a running server)"
-        )
-    })
-}
+use crate::ports::UserRepo;
 
 /// `jwt-auth user add --email E`, with the same rules as `POST /auth/register`.
 ///
 /// # Errors
 /// A malformed email, a taken one, or a store failure.
 pub async fn user_add(
-    settings: &Settings,
+    register: &Register,
     email: &str,
     password: &Password,
 ) -> anyhow::Result<String> {
     let email = Email::parse_new(email).map_err(anyhow::Error::msg)?;
-    let db = database(settings).await?;
-    let register = Register {
-        users: db.users(),
-        hasher: Arc::new(BcryptHasher::new(settings.bcrypt_cost, 1)?),
-        clock: Arc::new(SystemClock),
-    };
-    let result = register.execute(email, password).await;
-    db.close().await;
-    match result {
+    match register.execute(email, password).await {
         Ok(user) => Ok(format!("created user {} {}", user.id, user.email)),
         Err(RegisterError::EmailTaken) => {
             anyhow::bail!("an account with this email already exists")
@@ -75,19 +33,12 @@ pub async fn user_add(
 /// # Errors
 /// No account with this email, or a store failure.
 pub async fn user_set_disabled(
-    settings: &Settings,
+    set_disabled: &SetDisabled,
     email: &str,
     disabled: bool,
 ) -> anyhow::Result<String> {
     let email = Email::parse(email).map_err(anyhow::Error::msg)?;
-    let db = database(settings).await?;
-    let use_case = SetDisabled {
-        users: db.users(),
-        sessions: db.sessions(),
-    };
-    let result = use_case.execute(&email, disabled).await;
-    db.close().await;
-    match result? {
+    match set_disabled.execute(&email, disabled).await? {
         None => anyhow::bail!("no account with the email {email}"),
         Some(out) if disabled => Ok(format!(
             "disabled {} ({} live session(s) revoked)",
@@ -101,11 +52,8 @@ pub async fn user_set_disabled(
 ///
 /// # Errors
 /// A store failure.
-pub async fn user_list(settings: &Settings) -> anyhow::Result<String> {
-    let db = database(settings).await?;
-    let users = db.users().list().await;
-    db.close().await;
-    Ok(format_users(&users?))
+pub async fn user_list(users: &dyn UserRepo) -> anyhow::Result<String> {
+    Ok(format_users(&users.list().await?))
 }
 
 /// Tab-separated, with a header line.

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::Cookie;
 use poem_openapi::payload::Json;
@@ -25,57 +26,46 @@ use crate::domain::{
     RegisterError,
 };
 
-/// The `/auth/*` operations.
-pub struct AuthApi {
-    state: Arc<AppState>,
+/// The `/auth/*` operations. Stateless, so the spec can be produced without adapters; each
+/// operation reads the `AppState` the edge middleware attaches to the request.
+pub struct AuthApi;
+
+fn cleared_cookie(state: &AppState) -> String {
+    cookie::cleared(state.settings.cookie_secure)
 }
 
-impl AuthApi {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
-    }
+fn token_ok(state: &AppState, tokens: IssuedTokens) -> TokenResponse {
+    let max_age = state.clock.now().secs_until(tokens.session_expires_at);
+    let cookie = cookie::set(&tokens.refresh_token, max_age, state.settings.cookie_secure);
+    TokenResponse::Ok(
+        Json(TokenBody {
+            access_token: tokens.access_token.into_string(),
+            token_type: "bearer".into(),
+            expires_in: tokens.expires_in,
+        }),
+        cookie,
+    )
+}
 
-    fn cleared_cookie(&self) -> String {
-        cookie::cleared(self.state.settings.cookie_secure)
-    }
-
-    fn token_ok(&self, tokens: IssuedTokens) -> TokenResponse {
-        let max_age = self.state.clock.now().secs_until(tokens.session_expires_at);
-        let cookie = cookie::set(
-            &tokens.refresh_token,
-            max_age,
-            self.state.settings.cookie_secure,
-        );
-        TokenResponse::Ok(
-            Json(TokenBody {
-                access_token: tokens.access_token.into_string(),
-                token_type: "bearer".into(),
-                expires_in: tokens.expires_in,
-            }),
-            cookie,
-        )
-    }
-
-    /// The client's address: the socket peer, or the rightmost entry of the trusted proxy
-    /// header when one is configured.
-    fn client_address(&self, req: &Request) -> ClientAddress {
-        if let Some(name) = &self.state.settings.trusted_proxy_header {
-            let forwarded = req
-                .headers()
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-                .next_back();
-            if let Some(ip) = forwarded {
-                return ClientAddress::from_ip(ip);
-            }
+/// The client's address: the socket peer, or the rightmost entry of the trusted proxy
+/// header when one is configured.
+fn client_address(state: &AppState, req: &Request) -> ClientAddress {
+    if let Some(name) = &state.settings.trusted_proxy_header {
+        let forwarded = req
+            .headers()
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if let Some(ip) = forwarded {
+            return ClientAddress::from_ip(ip);
         }
-        req.remote_addr()
-            .as_socket_addr()
-            .map_or_else(ClientAddress::unknown, |a| ClientAddress::from_ip(a.ip()))
     }
+    req.remote_addr()
+        .as_socket_addr()
+        .map_or_else(ClientAddress::unknown, |a| ClientAddress::from_ip(a.ip()))
 }
 
 /// A body-less cookie POST may carry no body or JSON; the CORS-simple types a cross-site form
@@ -93,7 +83,12 @@ impl AuthApi {
     /// refresh token is set in the `refresh_token` cookie (HttpOnly, SameSite=Strict,
     /// Path=/auth). Unknown email and wrong password answer exactly the same.
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> TokenResponse {
+    async fn login(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> TokenResponse {
         let (email, password) = match (Email::parse(&body.email), Password::parse(body.0.password))
         {
             (Ok(e), Ok(p)) => (e, p),
@@ -104,10 +99,10 @@ impl AuthApi {
         let cmd = LoginCommand {
             email,
             password,
-            client: self.client_address(req),
+            client: client_address(state, req),
         };
-        match self.state.login.execute(cmd).await {
-            Ok(tokens) => self.token_ok(tokens),
+        match state.login.execute(cmd).await {
+            Ok(tokens) => token_ok(state, tokens),
             Err(LoginError::InvalidCredentials) => {
                 TokenResponse::Unauthorized(INVALID_CREDENTIALS.body(), None)
             }
@@ -125,19 +120,20 @@ impl AuthApi {
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
+        Data(state): Data<&Arc<AppState>>,
         req: &Request,
         #[oai(name = "refresh_token")] cookie: Cookie<Option<String>>,
     ) -> TokenResponse {
         if has_simple_content_type(req) {
             return TokenResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
-        match self.state.refresh.execute(cookie::presented(&cookie)).await {
-            Ok(tokens) => self.token_ok(tokens),
+        match state.refresh.execute(cookie::presented(&cookie)).await {
+            Ok(tokens) => token_ok(state, tokens),
             Err(RefreshError::InvalidRefreshToken(reason)) => {
                 tracing::info!(event = "refresh_refused", reason, "refresh refused");
                 TokenResponse::Unauthorized(
                     INVALID_REFRESH_TOKEN.body(),
-                    Some(self.cleared_cookie()),
+                    Some(cleared_cookie(state)),
                 )
             }
             Err(RefreshError::Infra(e)) => infra_failure("refresh", e),
@@ -151,14 +147,15 @@ impl AuthApi {
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
+        Data(state): Data<&Arc<AppState>>,
         req: &Request,
         #[oai(name = "refresh_token")] cookie: Cookie<Option<String>>,
     ) -> LogoutResponse {
         if has_simple_content_type(req) {
             return LogoutResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
-        match self.state.logout.execute(cookie::presented(&cookie)).await {
-            Ok(()) => LogoutResponse::NoContent(self.cleared_cookie()),
+        match state.logout.execute(cookie::presented(&cookie)).await {
+            Ok(()) => LogoutResponse::NoContent(cleared_cookie(state)),
             Err(LogoutError::Infra(e)) => infra_failure("logout", e),
         }
     }
@@ -168,7 +165,12 @@ impl AuthApi {
     /// Returns the user of the bearer access token. The token must be valid, unexpired, and
     /// its session still live (logout cuts access at once).
     #[oai(path = "/me", method = "get", operation_id = "me")]
-    async fn me(&self, req: &Request, _scheme: BearerAuth) -> MeResponse {
+    async fn me(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        req: &Request,
+        _scheme: BearerAuth,
+    ) -> MeResponse {
         let refused =
             || MeResponse::Unauthorized(INVALID_TOKEN.body(), BEARER_CHALLENGE.to_owned());
         let Some(token) = bearer_token(req) else {
@@ -178,7 +180,7 @@ impl AuthApi {
             );
             return refused();
         };
-        match self.state.me.execute(&token).await {
+        match state.me.execute(&token).await {
             Ok(user) => MeResponse::Ok(Json(UserBody::from(&user))),
             Err(MeError::InvalidToken(reason)) => {
                 tracing::info!(event = "bearer_refused", reason = %reason);
@@ -193,8 +195,12 @@ impl AuthApi {
     /// Creates an account (on by default in `dev`, off in `prod`; see REGISTRATION_ENABLED).
     /// Passwords need at least 8 and at most 1024 characters.
     #[oai(path = "/register", method = "post", operation_id = "register")]
-    async fn register(&self, body: Json<RegisterRequest>) -> RegisterResponse {
-        if !self.state.settings.registration_enabled {
+    async fn register(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        body: Json<RegisterRequest>,
+    ) -> RegisterResponse {
+        if !state.settings.registration_enabled {
             return RegisterResponse::NotFound(NOT_FOUND.body());
         }
         let email = match Email::parse_new(&body.email) {
@@ -205,7 +211,7 @@ impl AuthApi {
             Ok(p) => p,
             Err(why) => return RegisterResponse::BadRequest(INVALID_REQUEST.body_with(why)),
         };
-        match self.state.register.execute(email, &password).await {
+        match state.register.execute(email, &password).await {
             Ok(user) => {
                 tracing::info!(event = "user_registered", user = %user.id);
                 RegisterResponse::Created(Json(UserBody::from(&user)))

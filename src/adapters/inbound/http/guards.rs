@@ -2,6 +2,8 @@
 //! JSON errors, CORS for the allow-list, and the security headers. One layer instead of five
 //! keeps the per-request future small (a profile showed the nested layers' moves).
 
+use std::sync::Arc;
+
 use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
 
@@ -96,7 +98,7 @@ fn preflight() -> Response {
 pub async fn edge<E: Endpoint>(
     next: E,
     mut req: Request,
-    state: &AppState,
+    state: &Arc<AppState>,
     allowed: &AllowedMethods,
 ) -> Result<Response> {
     let settings = &state.settings;
@@ -124,7 +126,10 @@ pub async fn edge<E: Endpoint>(
         errors::response(StatusCode::FORBIDDEN)
     } else {
         match limit_body(&mut req, settings.max_body_bytes).await {
-            Ok(()) => errors::json_errors(next, req, allowed).await,
+            Ok(()) => {
+                req.set_data(state.clone());
+                errors::json_errors(next, req, allowed).await
+            }
             Err(refusal) => refusal,
         }
     };

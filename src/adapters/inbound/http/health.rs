@@ -2,24 +2,16 @@
 
 use std::sync::Arc;
 
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::dto::HealthBody;
 use super::responses::HealthResponse;
 use super::{AppState, Tag};
-use crate::domain::SessionId;
 
-/// `/health/*`.
-pub struct HealthApi {
-    state: Arc<AppState>,
-}
-
-impl HealthApi {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
-    }
-}
+/// `/health/*`; stateless like `AuthApi`.
+pub struct HealthApi;
 
 fn health(status: &str) -> Json<HealthBody> {
     Json(HealthBody {
@@ -39,17 +31,12 @@ impl HealthApi {
 
     /// Readiness
     ///
-    /// The session store answers; 503 otherwise.
+    /// The user and session stores answer; 503 otherwise.
     #[oai(path = "/ready", method = "get", operation_id = "health_ready")]
-    async fn ready(&self) -> HealthResponse {
-        let probe = SessionId::new_random();
-        match self
-            .state
-            .sessions
-            .is_active(probe, self.state.clock.now())
-            .await
-        {
-            Ok(_) => HealthResponse::Ok(health("ok")),
+    async fn ready(&self, Data(state): Data<&Arc<AppState>>) -> HealthResponse {
+        let pings = tokio::join!(state.sessions.ping(), state.users.ping());
+        match pings.0.and(pings.1) {
+            Ok(()) => HealthResponse::Ok(health("ok")),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness probe failed");
                 HealthResponse::Unavailable(health("unavailable"))

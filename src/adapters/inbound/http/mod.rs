@@ -19,7 +19,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::{Login, Logout, Me, Refresh, Register};
-use crate::ports::{Clock, RefreshStore};
+use crate::ports::{Clock, RefreshStore, UserRepo};
 
 #[derive(Tags)]
 enum Tag {
@@ -32,7 +32,6 @@ enum Tag {
 /// Edge settings that are not use-case policy.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    pub app_name: String,
     pub cookie_secure: bool,
     pub allowed_origins: Vec<String>,
     /// The public base URL, if configured: the spec's server and an accepted `Origin`.
@@ -50,6 +49,8 @@ pub struct AppState {
     pub logout: Logout,
     pub me: Me,
     pub register: Register,
+    /// For readiness.
+    pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: HttpSettings,
@@ -59,17 +60,12 @@ pub struct AppState {
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
-pub fn openapi_service(state: &Arc<AppState>) -> OpenApiService<(AuthApi, HealthApi), ()> {
-    let service = OpenApiService::new(
-        (AuthApi::new(state.clone()), HealthApi::new(state.clone())),
-        "jwt-auth",
-        API_VERSION,
-    )
-    .description(
+pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<(AuthApi, HealthApi), ()> {
+    let service = OpenApiService::new((AuthApi, HealthApi), "jwt-auth", API_VERSION).description(
         "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
          cookie. Log in, then use Authorize with the access token for /auth/me.",
     );
-    match &state.settings.public_url {
+    match public_url {
         Some(url) => service.server(url.trim_end_matches('/')),
         None => service.server("/"),
     }
@@ -77,7 +73,7 @@ pub fn openapi_service(state: &Arc<AppState>) -> OpenApiService<(AuthApi, Health
 
 /// The whole HTTP application: API, spec, Swagger UI and the guards around them.
 pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
-    let service = openapi_service(&state);
+    let service = openapi_service(state.settings.public_url.as_deref());
     let allowed = Arc::new(errors::AllowedMethods::from_spec(&service.spec()));
     let docs = service.swagger_ui();
     let json = service.spec_endpoint();

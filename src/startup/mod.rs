@@ -1,0 +1,358 @@
+//! The composition root: adapters into use cases, use cases into the HTTP app, the app onto a
+//! socket. `main`, the operator commands, the tests and the fuzz target all build here and
+//! differ only in the adapters they pass.
+
+mod database;
+mod demo;
+mod housekeeping;
+
+pub use database::{migrate, open_database, pool_settings};
+pub use demo::{DEMO_EMAIL, DEMO_PASSWORD};
+pub use housekeeping::Housekeeping;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
+use poem::Server;
+
+use crate::adapters::inbound::http::{build_app, AppState, HttpSettings};
+use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
+use crate::adapters::outbound::clock::SystemClock;
+use crate::adapters::outbound::db::Database;
+use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
+use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
+use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
+use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
+use crate::config::{Profile, Secret, Settings};
+use crate::ports::{Clock, LoginAttempts, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
+
+/// One implementation of every port, and the database behind the stores, if any.
+#[derive(Clone)]
+pub struct Adapters {
+    pub users: Arc<dyn UserRepo>,
+    pub sessions: Arc<dyn RefreshStore>,
+    pub attempts: Arc<dyn LoginAttempts>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub issuer: Arc<dyn TokenIssuer>,
+    pub clock: Arc<dyn Clock>,
+    database: Option<Database>,
+}
+
+impl Adapters {
+    /// The zero-setup default: in-memory stores, bcrypt, josekit and the system clock.
+    ///
+    /// # Errors
+    /// When the token or hashing settings are unusable.
+    pub fn in_memory(settings: &Settings) -> anyhow::Result<Self> {
+        Self::with_stores(
+            settings,
+            Arc::new(InMemoryUserRepo::new()),
+            Arc::new(InMemoryRefreshStore::new()),
+        )
+    }
+
+    /// The stores `DATABASE_URL` selects (migrated first unless `RUN_MIGRATIONS` is off), or
+    /// the in-memory ones without it; bcrypt, josekit and the system clock.
+    ///
+    /// # Errors
+    /// One line when the database cannot be reached, its migration fails or its schema is
+    /// behind this binary; never the URL's password.
+    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        match open_database(settings).await? {
+            Some(db) => {
+                let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?;
+                adapters.database = Some(db);
+                Ok(adapters)
+            }
+            None => {
+                tracing::info!("using the in-memory stores: nothing survives a restart");
+                Self::in_memory(settings)
+            }
+        }
+    }
+
+    /// These stores with bcrypt, josekit and the system clock.
+    ///
+    /// # Errors
+    /// When the token or hashing settings are unusable.
+    pub fn with_stores(
+        settings: &Settings,
+        users: Arc<dyn UserRepo>,
+        sessions: Arc<dyn RefreshStore>,
+    ) -> anyhow::Result<Self> {
+        let hasher = BcryptHasher::new(settings.bcrypt_cost, settings.login_concurrency())?;
+        Self::new(
+            settings,
+            users,
+            sessions,
+            Arc::new(hasher),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// These stores, hasher and clock; the token issuer and the throttle from `settings`.
+    ///
+    /// # Errors
+    /// When the token settings are unusable.
+    pub fn new(
+        settings: &Settings,
+        users: Arc<dyn UserRepo>,
+        sessions: Arc<dyn RefreshStore>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            users,
+            sessions,
+            attempts: Arc::new(InMemoryLoginAttempts::new(
+                settings.throttle(),
+                clock.clone(),
+            )),
+            hasher,
+            issuer: token_issuer(settings)?,
+            clock,
+            database: None,
+        })
+    }
+
+    /// The stores of the database `DATABASE_URL` names, for the operator commands (the
+    /// in-memory store lives only inside a running server).
+    ///
+    /// # Errors
+    /// Without `DATABASE_URL`, or as `from_settings`.
+    pub async fn of_database(settings: &Settings) -> anyhow::Result<Self> {
+        if settings.database_url.is_none() {
+            anyhow::bail!(
+                "DATABASE_URL is not set: user management needs a database (the in-memory \
+                 store lives only inside a running server)"
+            );
+        }
+        Self::from_settings(settings).await
+    }
+
+    /// Closes the database pool, if any, waiting for connections in use.
+    pub async fn close(&self) {
+        if let Some(db) = &self.database {
+            db.close().await;
+        }
+    }
+}
+
+/// The josekit issuer for these settings, behind the verified-token cache.
+///
+/// # Errors
+/// When a secret is too short for the algorithm.
+pub fn token_issuer(settings: &Settings) -> anyhow::Result<Arc<dyn TokenIssuer>> {
+    let (secret, generated) = settings.signing_secret();
+    if generated {
+        tracing::warn!(
+            "JWT_SECRET_KEY is missing, a placeholder or too short: using a random secret for this \
+             process (dev only; tokens will not survive a restart)"
+        );
+    }
+    let issuer = JoseTokenIssuer::new(IssuerConfig {
+        algorithm: settings.jwt_algorithm,
+        secret,
+        previous_secret: settings
+            .jwt_previous_secret_key
+            .as_ref()
+            .map(|s: &Secret| s.expose().as_bytes().to_vec()),
+        issuer: settings.jwt_issuer.clone(),
+        audience: settings.jwt_audience.clone(),
+        leeway_secs: settings.jwt_leeway_secs,
+    })?;
+    Ok(Arc::new(VerifiedCache::new(
+        Arc::new(issuer),
+        settings.jwt_leeway_secs,
+        verified_cache::DEFAULT_ENTRIES,
+    )))
+}
+
+/// Every use case, wired once on one set of adapters.
+pub struct UseCases {
+    pub login: Login,
+    pub refresh: Refresh,
+    pub logout: Logout,
+    pub me: Me,
+    pub register: Register,
+    pub set_disabled: SetDisabled,
+}
+
+impl UseCases {
+    pub fn new(settings: &Settings, a: &Adapters) -> Self {
+        let policy = TokenPolicy {
+            access_ttl_secs: settings.access_token_expires_min * 60,
+            session_ttl_secs: settings.refresh_token_expires_days * 86_400,
+        };
+        Self {
+            login: Login {
+                users: a.users.clone(),
+                hasher: a.hasher.clone(),
+                issuer: a.issuer.clone(),
+                sessions: a.sessions.clone(),
+                clock: a.clock.clone(),
+                throttle: a.attempts.clone(),
+                policy,
+                refused: (settings.env == Profile::Prod).then(demo::email),
+            },
+            refresh: Refresh {
+                users: a.users.clone(),
+                issuer: a.issuer.clone(),
+                sessions: a.sessions.clone(),
+                clock: a.clock.clone(),
+                policy,
+            },
+            logout: Logout {
+                sessions: a.sessions.clone(),
+            },
+            me: Me {
+                users: a.users.clone(),
+                issuer: a.issuer.clone(),
+                sessions: a.sessions.clone(),
+                clock: a.clock.clone(),
+            },
+            register: Register {
+                users: a.users.clone(),
+                hasher: a.hasher.clone(),
+                clock: a.clock.clone(),
+            },
+            set_disabled: SetDisabled {
+                users: a.users.clone(),
+                sessions: a.sessions.clone(),
+            },
+        }
+    }
+
+    /// What the profile requires of the stores before serving: the demo account exists in
+    /// `dev` and is disabled in `prod` (see `demo`).
+    ///
+    /// # Errors
+    /// When a store or the hasher fails.
+    pub async fn prepare(&self, profile: Profile) -> anyhow::Result<()> {
+        demo::prepare(profile, &self.register, &self.set_disabled).await
+    }
+
+    /// The HTTP edge's state.
+    pub fn into_http_state(self, settings: &Settings, a: &Adapters) -> Arc<AppState> {
+        Arc::new(AppState {
+            login: self.login,
+            refresh: self.refresh,
+            logout: self.logout,
+            me: self.me,
+            register: self.register,
+            users: a.users.clone(),
+            sessions: a.sessions.clone(),
+            clock: a.clock.clone(),
+            settings: http_settings(settings),
+        })
+    }
+}
+
+fn http_settings(settings: &Settings) -> HttpSettings {
+    HttpSettings {
+        cookie_secure: settings.cookie_secure(),
+        allowed_origins: settings.allowed_origins(),
+        public_url: settings.public_url.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned())
+            .filter(|h| !h.is_empty()),
+        registration_enabled: settings.registration_enabled(),
+    }
+}
+
+/// The use cases on `adapters`, with the stores prepared for the profile: the HTTP state.
+///
+/// # Errors
+/// When a store or the hasher fails while preparing.
+pub async fn http_state(settings: &Settings, adapters: &Adapters) -> anyhow::Result<Arc<AppState>> {
+    let cases = UseCases::new(settings, adapters);
+    cases.prepare(settings.env).await?;
+    Ok(cases.into_http_state(settings, adapters))
+}
+
+fn housekeeping(settings: &Settings, a: &Adapters) -> Housekeeping {
+    Housekeeping {
+        sessions: a.sessions.clone(),
+        attempts: a.attempts.clone(),
+        clock: a.clock.clone(),
+        every: Duration::from_secs(settings.session_purge_interval_secs),
+        batch: settings.session_purge_batch,
+    }
+}
+
+/// The service bound to its socket.
+pub struct Application {
+    acceptor: poem::listener::BoxAcceptor,
+    port: u16,
+    state: Arc<AppState>,
+    housekeeping: Housekeeping,
+}
+
+impl Application {
+    /// Wires `adapters`, prepares the stores for the profile and binds `HOST:PORT` (port 0
+    /// picks a free one).
+    ///
+    /// # Errors
+    /// When the address cannot be bound or a store fails while preparing.
+    pub async fn build(settings: &Settings, adapters: &Adapters) -> anyhow::Result<Self> {
+        let state = http_state(settings, adapters).await?;
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let acceptor = TcpListener::bind(addr.clone())
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(std::net::SocketAddr::port))
+            .unwrap_or(settings.port);
+        Ok(Self {
+            acceptor: acceptor.boxed(),
+            port,
+            state,
+            housekeeping: housekeeping(settings, adapters),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.housekeeping.spawn();
+        let app = build_app(self.state);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
