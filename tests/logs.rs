@@ -1,4 +1,4 @@
-//! Logs never hold a password, a refresh token or a whole JWT (cases 34 and 59).
+//! Logs never hold a password, a refresh token or a whole JWT.
 //!
 //! A binary of its own: it installs the global subscriber, which tracing's per-callsite
 //! interest cache needs to see every event reliably while other tests run in parallel.

@@ -1,4 +1,5 @@
-//! Checklist case 43, timed: unknown email and wrong password take the same time.
+//! Timed: unknown email and wrong password take the same time, so timing does not tell
+//! which accounts exist.
 //!
 //! A binary of its own so that no other test competes for the CPU while it measures (cargo
 //! runs test binaries one after another).

@@ -25,7 +25,7 @@ async fn status_with(app: &TestApp, claims: &Value) -> u16 {
 
 #[tokio::test]
 async fn exp_in_the_past_now_or_missing() {
-    // Cases 13 and 14.
+    // Expiry: from `exp` on (no leeway), and a token without `exp` never.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
@@ -41,7 +41,7 @@ async fn exp_in_the_past_now_or_missing() {
 
 #[tokio::test]
 async fn nbf_in_the_future_and_iat_in_the_future() {
-    // Case 15.
+    // Not before `nbf`.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
@@ -56,7 +56,7 @@ async fn nbf_in_the_future_and_iat_in_the_future() {
 
 #[tokio::test]
 async fn issuer_wrong_or_missing() {
-    // Case 16.
+    // Tokens of another issuer.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
@@ -68,7 +68,7 @@ async fn issuer_wrong_or_missing() {
 
 #[tokio::test]
 async fn audience_wrong_missing_or_in_an_array() {
-    // Case 17.
+    // Tokens for another audience.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
@@ -88,7 +88,7 @@ async fn audience_wrong_missing_or_in_an_array() {
 
 #[tokio::test]
 async fn numeric_dates_of_the_wrong_type() {
-    // Case 18.
+    // Numeric dates of the wrong type or out of range.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     for name in ["exp", "nbf", "iat"] {
@@ -123,7 +123,7 @@ async fn huge_exp_with_a_valid_mac_does_not_panic() {
 
 #[tokio::test]
 async fn sub_sid_jti_missing_or_unknown() {
-    // Case 19.
+    // A subject that is gone or disabled.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     for name in ["sub", "sid", "jti"] {
@@ -150,7 +150,7 @@ async fn sub_sid_jti_missing_or_unknown() {
 
 #[tokio::test]
 async fn typ_must_be_at_jwt() {
-    // Case 20.
+    // A refresh token is never an access token, nor the reverse.
     let app = spawn_app().await;
     let (sub, sid) = ids(&app).await;
     let c = good_claims(&sub, &sid, T0);

@@ -23,7 +23,7 @@ async fn post(app: &TestApp, path: &str, headers: &[(&str, &str)], cookie: Optio
 
 #[tokio::test]
 async fn cross_site_refresh_is_refused_and_rotates_nothing() {
-    // Case 36.
+    // A cross-site refresh changes nothing: the old cookie still works once.
     let app = spawn_app().await;
     let cookie = app.login_demo().await.refresh_cookie().unwrap();
     let before = app.store_counts();
@@ -40,7 +40,7 @@ async fn cross_site_refresh_is_refused_and_rotates_nothing() {
 
 #[tokio::test]
 async fn sec_fetch_site_cross_site_is_refused_on_every_auth_post() {
-    // Cases 38 and 41.
+    // Fetch metadata and login CSRF.
     let app = spawn_app().await;
     let cookie = app.login_demo().await.refresh_cookie().unwrap();
     let before = app.store_counts();
@@ -111,7 +111,7 @@ async fn same_origin_same_site_and_allow_listed_origins_pass() {
 
 #[tokio::test]
 async fn simple_content_types_are_refused_on_cookie_posts() {
-    // Case 37.
+    // Bodies a cross-site form can send never reach the operations.
     let app = spawn_app().await;
     let cookie = app.login_demo().await.refresh_cookie().unwrap();
     for ct in [
@@ -146,7 +146,7 @@ async fn simple_content_types_are_refused_on_cookie_posts() {
 
 #[tokio::test]
 async fn safe_methods_on_cookie_endpoints_are_405_without_effect() {
-    // Case 39.
+    // Only POST has effects.
     let app = spawn_app().await;
     let cookie = app.login_demo().await.refresh_cookie().unwrap();
     for path in ["/auth/refresh", "/auth/logout", "/auth/login"] {
@@ -172,7 +172,7 @@ async fn safe_methods_on_cookie_endpoints_are_405_without_effect() {
 
 #[tokio::test]
 async fn cors_preflight_only_for_allow_listed_origins() {
-    // Case 40.
+    // CORS answers only allow-listed origins, never a reflected one.
     let app = spawn_app_with(&[("ALLOWED_ORIGINS", ALLOWED)]).await;
     let preflight = |origin: &'static str| {
         app.request(poem::http::Method::OPTIONS, "/auth/refresh")
@@ -211,7 +211,8 @@ async fn cors_preflight_only_for_allow_listed_origins() {
 
 #[tokio::test]
 async fn security_headers_on_every_auth_response() {
-    // Case 60 (no HSTS: TLS terminates in front of this service; see README).
+    // No caching or sniffing of auth answers (no HSTS: TLS terminates in front of this
+    // service; see README).
     let app = spawn_app().await;
     let login = app.login_demo().await;
     let responses = vec![

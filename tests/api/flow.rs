@@ -5,7 +5,7 @@ use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
 
 #[tokio::test]
 async fn login_returns_the_token_body_and_a_refresh_cookie() {
-    // Checklist cases 21, 33, 46.
+    // The token body, the claims and the cookie attributes of a login.
     let app = spawn_app().await;
     let resp = app.login_demo().await;
     let body = resp.json();
@@ -24,7 +24,7 @@ async fn login_returns_the_token_body_and_a_refresh_cookie() {
     assert!(token.len() >= 43, "256 bits base64url");
     assert!(
         !resp.body.contains(&token),
-        "the refresh token is only in the cookie (case 34)"
+        "the refresh token is only in the cookie"
     );
     assert!(resp.cookie_attr("HttpOnly").is_some(), "{cookie}");
     assert_eq!(resp.cookie_attr("SameSite").as_deref(), Some("Strict"));
@@ -64,7 +64,7 @@ async fn cookie_secure_turns_secure_on_in_dev() {
 
 #[tokio::test]
 async fn access_token_carries_exactly_the_contract_claims() {
-    // Checklist case 21.
+    // Exactly the contract's claims: nothing that leaks, nothing missing.
     let app = spawn_app().await;
     let token = app.login_demo().await.access_token();
     let header = header_of(&token);
@@ -121,7 +121,7 @@ pub async fn full_flow(app: TestApp) {
 
 #[tokio::test]
 async fn logout_clears_the_cookie_and_revokes_server_side() {
-    // Checklist cases 28, 32 (we chose immediate revocation), 35.
+    // Logout ends the session at once (refresh and the access token), and clears the cookie.
     logout_revokes_server_side(spawn_app().await).await;
 }
 
@@ -147,7 +147,7 @@ pub async fn logout_revokes_server_side(app: TestApp) {
 
 #[tokio::test]
 async fn logout_is_idempotent_without_or_with_a_bad_cookie() {
-    // Checklist case 31.
+    // Logout is idempotent and never fails on a bad cookie.
     logout_is_idempotent(spawn_app().await).await;
 }
 
@@ -168,7 +168,7 @@ pub async fn logout_is_idempotent(app: TestApp) {
 
 #[tokio::test]
 async fn two_logins_are_independent_families() {
-    // Checklist case 30.
+    // Sessions are independent: ending one leaves the other.
     two_logins_are_independent(spawn_app().await).await;
 }
 
@@ -190,7 +190,7 @@ pub async fn two_logins_are_independent(app: TestApp) {
 
 #[tokio::test]
 async fn access_token_expires_at_15_minutes_on_the_manual_clock() {
-    // Checklist case 13: exp == now is expired.
+    // `exp == now` is expired.
     let app = spawn_app().await;
     let token = app.login_demo().await.access_token();
     app.clock.advance(899);
@@ -217,7 +217,7 @@ async fn health_endpoints_answer() {
 
 #[tokio::test]
 async fn demo_password_login_is_case_insensitive_on_email() {
-    // Checklist case 47.
+    // Letter case and spaces never make a second account.
     let app = spawn_app().await;
     for email in ["JYWAN@TEST.COM", "  Jywan@Test.com  "] {
         let resp = app.login(email, DEMO_PASSWORD).await;

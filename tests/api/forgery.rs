@@ -45,7 +45,7 @@ async fn control_a_correctly_signed_token_is_accepted() {
 
 #[tokio::test]
 async fn alg_none_in_every_spelling() {
-    // Case 1.
+    // `alg: none` in any spelling is an unsigned token.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     for alg in ["none", "None", "NONE", "nOnE"] {
@@ -59,7 +59,7 @@ async fn alg_none_in_every_spelling() {
 
 #[tokio::test]
 async fn null_flipped_truncated_or_padded_signatures() {
-    // Cases 2 and 3.
+    // An empty, altered, truncated or padded signature is no signature.
     let app = spawn_app().await;
     let (_, _, token) = real_ids(&app).await;
     let (input, sig) = token.rsplit_once('.').unwrap();
@@ -79,7 +79,7 @@ async fn null_flipped_truncated_or_padded_signatures() {
 
 #[tokio::test]
 async fn payload_tampering_with_the_original_signature() {
-    // Case 4.
+    // A changed payload under the original signature.
     let app = spawn_app().await;
     let (_, _, token) = real_ids(&app).await;
     let parts: Vec<&str> = token.split('.').collect();
@@ -105,7 +105,7 @@ async fn payload_tampering_with_the_original_signature() {
 
 #[tokio::test]
 async fn other_hmac_algorithms_and_lowercase_alg() {
-    // Case 5: only the exact "HS256" is allowed.
+    // Algorithm confusion within HMAC: only the exact configured name is allowed.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -133,7 +133,7 @@ async fn other_hmac_algorithms_and_lowercase_alg() {
 
 #[tokio::test]
 async fn asymmetric_algorithms_and_psychic_signature() {
-    // Case 6: RS256, ES256 and the CVE-2022-21449 r=s=0 signature.
+    // Public-key algorithms, and the CVE-2022-21449 r=s=0 ES256 signature.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -160,7 +160,7 @@ async fn asymmetric_algorithms_and_psychic_signature() {
 
 #[tokio::test]
 async fn empty_key_and_common_secrets() {
-    // Case 7.
+    // Tokens signed with an empty or a commonly guessed secret.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -184,7 +184,7 @@ async fn empty_key_and_common_secrets() {
 
 #[tokio::test]
 async fn embedded_or_remote_keys_in_the_header() {
-    // Case 8: jwk, jku, x5u are refused (and never fetched).
+    // Attacker-supplied keys: jwk, jku, x5u are refused (and never fetched).
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -210,7 +210,7 @@ async fn embedded_or_remote_keys_in_the_header() {
 
 #[tokio::test]
 async fn kid_injection() {
-    // Case 9.
+    // `kid` is never used for a lookup, so its injection payloads do nothing.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -229,7 +229,7 @@ async fn kid_injection() {
 
 #[tokio::test]
 async fn crit_header() {
-    // Case 10.
+    // `crit` extensions the verifier does not implement.
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
     let claims = good_claims(&sub, &sid, T0);
@@ -250,7 +250,7 @@ async fn crit_header() {
 
 #[tokio::test]
 async fn previous_secret_only_during_the_configured_overlap() {
-    // Case 11.
+    // An old signing secret only during the configured overlap.
     let old = "the-old-secret-0123456789-abcdefghijklmnop";
     let app = spawn_app().await;
     let (sub, sid, _) = real_ids(&app).await;
@@ -272,7 +272,7 @@ async fn previous_secret_only_during_the_configured_overlap() {
 
 #[tokio::test]
 async fn malformed_compact_serializations() {
-    // Case 12: never a 500.
+    // Malformed compact serializations: refused, never a 500.
     let app = spawn_app().await;
     let (_, _, token) = real_ids(&app).await;
     let parts: Vec<&str> = token.split('.').collect();

@@ -15,7 +15,7 @@ async fn raw_login(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> 
 
 #[tokio::test]
 async fn malformed_json_arrays_and_null() {
-    // Case 49.
+    // Malformed bodies get a generic 400 that echoes nothing.
     let app = spawn_app().await;
     for body in [
         r#"{"email":"#,
@@ -40,7 +40,7 @@ async fn malformed_json_arrays_and_null() {
 
 #[tokio::test]
 async fn wrong_types_missing_fields_and_the_echo_check() {
-    // Case 50.
+    // Missing or mistyped fields, and wrong content types.
     let app = spawn_app().await;
     for body in [
         json!({ "email": 123, "password": "x" }),
@@ -57,7 +57,7 @@ async fn wrong_types_missing_fields_and_the_echo_check() {
 
 #[tokio::test]
 async fn wrong_or_missing_content_type_is_415() {
-    // Case 50.
+    // Missing or mistyped fields, and wrong content types.
     let app = spawn_app().await;
     let body = json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD })
         .to_string()
@@ -75,7 +75,7 @@ async fn wrong_or_missing_content_type_is_415() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_413_before_parsing() {
-    // Case 51, including a 1 MB extra field and a chunked body without Content-Length.
+    // Oversized bodies are refused before parsing, chunked ones too.
     let app = spawn_app().await;
     let huge =
         json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "pad": "x".repeat(1 << 20) });
@@ -99,7 +99,7 @@ async fn bodies_over_the_limit_are_413_before_parsing() {
 
 #[tokio::test]
 async fn long_passwords_are_refused_before_hashing() {
-    // Case 52: checked before bcrypt, so no CPU is burnt (counted, not timed).
+    // Huge passwords are refused before bcrypt, so no CPU is burnt (counted, not timed).
     let app = spawn_app_with(&[("MAX_BODY_BYTES", "2000000")]).await;
     let before = app.hasher.calls();
     for password in ["x".repeat(1025), "x".repeat(10_000), "x".repeat(1 << 20)] {
@@ -126,7 +126,7 @@ async fn long_passwords_are_refused_before_hashing() {
 
 #[tokio::test]
 async fn emails_that_cannot_be_addresses() {
-    // Case 55.
+    // Malformed emails; a SQL-meta one is just an unknown account.
     let app = spawn_app().await;
     let long = format!("{}@x.io", "a".repeat(10_000));
     for email in [long.as_str(), "no-at-sign", "a\u{7}b@x.io", "a\nb@x.io", ""] {
@@ -142,7 +142,7 @@ async fn emails_that_cannot_be_addresses() {
 
 #[tokio::test]
 async fn nul_byte_password_is_not_a_500() {
-    // Case 54.
+    // A NUL in a password is data, not a terminator, and never a 500.
     let app = spawn_app().await;
     app.login(DEMO_EMAIL, "te\u{0}st")
         .await
@@ -153,7 +153,7 @@ async fn nul_byte_password_is_not_a_500() {
 
 #[tokio::test]
 async fn authorization_header_variants() {
-    // Case 56.
+    // Only one strictly formed `Authorization: Bearer` credential counts.
     let app = spawn_app().await;
     let token = app.login_demo().await.access_token();
     assert_eq!(
@@ -195,7 +195,7 @@ async fn authorization_header_variants() {
 
 #[tokio::test]
 async fn tokens_outside_the_authorization_header_are_ignored() {
-    // Case 57.
+    // A token anywhere but the Authorization header is ignored.
     let app = spawn_app().await;
     let token = app.login_demo().await.access_token();
     app.get(&format!("/auth/me?access_token={token}"))

@@ -1,6 +1,5 @@
 //! HTTP integration tests: the real app in-process (poem's test client), with adapters swapped
 //! per test (a manual clock, failing stores), plus one smoke test over a real socket.
-//! Case numbers refer to shared/SECURITY-CHECKLIST.md.
 
 mod architecture;
 mod at_rest;

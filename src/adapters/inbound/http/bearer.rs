@@ -49,7 +49,6 @@ mod tests {
 
     #[test]
     fn bearer_parsing_is_strict_but_case_insensitive() {
-        // Checklist case 56.
         assert_eq!(strict_bearer("Bearer abc"), Some("abc"));
         assert_eq!(strict_bearer("bearer abc"), Some("abc"));
         assert_eq!(strict_bearer("BEARER abc"), Some("abc"));
