@@ -83,7 +83,8 @@ pub trait UserRepo: Send + Sync {
     /// `CreateUserError::Store` when the store cannot be reached.
     async fn create(&self, user: User) -> Result<(), CreateUserError>;
 
-    /// Marks the account disabled (or enabled again) and returns it; `None` if there is none.
+    /// Marks the account disabled (or enabled again) and returns it; `None` if there is none
+    /// (or its stored record does not parse).
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
@@ -172,8 +173,9 @@ pub trait RefreshStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Session, RotateError>;
 
-    /// Revokes the session that `presented` belongs to, whether it is current or consumed.
-    /// Returns whether a session was revoked; an unknown token is `Ok(false)`.
+    /// Revokes the session that `presented` belongs to, whether it is current or a kept
+    /// consumed one. Returns whether a session was revoked; an unknown (or forgotten) token is
+    /// `Ok(false)`.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
