@@ -82,13 +82,13 @@ fn rss_bytes() -> u64 {
 }
 
 fn memory_child(n: usize) {
-    use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+    use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
     use jwt_auth::domain::{RefreshToken, Session, SessionId, Timestamp, UserId};
     use jwt_auth::ports::RefreshStore;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let store = InMemoryRefreshStore::new();
+    let store = InMemoryRefreshStore::new(&InMemoryUserRepo::new());
     let users: Vec<UserId> = (0..1000).map(|_| UserId::new_random()).collect();
     let before = rss_bytes();
     rt.block_on(async {

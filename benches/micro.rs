@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 use jwt_auth::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
-use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use jwt_auth::adapters::outbound::verified_cache::{self, VerifiedCache};
 use jwt_auth::domain::{
-    AccessClaims, RefreshTokenHash, Session, SessionId, SigningAlgorithm, Timestamp, UserId,
+    AccessClaims, Email, PasswordHash, RefreshTokenHash, Session, SessionId, SigningAlgorithm,
+    Timestamp, User, UserId,
 };
-use jwt_auth::ports::{RefreshStore, TokenIssuer};
+use jwt_auth::ports::{RefreshStore, TokenIssuer, UserRepo};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -50,8 +51,19 @@ impl Bytes32 {
 
 /// A store with `n` live sessions, each holding one unconsumed token; returns those tokens.
 fn populated(n: usize, rng: &mut Bytes32) -> (InMemoryRefreshStore, Vec<RefreshTokenHash>) {
-    let store = InMemoryRefreshStore::new();
-    let user = UserId::new_random();
+    // Rotation checks the session's user: it must exist.
+    let users = InMemoryUserRepo::new();
+    let user = User {
+        id: UserId::new_random(),
+        email: Email::parse("bench@example.com").unwrap(),
+        password_hash: PasswordHash::new("$2b$04$bench".into()),
+        disabled: false,
+        created_at: Timestamp::from_unix(NOW),
+    };
+    let user_id = user.id;
+    ready(users.create(user)).unwrap();
+    let store = InMemoryRefreshStore::new(&users);
+    let user = user_id;
     let mut tokens = Vec::with_capacity(n);
     for _ in 0..n {
         let session = Session {

@@ -1,12 +1,14 @@
 use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
-use crate::domain::{IssuedTokens, RefreshError, RefreshToken};
-use crate::ports::{Clock, RefreshStore, RotateError, TokenIssuer, UserRepo};
+use crate::domain::{IssuedTokens, RefreshError, RefreshToken, RotationRefusal};
+use crate::ports::{Clock, RefreshStore, RotateError, TokenIssuer};
 
 /// Consumes a refresh token and issues its successor in the same session.
+///
+/// The store's rotation checks the user too, so once it has consumed the token nothing is
+/// left that can fail on I/O: a client never ends up holding a spent cookie.
 pub struct Refresh {
-    pub users: Arc<dyn UserRepo>,
     pub issuer: Arc<dyn TokenIssuer>,
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
@@ -33,14 +35,6 @@ impl Refresh {
             .rotate(presented.hash(), successor.hash(), now)
             .await
             .map_err(refused)?;
-        let user = self.users.find_by_id(session.user_id).await?;
-        if user.is_none_or(|u| u.disabled) {
-            let revoked = self.sessions.revoke_user_sessions(session.user_id).await?;
-            tracing::info!(event = "refresh_user_gone", user = %session.user_id, revoked, "sessions revoked");
-            return Err(RefreshError::InvalidRefreshToken(
-                "user disabled or deleted",
-            ));
-        }
         Ok(issue_tokens(
             &self.issuer,
             self.policy,
@@ -55,14 +49,25 @@ impl Refresh {
 /// logs, a reuse is also reported on its own.
 fn refused(e: RotateError) -> RefreshError {
     match e {
-        RotateError::NotFound => RefreshError::InvalidRefreshToken("unknown"),
-        RotateError::Expired => RefreshError::InvalidRefreshToken("expired"),
-        RotateError::Reused => {
+        RotateError::Refused(RotationRefusal::NotFound) => {
+            RefreshError::InvalidRefreshToken("unknown")
+        }
+        RotateError::Refused(RotationRefusal::Expired) => {
+            RefreshError::InvalidRefreshToken("expired")
+        }
+        RotateError::Refused(RotationRefusal::Reused) => {
             tracing::warn!(
                 event = "refresh_token_reuse",
                 "consumed refresh token presented; session revoked"
             );
             RefreshError::InvalidRefreshToken("reused")
+        }
+        RotateError::Refused(RotationRefusal::UserInactive) => {
+            tracing::info!(
+                event = "refresh_user_gone",
+                "user disabled or deleted; all their sessions revoked"
+            );
+            RefreshError::InvalidRefreshToken("user disabled or deleted")
         }
         RotateError::Store(e) => e.into(),
     }
@@ -74,10 +79,9 @@ mod tests {
     use crate::app::test_support::*;
     use crate::domain::AccessToken;
     use crate::domain::InfraError;
-    use crate::ports::{MockRefreshStore, MockTokenIssuer, MockUserRepo, StoreError, TokenError};
+    use crate::ports::{MockRefreshStore, MockTokenIssuer, StoreError, TokenError};
 
     struct Mocks {
-        users: MockUserRepo,
         issuer: MockTokenIssuer,
         sessions: MockRefreshStore,
     }
@@ -85,7 +89,6 @@ mod tests {
     impl Mocks {
         fn new() -> Self {
             Self {
-                users: MockUserRepo::new(),
                 issuer: MockTokenIssuer::new(),
                 sessions: MockRefreshStore::new(),
             }
@@ -93,7 +96,6 @@ mod tests {
 
         fn build(self) -> Refresh {
             Refresh {
-                users: Arc::new(self.users),
                 issuer: Arc::new(self.issuer),
                 sessions: Arc::new(self.sessions),
                 clock: Arc::new(clock_at(NOW)),
@@ -111,8 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_keeps_the_session_end_and_returns_a_new_token() {
-        let u = user(false);
-        let session = session_of(&u);
+        let session = session_of(&user(false));
         let old = presented();
         let old_hash = old.hash();
         let mut m = Mocks::new();
@@ -122,9 +123,6 @@ mod tests {
             .withf(move |p, succ, now| *p == old_hash && *succ != old_hash && now.unix() == NOW)
             .times(1)
             .return_once(move |_, _, _| Ok(s));
-        m.users
-            .expect_find_by_id()
-            .return_once(move |_| Ok(Some(u)));
         let sid = session.id;
         m.issuer
             .expect_issue_access()
@@ -153,9 +151,10 @@ mod tests {
     async fn each_rotate_error_maps_to_its_use_case_error() {
         type Make = fn() -> RotateError;
         let cases: Vec<(Make, &str)> = vec![
-            (|| RotateError::NotFound, "invalid"),
-            (|| RotateError::Reused, "invalid"),
-            (|| RotateError::Expired, "invalid"),
+            (|| RotationRefusal::NotFound.into(), "invalid"),
+            (|| RotationRefusal::Reused.into(), "invalid"),
+            (|| RotationRefusal::Expired.into(), "invalid"),
+            (|| RotationRefusal::UserInactive.into(), "invalid"),
             (|| RotateError::Store(down()), "unavailable"),
             (
                 || RotateError::Store(StoreError::Unknown(anyhow::anyhow!("x"))),
@@ -178,56 +177,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disabled_or_deleted_user_revokes_all_their_sessions() {
-        for disabled_user in [Some(user(true)), None] {
-            let owner = user(false);
-            let session = session_of(&owner);
-            let mut m = Mocks::new();
-            m.sessions
-                .expect_rotate()
-                .return_once(move |_, _, _| Ok(session));
-            m.users
-                .expect_find_by_id()
-                .return_once(move |_| Ok(disabled_user));
-            let owner_id = owner.id;
-            m.sessions
-                .expect_revoke_user_sessions()
-                .withf(move |u| *u == owner_id)
-                .times(1)
-                .return_once(|_| Ok(2));
-            m.issuer.expect_issue_access().never();
-            let err = m.build().execute(Some(presented())).await.unwrap_err();
-            assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
-        }
-    }
-
-    #[tokio::test]
-    async fn user_store_down_after_rotation_is_unavailable() {
-        let u = user(false);
-        let session = session_of(&u);
+    async fn after_a_rotation_only_signing_is_left() {
+        // The user check is the store's (`RotationRefusal::UserInactive`): no other port is
+        // called once the token is consumed, so nothing can fail after it but the signer.
+        let session = session_of(&user(false));
         let mut m = Mocks::new();
         m.sessions
             .expect_rotate()
+            .times(1)
             .return_once(move |_, _, _| Ok(session));
-        m.users.expect_find_by_id().return_once(|_| Err(down()));
-        let err = m.build().execute(Some(presented())).await.unwrap_err();
-        assert!(matches!(
-            err,
-            RefreshError::Infra(InfraError::Unavailable(_))
-        ));
+        m.sessions.expect_revoke_user_sessions().never();
+        m.issuer
+            .expect_issue_access()
+            .times(1)
+            .return_once(|_| Ok(AccessToken::new("jwt".into())));
+        m.build().execute(Some(presented())).await.unwrap();
     }
 
     #[tokio::test]
     async fn signer_failure_is_unknown() {
-        let u = user(false);
-        let session = session_of(&u);
+        let session = session_of(&user(false));
         let mut m = Mocks::new();
         m.sessions
             .expect_rotate()
             .return_once(move |_, _, _| Ok(session));
-        m.users
-            .expect_find_by_id()
-            .return_once(move |_| Ok(Some(u)));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));

@@ -17,7 +17,9 @@ pub use errors::{
     InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
 };
 pub use ids::{SessionId, UserId};
-pub use rotation::{judge_rotation, PresentedToken, RotationRefusal, RotationVerdict};
+pub use rotation::{
+    judge_rotation, PresentedToken, RotationRefusal, RotationVerdict, KEPT_CONSUMED_TOKENS,
+};
 pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,

@@ -22,11 +22,16 @@ impl Email {
     /// The check for a login attempt (`LOGIN_EMAIL_PATTERN`, at most 254 characters): shape
     /// only, so an address that cannot exist simply fails to match like any unknown one.
     ///
+    /// The length is checked on the input and again on the normalized value: some characters
+    /// lower-case to several (`İ` to `i̇`), and what is stored must parse again when read back.
+    /// Normalizing is idempotent, so the stored value always does.
+    ///
     /// # Errors
     /// A message naming the rule that failed; it never echoes the input.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.chars().nth(MAX_EMAIL_CHARS).is_some() {
-            return Err("email must have at most 254 characters");
+        const TOO_LONG: &str = "email must have at most 254 characters";
+        if too_long(raw) {
+            return Err(TOO_LONG);
         }
         if raw.chars().any(char::is_control) {
             return Err("email must not contain control characters");
@@ -34,7 +39,11 @@ impl Email {
         if !raw.contains('@') {
             return Err("email must look like name@domain");
         }
-        Ok(Self(raw.trim().to_lowercase()))
+        let normalized = raw.trim().to_lowercase();
+        if too_long(&normalized) {
+            return Err(TOO_LONG);
+        }
+        Ok(Self(normalized))
     }
 
     /// The check for a new account (`NEW_EMAIL_PATTERN`, at most 254 characters).
@@ -59,6 +68,10 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn too_long(s: &str) -> bool {
+    s.chars().nth(MAX_EMAIL_CHARS).is_some()
 }
 
 impl fmt::Debug for Email {
@@ -123,6 +136,34 @@ mod tests {
         // An address that can match no account still parses, so it fails like an unknown one.
         assert!(Email::parse("' OR 1=1--@x.io").is_ok());
         assert!(Email::parse("@x.io").is_ok());
+    }
+
+    #[test]
+    fn an_email_that_grows_when_lower_cased_is_measured_after_normalizing() {
+        // 'İ' (2 bytes, 1 character) lower-cases to 'i' + U+0307: two characters.
+        let raw = format!("{}@x.io", "\u{130}".repeat(200));
+        assert_eq!(raw.chars().count(), 205);
+        assert!(Email::parse(&raw).is_err());
+        assert!(Email::parse_new(&raw).is_err());
+        let fits = format!("{}@x.io", "\u{130}".repeat(124));
+        let email = Email::parse_new(&fits).unwrap();
+        assert_eq!(email.as_str().chars().count(), 253);
+    }
+
+    #[test]
+    fn a_parsed_email_parses_again_to_itself() {
+        let long = format!("{}@x.io", "\u{130}".repeat(124));
+        for raw in [
+            " User@Example.COM ",
+            "\u{130}stanbul@example.com",
+            "\u{3a3}\u{3a3}@example.com",
+            "\u{1e9e}@example.com",
+            "\u{212a}elvin@example.com",
+            &long,
+        ] {
+            let once = Email::parse(raw).unwrap();
+            assert_eq!(Email::parse(once.as_str()).unwrap(), once, "{raw:?}");
+        }
     }
 
     #[test]

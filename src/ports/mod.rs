@@ -34,28 +34,12 @@ pub enum CreateUserError {
 /// Why a refresh token could not be rotated.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    /// No live session holds this token: never issued, its session was revoked, or purged.
-    #[error("unknown refresh token")]
-    NotFound,
-    /// The token was already consumed. Its whole session has been revoked by the call.
-    #[error("refresh token reused; session revoked")]
-    Reused,
-    /// The session's absolute lifetime is over. The session has been revoked by the call.
-    #[error("session expired")]
-    Expired,
+    /// The rotation rule refused the token (`domain::judge_rotation`); whatever the rule
+    /// revokes with the refusal has been revoked by the call.
+    #[error(transparent)]
+    Refused(#[from] RotationRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The domain's refusal, as the port reports it (the use cases match on `RotateError`).
-impl From<RotationRefusal> for RotateError {
-    fn from(why: RotationRefusal) -> Self {
-        match why {
-            RotationRefusal::NotFound => Self::NotFound,
-            RotationRefusal::Expired => Self::Expired,
-            RotationRefusal::Reused => Self::Reused,
-        }
-    }
 }
 
 /// Token signing or verification failed.
@@ -78,13 +62,15 @@ pub struct HashError(pub anyhow::Error);
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait UserRepo: Send + Sync {
-    /// The account with this (normalized) email, if any, disabled or not.
+    /// The account with this (normalized) email, if any, disabled or not. A stored record
+    /// that does not parse (written by hand or by an older version) is `None`, as no account.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
 
-    /// The account with this id, if any, disabled or not.
+    /// The account with this id, if any, disabled or not; `None` for a record that does not
+    /// parse.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
@@ -97,14 +83,16 @@ pub trait UserRepo: Send + Sync {
     /// `CreateUserError::Store` when the store cannot be reached.
     async fn create(&self, user: User) -> Result<(), CreateUserError>;
 
-    /// Marks the account disabled (or enabled again) and returns it; `None` if there is none.
+    /// Marks the account disabled (or enabled again) and returns it; `None` if there is none
+    /// (or its stored record does not parse).
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn set_disabled(&self, email: &Email, disabled: bool)
         -> Result<Option<User>, StoreError>;
 
-    /// Every account, oldest first.
+    /// Every account, oldest first. A record that does not parse is skipped with a warning
+    /// naming its id, so one bad row never fails the listing.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
@@ -166,13 +154,18 @@ pub trait RefreshStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Atomically consumes `presented` and makes `successor` the session's current token.
-    /// Of concurrent calls with one token, exactly one succeeds.
+    /// Of concurrent calls with one token, exactly one succeeds. Only the current token and
+    /// the `KEPT_CONSUMED_TOKENS` before it are kept: an older one is forgotten, as if never
+    /// issued. Nothing is consumed for a user who is disabled or gone, so a caller has nothing
+    /// fallible left to do after a success but sign.
     ///
     /// # Errors
-    /// `RotateError::NotFound` for a token no live session holds; `RotateError::Reused` for an
-    /// already consumed token (the session is revoked, its newest token too);
-    /// `RotateError::Expired` when `now` is at or past the session's end (the session is
-    /// revoked); `RotateError::Store` when the store cannot be reached (nothing changes).
+    /// `RotateError::Refused` with `RotationRefusal::NotFound` for a token no live session
+    /// holds (never issued, forgotten, revoked or purged); `Reused` for a consumed token (the
+    /// session is revoked, its newest token too); `Expired` when `now` is at or past the
+    /// session's end (the session is revoked); `UserInactive` when the session's user is
+    /// disabled or gone (every session of that user is revoked); `RotateError::Store` when
+    /// the store cannot be reached (nothing changes).
     async fn rotate(
         &self,
         presented: RefreshTokenHash,
@@ -180,8 +173,9 @@ pub trait RefreshStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Session, RotateError>;
 
-    /// Revokes the session that `presented` belongs to, whether it is current or consumed.
-    /// Returns whether a session was revoked; an unknown token is `Ok(false)`.
+    /// Revokes the session that `presented` belongs to, whether it is current or a kept
+    /// consumed one. Returns whether a session was revoked; an unknown (or forgotten) token is
+    /// `Ok(false)`.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
@@ -198,6 +192,18 @@ pub trait RefreshStore: Send + Sync {
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// The user who owns the session, disabled or not, when the session exists, is not
+    /// revoked and has not reached its end at `now`; `None` otherwise (also for an owner
+    /// whose stored record does not parse). One look-up, for `/auth/me`.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn live_session_user(
+        &self,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
 
     /// Forgets up to `limit` sessions that ended or were revoked before `now`, with their
     /// tokens; returns how many were removed. Bounded so one run has a bounded cost.

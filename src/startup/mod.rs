@@ -46,11 +46,9 @@ impl Adapters {
     /// # Errors
     /// When the token or hashing settings are unusable.
     pub fn in_memory(settings: &Settings) -> anyhow::Result<Self> {
-        Self::with_stores(
-            settings,
-            Arc::new(InMemoryUserRepo::new()),
-            Arc::new(InMemoryRefreshStore::new()),
-        )
+        let users = InMemoryUserRepo::new();
+        let sessions = InMemoryRefreshStore::new(&users);
+        Self::with_stores(settings, Arc::new(users), Arc::new(sessions))
     }
 
     /// The stores `DATABASE_URL` selects (migrated first unless `RUN_MIGRATIONS` is off), or
@@ -198,7 +196,6 @@ impl UseCases {
                 refused: (settings.env == Profile::Prod).then(demo::email),
             },
             refresh: Refresh {
-                users: a.users.clone(),
                 issuer: a.issuer.clone(),
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
@@ -208,7 +205,6 @@ impl UseCases {
                 sessions: a.sessions.clone(),
             },
             me: Me {
-                users: a.users.clone(),
                 issuer: a.issuer.clone(),
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use jwt_auth::domain::{
-    Email, PasswordHash, RefreshToken, RefreshTokenHash, Session, SessionId, Timestamp, User,
-    UserId,
+    Email, PasswordHash, RefreshToken, RefreshTokenHash, RotationRefusal, Session, SessionId,
+    Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use jwt_auth::ports::{CreateUserError, RotateError, StoreError};
 
@@ -59,9 +59,10 @@ async fn session(s: &Stores, user: UserId) -> (Session, RefreshTokenHash) {
 
 fn name(e: &RotateError) -> &'static str {
     match e {
-        RotateError::NotFound => "NotFound",
-        RotateError::Reused => "Reused",
-        RotateError::Expired => "Expired",
+        RotateError::Refused(RotationRefusal::NotFound) => "NotFound",
+        RotateError::Refused(RotationRefusal::Reused) => "Reused",
+        RotateError::Refused(RotationRefusal::Expired) => "Expired",
+        RotateError::Refused(RotationRefusal::UserInactive) => "UserInactive",
         RotateError::Store(StoreError::Unavailable(_)) => "Unavailable",
         RotateError::Store(StoreError::Unknown(_)) => "Unknown",
     }
@@ -414,25 +415,28 @@ async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) 
 /// every call either succeeds or is refused as the contract says (a revoked or purged
 /// session's token is `NotFound`), never a store error such as a deadlock.
 async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
-    let uid = owner(&s).await;
+    // The revoked half belongs to its own user, so that revoking them all at the end still
+    // races the chains once their first token is forgotten (bounded history).
+    let (uid, doomed) = (owner(&s).await, owner(&s).await);
     let mut firsts = Vec::new();
-    for _ in 0..8 {
-        firsts.push(session(&s, uid).await.1);
+    for i in 0..8 {
+        let user = if i % 2 == 0 { doomed } else { uid };
+        firsts.push(session(&s, user).await.1);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for &first in &firsts {
         let sessions = s.sessions.clone();
         tasks.spawn(async move {
-            let mut current = first;
+            let (mut current, mut consumed) = (first, None);
             for i in 0..25 {
                 let next = token();
                 match sessions.rotate(current, next, at(T0 + 10 + i)).await {
-                    Ok(_) => current = next,
-                    Err(RotateError::NotFound) => return Ok(()),
+                    Ok(_) => (consumed, current) = (Some(current), next),
+                    Err(RotateError::Refused(RotationRefusal::NotFound)) => break,
                     Err(e) => return Err(format!("rotate: {} ({e})", name(&e))),
                 }
             }
-            Ok(())
+            Ok(Some((first, consumed)))
         });
     }
     let sessions = s.sessions.clone();
@@ -445,7 +449,11 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
                 .await
                 .map_err(|e| format!("revoke: {e}"))?;
         }
-        Ok(())
+        sessions
+            .revoke_user_sessions(doomed)
+            .await
+            .map_err(|e| format!("revoke_user_sessions: {e}"))?;
+        Ok(None)
     });
     let sessions = s.sessions.clone();
     tasks.spawn(async move {
@@ -455,16 +463,175 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
                 .await
                 .map_err(|e| format!("purge: {e}"))?;
         }
-        Ok(())
+        Ok(None)
     });
+    let mut last_consumed = std::collections::HashMap::new();
     while let Some(joined) = tasks.join_next().await {
-        assert_eq!(joined.unwrap(), Ok(()));
+        if let Some((first, consumed)) = joined.unwrap().unwrap() {
+            last_consumed.insert(first, consumed);
+        }
     }
-    // The sessions nobody revoked are alive: their first token is consumed, so presenting it
-    // is reuse.
+    // The sessions nobody revoked are alive and rotated all 25 times: their latest consumed
+    // token is kept, so presenting it is reuse. (Their first token is forgotten by now: the
+    // history is bounded, see `every_session_keeps_a_bounded_token_history`.)
     for t in firsts.iter().skip(1).step_by(2) {
-        assert_refused(s.sessions.rotate(*t, token(), at(T0 + 50)).await, "Reused");
+        let consumed = last_consumed[t].expect("a live session rotated");
+        assert_refused(
+            s.sessions.rotate(consumed, token(), at(T0 + 50)).await,
+            "Reused",
+        );
     }
+}
+
+/// Token hashes the store holds, of every session.
+async fn stored_hashes(s: &Stores) -> u64 {
+    match (&s.memory, &s.db) {
+        (Some(memory), _) => u64::try_from(memory.counts().1).unwrap(),
+        (None, Some(db)) => db
+            .db
+            .query_i64("SELECT count(*) FROM refresh_tokens")
+            .await
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        (None, None) => unreachable!("a test store"),
+    }
+}
+
+/// Finding: every rotation kept its consumed token for the session's life, so one session's
+/// cost grew with each refresh. Now it is the current token and `KEPT_CONSUMED_TOKENS`
+/// consumed ones, however long the chain; an older token is forgotten (unknown, the session
+/// unharmed) while a kept one is still caught as reuse.
+async fn every_session_keeps_a_bounded_token_history(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let mut chain = vec![first];
+    for i in 0..1_000 {
+        let next = token();
+        s.sessions
+            .rotate(chain[chain.len() - 1], next, at(T0 + 1 + i / 10))
+            .await
+            .unwrap();
+        chain.push(next);
+        if i == 10 {
+            assert_eq!(stored_hashes(&s).await, KEPT_CONSUMED_TOKENS + 1);
+        }
+    }
+    assert_eq!(
+        stored_hashes(&s).await,
+        KEPT_CONSUMED_TOKENS + 1,
+        "constant after 1,000 rotations"
+    );
+    let now = at(T0 + 200);
+    let kept = usize::try_from(KEPT_CONSUMED_TOKENS).unwrap();
+    // Forgotten: refused as unknown, and the session lives on.
+    for old in [chain[0], chain[chain.len() - 2 - kept]] {
+        assert_refused(s.sessions.rotate(old, token(), now).await, "NotFound");
+        assert!(!s.sessions.revoke_by_token(old).await.unwrap());
+    }
+    assert!(s.sessions.is_active(sess.id, now).await.unwrap());
+    // The oldest kept consumed token is still reuse: the session is revoked.
+    assert_refused(
+        s.sessions
+            .rotate(chain[chain.len() - 1 - kept], token(), now)
+            .await,
+        "Reused",
+    );
+    assert!(!s.sessions.is_active(sess.id, now).await.unwrap());
+}
+
+/// Finding: a refresh consumed its token before the user was checked, so a failure there left
+/// a spent cookie. The rotation checks the user itself: a disabled user's token is refused
+/// with nothing consumed, and every session of theirs is revoked in the same call.
+async fn rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_sessions(s: Stores) {
+    let (alice, bob) = (owner(&s).await, owner(&s).await);
+    let (a1, a1_first) = session(&s, alice).await;
+    let (a2, a2_first) = session(&s, alice).await;
+    let (b1, b1_first) = session(&s, bob).await;
+    let alice_email = s.users.find_by_id(alice).await.unwrap().unwrap().email;
+    s.users.set_disabled(&alice_email, true).await.unwrap();
+    let before = stored_hashes(&s).await;
+    assert_refused(
+        s.sessions.rotate(a1_first, token(), at(T0 + 1)).await,
+        "UserInactive",
+    );
+    assert!(stored_hashes(&s).await <= before, "no successor stored");
+    for id in [a1.id, a2.id] {
+        assert!(!s.sessions.is_active(id, at(T0 + 1)).await.unwrap());
+    }
+    assert!(s.sessions.is_active(b1.id, at(T0 + 1)).await.unwrap());
+    // Enabled again, the revoked sessions stay dead; the other user's session rotates.
+    s.users.set_disabled(&alice_email, false).await.unwrap();
+    for t in [a1_first, a2_first] {
+        assert_refused(s.sessions.rotate(t, token(), at(T0 + 2)).await, "NotFound");
+    }
+    s.sessions
+        .rotate(b1_first, token(), at(T0 + 2))
+        .await
+        .unwrap();
+}
+
+/// Finding: `/auth/me` checked that the token's session was live, not whose it was. The store
+/// answers the live session's owner, so the use case can bind `sid` to `sub`.
+async fn live_session_user_is_the_owner_of_a_live_session_only(s: Stores) {
+    let (alice, bob) = (owner(&s).await, owner(&s).await);
+    let (sess, first) = session(&s, alice).await;
+    let (other, _) = session(&s, bob).await;
+    let owner_of = |id, t| {
+        let sessions = s.sessions.clone();
+        async move {
+            sessions
+                .live_session_user(id, at(t))
+                .await
+                .unwrap()
+                .map(|u| u.id)
+        }
+    };
+    assert_eq!(owner_of(sess.id, T0).await, Some(alice));
+    assert_eq!(owner_of(other.id, T0).await, Some(bob));
+    assert_eq!(owner_of(sess.id, T0 + 30 * DAY - 1).await, Some(alice));
+    assert_eq!(owner_of(sess.id, T0 + 30 * DAY).await, None, "ended");
+    assert_eq!(owner_of(SessionId::new_random(), T0).await, None);
+    // A disabled owner is still answered (the caller refuses it); a revoked session is not.
+    let email = s.users.find_by_id(alice).await.unwrap().unwrap().email;
+    let disabled = s.users.set_disabled(&email, true).await.unwrap().unwrap();
+    assert_eq!(
+        s.sessions.live_session_user(sess.id, at(T0)).await.unwrap(),
+        Some(disabled)
+    );
+    s.sessions.revoke_by_token(first).await.unwrap();
+    assert_eq!(owner_of(sess.id, T0).await, None, "revoked");
+}
+
+/// Finding: one stored account that no longer parsed (an email longer than the limit once
+/// lower-cased, written by an older version or by hand) failed every listing and answered
+/// 500 where it was read. It is skipped by `list` and absent for the look-ups.
+async fn a_stored_account_that_does_not_parse_is_skipped_and_absent(s: Stores) {
+    let Some(db) = &s.db else {
+        return; // The in-memory store holds parsed values only.
+    };
+    let good = user("good@example.com", T0 + 1);
+    s.users.create(good.clone()).await.unwrap();
+    let bad = UserId::new_random();
+    let bad_email = format!("{}@x.io", "\u{69}\u{307}".repeat(200));
+    let created_at = match db.db.kind() {
+        jwt_auth::adapters::outbound::db::DatabaseKind::Postgres => "to_timestamp(1800000000)",
+        jwt_auth::adapters::outbound::db::DatabaseKind::Sqlite => "1800000000",
+    };
+    db.db
+        .execute(&format!(
+            "INSERT INTO users (id, email, password_hash, created_at, disabled) \
+             VALUES ('{bad}', '{bad_email}', 'x', {created_at}, false)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.users.list().await.unwrap(), vec![good]);
+    assert_eq!(s.users.find_by_id(bad).await.unwrap(), None);
+    let (sess, _) = session(&s, bad).await;
+    assert_eq!(
+        s.sessions.live_session_user(sess.id, at(T0)).await.unwrap(),
+        None
+    );
 }
 
 async fn both_stores_answer_a_ping(s: Stores) {
@@ -533,6 +700,10 @@ contract!(
     concurrent_rotations_of_one_token_yield_exactly_one_success,
     rotations_racing_revocation_and_purge_never_fail,
     both_stores_answer_a_ping,
+    every_session_keeps_a_bounded_token_history,
+    rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_sessions,
+    live_session_user_is_the_owner_of_a_live_session_only,
+    a_stored_account_that_does_not_parse_is_skipped_and_absent,
 );
 
 /// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.
@@ -591,6 +762,13 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
     unavailable(
         s.sessions.is_active(sess.id, at(T0)).await.map(drop),
         "is_active",
+    );
+    unavailable(
+        s.sessions
+            .live_session_user(sess.id, at(T0))
+            .await
+            .map(drop),
+        "live_session_user",
     );
     unavailable(s.sessions.purge(at(T0), 10).await.map(drop), "purge");
     unavailable(s.users.ping().await, "users.ping");

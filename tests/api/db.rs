@@ -196,9 +196,10 @@ impl Stores {
     /// Fresh stores of this kind; `None` when PostgreSQL is not configured.
     pub async fn new(store: Store) -> Option<Self> {
         if store == Store::Memory {
-            let memory = Arc::new(InMemoryRefreshStore::new());
+            let users = InMemoryUserRepo::new();
+            let memory = Arc::new(InMemoryRefreshStore::new(&users));
             return Some(Self {
-                users: Arc::new(InMemoryUserRepo::new()),
+                users: Arc::new(users),
                 sessions: memory.clone(),
                 memory: Some(memory),
                 db: None,

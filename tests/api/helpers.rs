@@ -204,6 +204,14 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.is_active(s, now).await
     }
+    async fn live_session_user(
+        &self,
+        s: SessionId,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        self.check()?;
+        self.inner.live_session_user(s, now).await
+    }
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.purge(now, limit).await

@@ -211,3 +211,108 @@ async fn purge_forgets_ended_sessions_and_orphaned_tokens() {
     app.purge(100).await;
     assert_eq!(app.store_counts(), (0, 0));
 }
+
+#[tokio::test]
+async fn a_token_pairing_one_users_session_with_another_user_is_refused() {
+    session_is_bound_to_its_user(spawn_app().await).await;
+}
+
+/// Finding: `/auth/me` accepted a validly signed token whose `sid` was another user's live
+/// session. The session must be live and owned by `sub`.
+pub async fn session_is_bound_to_its_user(app: TestApp) {
+    app.add_user("mallory@example.com", "a long password").await;
+    let victim = payload_of(&app.login_demo().await.access_token());
+    let mallory = app.login("mallory@example.com", "a long password").await;
+    assert_eq!(mallory.status, 200, "{}", mallory.body);
+    let mallory = payload_of(&mallory.access_token());
+    let sign = |sub: &serde_json::Value, sid: &serde_json::Value| {
+        let claims = good_claims(sub.as_str().unwrap(), sid.as_str().unwrap(), T0);
+        sign_hs256(&good_header(), &claims, TEST_SECRET.as_bytes())
+    };
+    for (sub, sid) in [
+        (&victim["sub"], &mallory["sid"]),
+        (&mallory["sub"], &victim["sid"]),
+    ] {
+        app.me(&sign(sub, sid))
+            .await
+            .assert_error(401, "invalid_token");
+    }
+    // Each genuine pairing still answers.
+    for claims in [&victim, &mallory] {
+        let me = app.me(&sign(&claims["sub"], &claims["sid"])).await;
+        assert_eq!(me.status, 200, "{}", me.body);
+    }
+}
+
+#[tokio::test]
+async fn a_user_store_outage_during_refresh_never_spends_the_cookie() {
+    user_store_outage_never_spends_the_cookie(spawn_app().await).await;
+}
+
+/// Finding: the rotation committed before the user look-up, so a user store failing there
+/// answered 503 with the cookie already spent, and the client's retry was taken for theft.
+/// Whatever a refresh answers while the user store is down, the cookie the client holds
+/// afterwards refreshes.
+pub async fn user_store_outage_never_spends_the_cookie(app: TestApp) {
+    let cookie = app.login_demo().await.refresh_cookie().unwrap();
+    app.users.set_down(true);
+    let during = app.refresh(Some(&cookie)).await;
+    app.users.set_down(false);
+    let held = match during.status {
+        200 => during.refresh_cookie().unwrap(),
+        503 => {
+            assert!(during.set_cookie().is_none(), "the cookie is kept");
+            cookie
+        }
+        other => panic!("unexpected {other}: {}", during.body),
+    };
+    let after = app.refresh(Some(&held)).await;
+    assert_eq!(
+        after.status, 200,
+        "the held cookie still works: {}",
+        after.body
+    );
+    assert_eq!(app.live_sessions().await, 1, "the session was not revoked");
+}
+
+#[tokio::test]
+async fn many_refreshes_of_one_session_keep_its_storage_constant() {
+    refreshes_keep_storage_constant(spawn_app().await).await;
+}
+
+/// Finding: every refresh kept the consumed token until the session ended. Over HTTP: 60
+/// refreshes leave the session's current token and a bounded history; the latest consumed
+/// token is still caught as reuse, an older forgotten one is merely refused.
+pub async fn refreshes_keep_storage_constant(app: TestApp) {
+    use jwt_auth::domain::KEPT_CONSUMED_TOKENS;
+    let mut chain = vec![app.login_demo().await.refresh_cookie().unwrap()];
+    for _ in 0..60 {
+        let resp = app.refresh(chain.last().map(String::as_str)).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        chain.push(resp.refresh_cookie().unwrap());
+    }
+    let stored = match (&app.memory, &app.db) {
+        (Some(memory), _) => i64::try_from(memory.counts().1).unwrap(),
+        (None, Some(db)) => db
+            .db
+            .query_i64("SELECT count(*) FROM refresh_tokens")
+            .await
+            .unwrap(),
+        (None, None) => unreachable!(),
+    };
+    assert_eq!(stored, i64::try_from(KEPT_CONSUMED_TOKENS).unwrap() + 1);
+    // The first token is forgotten: 401 and the cookie cleared, the session unharmed.
+    let old = app.refresh(Some(&chain[0])).await;
+    old.assert_error(401, "invalid_refresh_token");
+    assert_eq!(old.refresh_cookie().as_deref(), Some(""));
+    assert_eq!(
+        app.live_sessions().await,
+        1,
+        "a forgotten token harms nothing"
+    );
+    // The one just consumed is reuse: the family is revoked.
+    app.refresh(Some(&chain[chain.len() - 2]))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    assert_eq!(app.live_sessions().await, 0, "reuse revoked the session");
+}

@@ -1,21 +1,23 @@
 //! In-memory `UserRepo` and `RefreshStore`: the zero-setup default. Everything is lost on
-//! restart and nothing is shared between instances; use a database store for that.
+//! restart and nothing is shared between instances; use a database store for that. The
+//! session store reads the accounts of its `InMemoryUserRepo` directly, as a database joins
+//! its tables: a rotation checks the user under the same lock that makes it atomic.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
 
 use crate::domain::{
     judge_rotation, Email, PresentedToken, RefreshTokenHash, RotationRefusal, RotationVerdict,
-    Session, SessionId, Timestamp, User, UserId,
+    Session, SessionId, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
 
-/// Accounts in a map, with an index by normalized email.
-#[derive(Debug, Default)]
+/// Accounts in a map, with an index by normalized email. Clones share the accounts.
+#[derive(Debug, Default, Clone)]
 pub struct InMemoryUserRepo {
-    inner: RwLock<Users>,
+    inner: Arc<RwLock<Users>>,
 }
 
 #[derive(Debug, Default)]
@@ -28,12 +30,21 @@ impl InMemoryUserRepo {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Users> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The account, if it exists and is enabled.
+    fn active(&self, id: UserId) -> bool {
+        self.read().by_id.get(&id).is_some_and(|u| !u.disabled)
+    }
 }
 
 #[async_trait]
 impl UserRepo for InMemoryUserRepo {
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let users = self.read();
         Ok(users
             .by_email
             .get(email.as_str())
@@ -42,8 +53,7 @@ impl UserRepo for InMemoryUserRepo {
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(users.by_id.get(&id).cloned())
+        Ok(self.read().by_id.get(&id).cloned())
     }
 
     async fn create(&self, user: User) -> Result<(), CreateUserError> {
@@ -74,7 +84,7 @@ impl UserRepo for InMemoryUserRepo {
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {
-        let users = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let users = self.read();
         let mut all: Vec<User> = users.by_id.values().cloned().collect();
         all.sort_by(|a, b| (a.created_at, a.email.as_str()).cmp(&(b.created_at, b.email.as_str())));
         Ok(all)
@@ -85,16 +95,18 @@ impl UserRepo for InMemoryUserRepo {
     }
 }
 
-/// A live session, kept compact: about 48 bytes with its key.
-#[derive(Debug, Clone, Copy)]
+/// A live session, kept compact: about 48 bytes with its key, plus its recent tokens.
+#[derive(Debug, Clone)]
 struct SessionRecord {
     user: UserId,
     created_at: u32,
     expires_at: u32,
+    /// The consumed tokens still kept, oldest first: at most `KEPT_CONSUMED_TOKENS`.
+    consumed: VecDeque<RefreshTokenHash>,
 }
 
-/// A token hash's owner. Consumed entries stay until their session goes, so a replay of any
-/// earlier token of the family is recognized as reuse.
+/// A token hash's owner. A consumed entry stays while it is among its session's
+/// `KEPT_CONSUMED_TOKENS` most recent, so a replay of it is recognized as reuse.
 #[derive(Debug, Clone, Copy)]
 struct TokenRecord {
     session: SessionId,
@@ -108,18 +120,25 @@ struct Families {
 }
 
 /// Sessions and token hashes behind one mutex: every operation is a few map accesses, so the
-/// lock is held for well under a microsecond and rotation is trivially atomic.
+/// lock is held for well under a microsecond and rotation is trivially atomic. The accounts
+/// are those of the `InMemoryUserRepo` it was made with (read under that lock, after this
+/// one: always in that order).
 ///
 /// Revoking a session removes only the session; its token entries become orphans that fail
 /// lookup at once and are dropped lazily on lookup or by `purge`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryRefreshStore {
     inner: Mutex<Families>,
+    users: InMemoryUserRepo,
 }
 
 impl InMemoryRefreshStore {
-    pub fn new() -> Self {
-        Self::default()
+    /// Sessions of the accounts in `users` (a shared handle, as one database holds both).
+    pub fn new(users: &InMemoryUserRepo) -> Self {
+        Self {
+            inner: Mutex::default(),
+            users: users.clone(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Families> {
@@ -139,7 +158,7 @@ fn secs32(t: Timestamp) -> u32 {
 }
 
 impl SessionRecord {
-    fn to_session(self, id: SessionId) -> Session {
+    fn to_session(&self, id: SessionId) -> Session {
         Session {
             id,
             user_id: self.user,
@@ -167,6 +186,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 user: session.user_id,
                 created_at: secs32(session.created_at),
                 expires_at: secs32(session.expires_at),
+                consumed: VecDeque::new(),
             },
         );
         f.tokens.insert(
@@ -187,17 +207,17 @@ impl RefreshStore for InMemoryRefreshStore {
     ) -> Result<Session, RotateError> {
         let mut f = self.lock();
         let Some(token) = f.tokens.get(&presented).copied() else {
-            return Err(RotateError::NotFound);
+            return Err(RotationRefusal::NotFound.into());
         };
         // A revoked session is removed at once, so a found session is never revoked.
-        let record = f.sessions.get(&token.session).copied();
-        let read = record.map(|r| PresentedToken {
+        let read = f.sessions.get(&token.session).map(|r| PresentedToken {
             session_expires_at: Timestamp::from_unix(r.expires_at.into()),
             session_revoked: false,
             consumed: token.consumed,
+            user_active: self.users.active(r.user),
         });
-        let record = match judge_rotation(read, now) {
-            RotationVerdict::Consume => record.ok_or(RotateError::NotFound)?,
+        match judge_rotation(read, now) {
+            RotationVerdict::Consume => {}
             RotationVerdict::Refuse(why) => {
                 // The session is gone: drop its orphaned token now.
                 f.tokens.remove(&presented);
@@ -210,22 +230,53 @@ impl RefreshStore for InMemoryRefreshStore {
                 }
                 return Err(why.into());
             }
+            RotationVerdict::RevokeUserAndRefuse(why) => {
+                if let Some(user) = f.sessions.get(&token.session).map(|r| r.user) {
+                    f.sessions.retain(|_, s| s.user != user);
+                }
+                return Err(why.into());
+            }
+        }
+        let Families { sessions, tokens } = &mut *f;
+        let Some(record) = sessions.get_mut(&token.session) else {
+            return Err(RotationRefusal::NotFound.into());
         };
-        f.tokens.insert(
+        record.consumed.push_back(presented);
+        if record.consumed.len() > KEPT_CONSUMED_TOKENS as usize {
+            if let Some(forgotten) = record.consumed.pop_front() {
+                tokens.remove(&forgotten);
+            }
+        }
+        let rotated = record.to_session(token.session);
+        tokens.insert(
             presented,
             TokenRecord {
                 consumed: true,
                 ..token
             },
         );
-        f.tokens.insert(
+        tokens.insert(
             successor,
             TokenRecord {
                 session: token.session,
                 consumed: false,
             },
         );
-        Ok(record.to_session(token.session))
+        Ok(rotated)
+    }
+
+    async fn live_session_user(
+        &self,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let owner = self
+            .lock()
+            .sessions
+            .get(&session)
+            .filter(|s| s.live_at(now))
+            .map(|s| s.user);
+        Ok(owner.and_then(|id| self.users.read().by_id.get(&id).cloned()))
     }
 
     async fn revoke_by_token(&self, presented: RefreshTokenHash) -> Result<bool, StoreError> {

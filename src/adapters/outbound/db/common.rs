@@ -2,13 +2,14 @@
 //! settings, the mapping of driver errors onto port errors, codecs between domain values and
 //! columns, and the one body of both stores (`sql_stores!`). A leaf: it imports no backend.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::domain::{
     Email, PasswordHash, PresentedToken, RefreshTokenHash, Session, SessionId, Timestamp, User,
-    UserId,
+    UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::StoreError;
 
@@ -51,8 +52,10 @@ pub(crate) struct Queries {
     pub read_presented: &'static str,
     /// `hash, now`: the one-shot consumption (affects one row or none).
     pub consume_token: &'static str,
-    /// `successor, session_id, presented, now`.
+    /// `successor, session_id, presented, now, generation`.
     pub insert_successor: &'static str,
+    /// `session_id, generation`: forgets the session's tokens at or below `generation`.
+    pub forget_tokens: &'static str,
     /// `session_id, now`.
     pub touch_session: &'static str,
     /// `session_id, now`.
@@ -63,6 +66,8 @@ pub(crate) struct Queries {
     pub revoke_user_sessions: &'static str,
     /// `session_id, now` → `bool`.
     pub is_active: &'static str,
+    /// `session_id, now` → `UserRow` of a live session's owner.
+    pub live_session_user: &'static str,
     /// `now, limit`.
     pub purge: &'static str,
 }
@@ -128,18 +133,44 @@ pub(crate) type UuidOf<I> = fn(I, &str) -> Result<Uuid, StoreError>;
 /// `id, email, password_hash, created_at, disabled`, times as Unix seconds.
 pub(crate) type UserRow<I> = (I, String, String, i64, bool);
 
-/// `session id, user id, created_at, expires_at, revoked, consumed` of a presented token.
-pub(crate) type PresentedRow<I> = (I, I, i64, i64, bool, bool);
+/// `session id, user id, created_at, expires_at, revoked, consumed, user active, generation`
+/// of a presented token.
+pub(crate) type PresentedRow<I> = (I, I, i64, i64, bool, bool, bool, i64);
 
-pub(crate) fn user_of<I>(row: UserRow<I>, uuid: UuidOf<I>) -> Result<User, StoreError> {
+/// The account a row holds, or `None` (with a warning naming the row's id, never its
+/// contents) when it does not parse: a row written by hand or by an older version must not
+/// fail every listing, nor answer 500 where "no such account" is the truth for the service.
+pub(crate) fn user_of<I: Display>(row: UserRow<I>, uuid: UuidOf<I>) -> Option<User> {
     let (id, email, hash, created_at, disabled) = row;
-    Ok(User {
-        id: UserId::from_uuid(uuid(id, "user id")?),
-        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
-        password_hash: PasswordHash::new(hash),
-        disabled,
-        created_at: from_db(created_at),
-    })
+    let shown = id.to_string();
+    let parsed = uuid(id, "user id").ok().and_then(|id| {
+        Some(User {
+            id: UserId::from_uuid(id),
+            email: Email::parse(&email).ok()?,
+            password_hash: PasswordHash::new(hash),
+            disabled,
+            created_at: from_db(created_at),
+        })
+    });
+    if parsed.is_none() {
+        tracing::warn!(
+            event = "stored_user_unreadable",
+            user = %shown,
+            "a stored account does not parse; treated as absent"
+        );
+    }
+    parsed
+}
+
+/// `KEPT_CONSUMED_TOKENS` as SQL binds it.
+pub(crate) fn kept_consumed() -> i64 {
+    i64::try_from(KEPT_CONSUMED_TOKENS).unwrap_or(i64::MAX)
+}
+
+/// The generation at and below which a rotation consuming a token of `generation` forgets
+/// the session's tokens: all but the `KEPT_CONSUMED_TOKENS` most recent consumed ones.
+pub(crate) fn forgotten_below(generation: i64) -> i64 {
+    generation.saturating_sub(kept_consumed())
 }
 
 pub(crate) fn session_of<I>(
@@ -158,15 +189,16 @@ pub(crate) fn session_of<I>(
 pub(crate) fn presented_of<I>(
     row: PresentedRow<I>,
     uuid: UuidOf<I>,
-) -> Result<(Session, PresentedToken), StoreError> {
-    let (id, user, created, expires, revoked, consumed) = row;
+) -> Result<(Session, PresentedToken, i64), StoreError> {
+    let (id, user, created, expires, revoked, consumed, user_active, generation) = row;
     let session = session_of((id, user, created, expires), uuid)?;
     let token = PresentedToken {
         session_expires_at: session.expires_at,
         session_revoked: revoked,
         consumed,
+        user_active,
     };
-    Ok((session, token))
+    Ok((session, token, generation))
 }
 
 /// Stamps the `UserRepo` and `RefreshStore` of one sqlx driver from one body. A macro rather
@@ -209,9 +241,8 @@ macro_rules! sql_stores {
                     .bind(email.as_str())
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(store)?
-                    .map(|row| common::user_of(row, uuid))
-                    .transpose()
+                    .map_err(store)
+                    .map(|row| row.and_then(|row| common::user_of(row, uuid)))
             }
 
             async fn find_by_id(
@@ -222,9 +253,8 @@ macro_rules! sql_stores {
                     .bind(id(*user.as_uuid()))
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(store)?
-                    .map(|row| common::user_of(row, uuid))
-                    .transpose()
+                    .map_err(store)
+                    .map(|row| row.and_then(|row| common::user_of(row, uuid)))
             }
 
             async fn create(
@@ -259,19 +289,20 @@ macro_rules! sql_stores {
                     .bind(disabled)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(store)?
-                    .map(|row| common::user_of(row, uuid))
-                    .transpose()
+                    .map_err(store)
+                    .map(|row| row.and_then(|row| common::user_of(row, uuid)))
             }
 
             async fn list(&self) -> Result<Vec<$crate::domain::User>, $crate::ports::StoreError> {
                 sqlx::query_as::<_, common::UserRow<Id>>(SQL.list_users)
                     .fetch_all(&self.pool)
                     .await
-                    .map_err(store)?
-                    .into_iter()
-                    .map(|row| common::user_of(row, uuid))
-                    .collect()
+                    .map_err(store)
+                    .map(|rows| {
+                        rows.into_iter()
+                            .filter_map(|row| common::user_of(row, uuid))
+                            .collect()
+                    })
             }
 
             async fn ping(&self) -> Result<(), $crate::ports::StoreError> {
@@ -348,8 +379,7 @@ macro_rules! sql_stores {
                 successor: $crate::domain::RefreshTokenHash,
                 now: $crate::domain::Timestamp,
             ) -> Result<$crate::domain::Session, $crate::ports::RotateError> {
-                use $crate::domain::RotationVerdict;
-                use $crate::ports::RotateError;
+                use $crate::domain::{RotationRefusal, RotationVerdict};
                 $(
                     if let Some(session) = $fast(&self.pool, &presented, &successor, now).await? {
                         return Ok(session);
@@ -367,20 +397,29 @@ macro_rules! sql_stores {
                     .map_err(store)?
                     .map(|row| common::presented_of(row, uuid))
                     .transpose()?;
-                let read = family.as_ref().map(|(_, token)| *token);
-                let session = match $crate::domain::judge_rotation(read, now) {
-                    RotationVerdict::Consume => {
-                        family.map(|(s, _)| s).ok_or(RotateError::NotFound)?
-                    }
+                let read = family.as_ref().map(|(_, token, _)| *token);
+                let verdict = $crate::domain::judge_rotation(read, now);
+                let Some((session, _, generation)) = family else {
+                    return Err(RotationRefusal::NotFound.into());
+                };
+                match verdict {
+                    RotationVerdict::Consume => {}
                     RotationVerdict::Refuse(why) => return Err(why.into()),
                     RotationVerdict::RevokeAndRefuse(why) => {
-                        if let Some((s, _)) = &family {
-                            revoke_session(&mut tx, s.id, now).await?;
-                        }
+                        revoke_session(&mut tx, session.id, now).await?;
                         tx.commit().await.map_err(store)?;
                         return Err(why.into());
                     }
-                };
+                    RotationVerdict::RevokeUserAndRefuse(why) => {
+                        sqlx::query(SQL.revoke_user_sessions)
+                            .bind(id(*session.user_id.as_uuid()))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(store)?;
+                        tx.commit().await.map_err(store)?;
+                        return Err(why.into());
+                    }
+                }
                 // The one-shot consumption: must affect exactly one row. A waiter that queued
                 // behind the winner may have read the token before it was consumed; this
                 // catches it.
@@ -394,13 +433,21 @@ macro_rules! sql_stores {
                 if consumed != 1 {
                     revoke_session(&mut tx, session.id, now).await?;
                     tx.commit().await.map_err(store)?;
-                    return Err(RotateError::Reused);
+                    return Err(RotationRefusal::Reused.into());
                 }
                 sqlx::query(SQL.insert_successor)
                     .bind(common::hash_bytes(&successor))
                     .bind(id(*session.id.as_uuid()))
                     .bind(common::hash_bytes(&presented))
                     .bind(common::to_db(now))
+                    .bind(generation.saturating_add(1))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
+                // Bounded history: what reuse detection no longer needs goes now.
+                sqlx::query(SQL.forget_tokens)
+                    .bind(id(*session.id.as_uuid()))
+                    .bind(common::forgotten_below(generation))
                     .execute(&mut *tx)
                     .await
                     .map_err(store)?;
@@ -450,6 +497,20 @@ macro_rules! sql_stores {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(store)
+            }
+
+            async fn live_session_user(
+                &self,
+                session: $crate::domain::SessionId,
+                now: $crate::domain::Timestamp,
+            ) -> Result<Option<$crate::domain::User>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::UserRow<Id>>(SQL.live_session_user)
+                    .bind(id(*session.as_uuid()))
+                    .bind(common::to_db(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(store)
+                    .map(|row| row.and_then(|row| common::user_of(row, uuid)))
             }
 
             async fn purge(

@@ -135,14 +135,18 @@ const SQL: Queries = Queries {
     // Locks the family first (the session row): concurrent rotations of one token queue here.
     read_presented: "SELECT s.id, s.user_id, extract(epoch FROM s.created_at)::int8, \
                             extract(epoch FROM s.expires_at)::int8, \
-                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL \
+                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \
+                            u.id IS NOT NULL AND NOT u.disabled, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                          LEFT JOIN users u ON u.id = s.user_id \
                      WHERE t.hash = $1 \
                      FOR UPDATE OF s",
     consume_token: "UPDATE refresh_tokens SET consumed_at = to_timestamp($2) \
                     WHERE hash = $1 AND consumed_at IS NULL",
-    insert_successor: "INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
-                       VALUES ($1, $2, $3, to_timestamp($4))",
+    insert_successor: "INSERT INTO refresh_tokens \
+                           (hash, session_id, parent_hash, issued_at, generation) \
+                       VALUES ($1, $2, $3, to_timestamp($4), $5)",
+    forget_tokens: "DELETE FROM refresh_tokens WHERE session_id = $1 AND generation <= $2",
     touch_session: "UPDATE sessions SET last_used_at = to_timestamp($2) WHERE id = $1",
     revoke_session: "UPDATE sessions SET revoked_at = to_timestamp($2) \
                      WHERE id = $1 AND revoked_at IS NULL",
@@ -153,6 +157,11 @@ const SQL: Queries = Queries {
                            WHERE user_id = $1 AND revoked_at IS NULL",
     is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
                 WHERE id = $1 AND revoked_at IS NULL AND expires_at > to_timestamp($2))",
+    live_session_user: "SELECT u.id, u.email, u.password_hash, \
+                               extract(epoch FROM u.created_at)::int8, u.disabled \
+                        FROM sessions s JOIN users u ON u.id = s.user_id \
+                        WHERE s.id = $1 AND s.revoked_at IS NULL \
+                          AND s.expires_at > to_timestamp($2)",
     // SKIP LOCKED: instances purging at once take different rows instead of queueing.
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \
@@ -163,26 +172,31 @@ const SQL: Queries = Queries {
 /// A successful rotation as one statement, atomic by itself (no explicit transaction, one
 /// round trip, one commit). `family` locks the session row first — the lock order used
 /// everywhere — and selects it only in the `RotationVerdict::Consume` case of
-/// `domain::judge_rotation`: the token is current, the session is not revoked and `now` is
-/// before its end (compared in whole seconds, as the rule does). `consumed` is the one-shot
-/// consumption: a rotation that queued on the lock behind a winner re-reads the token row
-/// there and matches nothing. Only then are the successor inserted and the session touched.
-/// No row back: nothing was changed.
+/// `domain::judge_rotation`: the token is current, the session is not revoked, its user
+/// exists and is enabled, and `now` is before its end (compared in whole seconds, as the rule
+/// does). `consumed` is the one-shot consumption: a rotation that queued on the lock behind a
+/// winner re-reads the token row there and matches nothing. Only then are the successor
+/// inserted, the tokens beyond the kept history (`$4` consumed ones) forgotten and the
+/// session touched. No row back: nothing was changed.
 const ROTATE: &str = "\
     WITH family AS MATERIALIZED ( \
-        SELECT s.id, s.user_id, s.created_at, s.expires_at \
+        SELECT s.id, s.user_id, s.created_at, s.expires_at, t.generation \
         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+             JOIN users u ON u.id = s.user_id \
         WHERE t.hash = $1 AND t.consumed_at IS NULL AND s.revoked_at IS NULL \
-          AND extract(epoch FROM s.expires_at)::int8 > $3 \
+          AND NOT u.disabled AND extract(epoch FROM s.expires_at)::int8 > $3 \
         FOR UPDATE OF s), \
     consumed AS ( \
         UPDATE refresh_tokens t SET consumed_at = to_timestamp($3) \
         FROM family f \
         WHERE t.hash = $1 AND t.session_id = f.id AND t.consumed_at IS NULL \
-        RETURNING f.id, f.user_id, f.created_at, f.expires_at), \
+        RETURNING f.id, f.user_id, f.created_at, f.expires_at, f.generation), \
     successor AS ( \
-        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
-        SELECT $2, id, $1, to_timestamp($3) FROM consumed), \
+        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at, generation) \
+        SELECT $2, id, $1, to_timestamp($3), generation + 1 FROM consumed), \
+    forgotten AS ( \
+        DELETE FROM refresh_tokens t USING consumed c \
+        WHERE t.session_id = c.id AND t.generation <= c.generation - $4), \
     touched AS ( \
         UPDATE sessions s SET last_used_at = to_timestamp($3) \
         FROM consumed c WHERE s.id = c.id) \
@@ -202,6 +216,7 @@ async fn rotate_at_once(
         .bind(common::hash_bytes(presented))
         .bind(common::hash_bytes(successor))
         .bind(common::to_db(now))
+        .bind(common::kept_consumed())
         .fetch_optional(pool)
         .await
         .map_err(store)?

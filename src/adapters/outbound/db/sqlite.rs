@@ -123,13 +123,17 @@ const SQL: Queries = Queries {
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES (?1, ?2, ?3)",
     read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
-                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL \
+                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \
+                            u.id IS NOT NULL AND u.disabled = 0, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                          LEFT JOIN users u ON u.id = s.user_id \
                      WHERE t.hash = ?1",
     consume_token: "UPDATE refresh_tokens SET consumed_at = ?2 \
                     WHERE hash = ?1 AND consumed_at IS NULL",
-    insert_successor: "INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
-                       VALUES (?1, ?2, ?3, ?4)",
+    insert_successor: "INSERT INTO refresh_tokens \
+                           (hash, session_id, parent_hash, issued_at, generation) \
+                       VALUES (?1, ?2, ?3, ?4, ?5)",
+    forget_tokens: "DELETE FROM refresh_tokens WHERE session_id = ?1 AND generation <= ?2",
     touch_session: "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
     revoke_session: "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
     revoke_by_token: concat!(
@@ -145,6 +149,9 @@ const SQL: Queries = Queries {
     ),
     is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
                 WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2)",
+    live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled \
+                        FROM sessions s JOIN users u ON u.id = s.user_id \
+                        WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \
                 WHERE revoked_at IS NOT NULL OR expires_at <= ?1 \
