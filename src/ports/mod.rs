@@ -187,12 +187,6 @@ pub trait RefreshStore: Send + Sync {
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
 
-    /// Whether the session exists, is not revoked and has not reached its end at `now`.
-    ///
-    /// # Errors
-    /// `StoreError::Unavailable` when the store cannot be reached.
-    async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError>;
-
     /// The user who owns the session, disabled or not, when the session exists, is not
     /// revoked and has not reached its end at `now`; `None` otherwise (also for an owner
     /// whose stored record does not parse). One look-up, for `/auth/me`.

@@ -167,25 +167,22 @@ async fn list_is_oldest_first(s: Stores) {
 
 // ---- RefreshStore ----
 
-async fn a_new_session_is_active_until_exactly_its_end(s: Stores) {
+/// Whether the session is live (exists, not revoked, not ended) at `now`.
+async fn is_live(s: &Stores, session: SessionId, now: Timestamp) -> bool {
+    s.sessions
+        .live_session_user(session, now)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn a_new_session_is_live_until_exactly_its_end(s: Stores) {
     let uid = owner(&s).await;
     let (sess, _) = session(&s, uid).await;
-    assert!(s.sessions.is_active(sess.id, at(T0)).await.unwrap());
-    assert!(s
-        .sessions
-        .is_active(sess.id, at(T0 + 30 * DAY - 1))
-        .await
-        .unwrap());
-    assert!(!s
-        .sessions
-        .is_active(sess.id, at(T0 + 30 * DAY))
-        .await
-        .unwrap());
-    assert!(!s
-        .sessions
-        .is_active(SessionId::new_random(), at(T0))
-        .await
-        .unwrap());
+    assert!(is_live(&s, sess.id, at(T0)).await);
+    assert!(is_live(&s, sess.id, at(T0 + 30 * DAY - 1)).await);
+    assert!(!is_live(&s, sess.id, at(T0 + 30 * DAY)).await);
+    assert!(!is_live(&s, SessionId::new_random(), at(T0)).await);
 }
 
 async fn rotation_succeeds_and_the_successor_is_usable(s: Stores) {
@@ -201,7 +198,7 @@ async fn rotation_succeeds_and_the_successor_is_usable(s: Stores) {
         .await
         .unwrap();
     assert_eq!(again.expires_at, sess.expires_at, "rotation never extends");
-    assert!(s.sessions.is_active(sess.id, at(T0 + 120)).await.unwrap());
+    assert!(is_live(&s, sess.id, at(T0 + 120)).await);
 }
 
 async fn unknown_token_is_not_found(s: Stores) {
@@ -224,7 +221,7 @@ async fn reuse_revokes_the_session_and_the_newest_token(s: Stores) {
         s.sessions.rotate(second, token(), at(T0 + 3)).await,
         "NotFound",
     );
-    assert!(!s.sessions.is_active(sess.id, at(T0 + 3)).await.unwrap());
+    assert!(!is_live(&s, sess.id, at(T0 + 3)).await);
     // Replaying the consumed token again finds nothing live either.
     assert_refused(
         s.sessions.rotate(first, token(), at(T0 + 4)).await,
@@ -244,7 +241,7 @@ async fn expired_at_exactly_expires_at_and_then_revoked(s: Stores) {
         "NotFound",
     );
     // The expired session was revoked: nothing of it works even with an earlier clock.
-    assert!(!s.sessions.is_active(sess.id, at(T0)).await.unwrap());
+    assert!(!is_live(&s, sess.id, at(T0)).await);
     assert!(!s.sessions.revoke_by_token(second).await.unwrap());
 }
 
@@ -266,7 +263,7 @@ async fn revoked_session_token_is_not_found(s: Stores) {
         s.sessions.rotate(first, token(), at(T0 + 1)).await,
         "NotFound",
     );
-    assert!(!s.sessions.is_active(sess.id, at(T0 + 1)).await.unwrap());
+    assert!(!is_live(&s, sess.id, at(T0 + 1)).await);
     assert!(
         !s.sessions.revoke_by_token(first).await.unwrap(),
         "already revoked"
@@ -283,7 +280,7 @@ async fn revoke_by_token_accepts_a_consumed_token(s: Stores) {
         s.sessions.rotate(second, token(), at(T0 + 2)).await,
         "NotFound",
     );
-    assert!(!s.sessions.is_active(sess.id, at(T0 + 2)).await.unwrap());
+    assert!(!is_live(&s, sess.id, at(T0 + 2)).await);
 }
 
 async fn revoke_by_unknown_token_is_false(s: Stores) {
@@ -299,13 +296,13 @@ async fn revoke_user_sessions_counts_live_ones_and_spares_others(s: Stores) {
     s.sessions.revoke_by_token(a3_first).await.unwrap();
     assert_eq!(s.sessions.revoke_user_sessions(alice).await.unwrap(), 2);
     for id in [a1.id, a2.id, a3.id] {
-        assert!(!s.sessions.is_active(id, at(T0 + 1)).await.unwrap());
+        assert!(!is_live(&s, id, at(T0 + 1)).await);
     }
     assert_refused(
         s.sessions.rotate(a1_first, token(), at(T0 + 1)).await,
         "NotFound",
     );
-    assert!(s.sessions.is_active(b1.id, at(T0 + 1)).await.unwrap());
+    assert!(is_live(&s, b1.id, at(T0 + 1)).await);
     s.sessions
         .rotate(b1_first, token(), at(T0 + 1))
         .await
@@ -344,7 +341,7 @@ async fn purge_is_bounded_by_its_limit_and_spares_live_sessions(s: Stores) {
     for (_, first) in &ended {
         assert_refused(s.sessions.rotate(*first, token(), now).await, "NotFound");
     }
-    assert!(s.sessions.is_active(live.id, now).await.unwrap());
+    assert!(is_live(&s, live.id, now).await);
     s.sessions.rotate(live_first, token(), now).await.unwrap();
 }
 
@@ -358,7 +355,7 @@ async fn purge_forgets_revoked_sessions(s: Stores) {
     // row until the purge (1). Either way nothing of it is left afterwards.
     assert!(s.sessions.purge(at(T0 + 2), 100).await.unwrap() <= 1);
     assert_eq!(s.sessions.purge(at(T0 + 2), 100).await.unwrap(), 0);
-    assert!(!s.sessions.is_active(sess.id, at(T0 + 2)).await.unwrap());
+    assert!(!is_live(&s, sess.id, at(T0 + 2)).await);
     for t in [first, second] {
         assert_refused(s.sessions.rotate(t, token(), at(T0 + 3)).await, "NotFound");
         assert!(!s.sessions.revoke_by_token(t).await.unwrap());
@@ -529,7 +526,7 @@ async fn every_session_keeps_a_bounded_token_history(s: Stores) {
         assert_refused(s.sessions.rotate(old, token(), now).await, "NotFound");
         assert!(!s.sessions.revoke_by_token(old).await.unwrap());
     }
-    assert!(s.sessions.is_active(sess.id, now).await.unwrap());
+    assert!(is_live(&s, sess.id, now).await);
     // The oldest kept consumed token is still reuse: the session is revoked.
     assert_refused(
         s.sessions
@@ -537,7 +534,7 @@ async fn every_session_keeps_a_bounded_token_history(s: Stores) {
             .await,
         "Reused",
     );
-    assert!(!s.sessions.is_active(sess.id, now).await.unwrap());
+    assert!(!is_live(&s, sess.id, now).await);
 }
 
 /// Finding: a refresh consumed its token before the user was checked, so a failure there left
@@ -557,9 +554,9 @@ async fn rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_session
     );
     assert!(stored_hashes(&s).await <= before, "no successor stored");
     for id in [a1.id, a2.id] {
-        assert!(!s.sessions.is_active(id, at(T0 + 1)).await.unwrap());
+        assert!(!is_live(&s, id, at(T0 + 1)).await);
     }
-    assert!(s.sessions.is_active(b1.id, at(T0 + 1)).await.unwrap());
+    assert!(is_live(&s, b1.id, at(T0 + 1)).await);
     // Enabled again, the revoked sessions stay dead; the other user's session rotates.
     s.users.set_disabled(&alice_email, false).await.unwrap();
     for t in [a1_first, a2_first] {
@@ -685,7 +682,7 @@ contract!(
     email_taken_for_case_variants,
     disabling_and_enabling_round_trip,
     list_is_oldest_first,
-    a_new_session_is_active_until_exactly_its_end,
+    a_new_session_is_live_until_exactly_its_end,
     rotation_succeeds_and_the_successor_is_usable,
     unknown_token_is_not_found,
     reuse_revokes_the_session_and_the_newest_token,
@@ -758,10 +755,6 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
             .await
             .map(drop),
         "revoke_user_sessions",
-    );
-    unavailable(
-        s.sessions.is_active(sess.id, at(T0)).await.map(drop),
-        "is_active",
     );
     unavailable(
         s.sessions

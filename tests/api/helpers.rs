@@ -200,10 +200,6 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.revoke_user_sessions(user).await
     }
-    async fn is_active(&self, s: SessionId, now: Timestamp) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.is_active(s, now).await
-    }
     async fn live_session_user(
         &self,
         s: SessionId,

@@ -294,14 +294,6 @@ impl RefreshStore for InMemoryRefreshStore {
         Ok((before - f.sessions.len()) as u64)
     }
 
-    async fn is_active(&self, session: SessionId, now: Timestamp) -> Result<bool, StoreError> {
-        Ok(self
-            .lock()
-            .sessions
-            .get(&session)
-            .is_some_and(|s| s.live_at(now)))
-    }
-
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let mut f = self.lock();
         let ended: Vec<SessionId> = f

@@ -64,8 +64,6 @@ pub(crate) struct Queries {
     pub revoke_by_token: &'static str,
     /// `user_id`, revoked at the database's clock.
     pub revoke_user_sessions: &'static str,
-    /// `session_id, now` → `bool`.
-    pub is_active: &'static str,
     /// `session_id, now` → `UserRow` of a live session's owner.
     pub live_session_user: &'static str,
     /// `now, limit`.
@@ -484,19 +482,6 @@ macro_rules! sql_stores {
                     .await
                     .map_err(store)?
                     .rows_affected())
-            }
-
-            async fn is_active(
-                &self,
-                session: $crate::domain::SessionId,
-                now: $crate::domain::Timestamp,
-            ) -> Result<bool, $crate::ports::StoreError> {
-                sqlx::query_scalar::<_, bool>(SQL.is_active)
-                    .bind(id(*session.as_uuid()))
-                    .bind(common::to_db(now))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(store)
             }
 
             async fn live_session_user(

@@ -155,8 +155,6 @@ const SQL: Queries = Queries {
                         AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)",
     revoke_user_sessions: "UPDATE sessions SET revoked_at = now() \
                            WHERE user_id = $1 AND revoked_at IS NULL",
-    is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
-                WHERE id = $1 AND revoked_at IS NULL AND expires_at > to_timestamp($2))",
     live_session_user: "SELECT u.id, u.email, u.password_hash, \
                                extract(epoch FROM u.created_at)::int8, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \

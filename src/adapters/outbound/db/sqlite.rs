@@ -147,8 +147,6 @@ const SQL: Queries = Queries {
         sql_now!(),
         " WHERE user_id = ?1 AND revoked_at IS NULL"
     ),
-    is_active: "SELECT EXISTS (SELECT 1 FROM sessions \
-                WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2)",
     live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
