@@ -25,17 +25,12 @@ use crate::domain::{
     AccessClaims, InfraError, IssuedTokens, LoginError, LogoutError, MeError, RefreshError,
     RefreshToken, RegisterError, Session, SetDisabledError, Timestamp,
 };
-use crate::ports::{HashError, StoreError, TokenIssuer};
+use crate::ports::{HashError, TokenIssuer};
 
-/// `?` on a port's store or hashing failure yields the use case's `Infra` variant.
+/// `?` on a hashing failure yields the use case's `Infra` variant (a store failure already is
+/// one: `StoreError` is `InfraError`).
 macro_rules! infra_from_ports {
     ($($error:ty),*) => {$(
-        impl From<StoreError> for $error {
-            fn from(e: StoreError) -> Self {
-                Self::Infra(e.into())
-            }
-        }
-
         impl From<HashError> for $error {
             fn from(e: HashError) -> Self {
                 Self::Infra(e.into())

@@ -12,15 +12,10 @@ use crate::domain::{
     UserId,
 };
 
-/// A backing store failed; no partial write is left behind.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot be reached right now (connection refused, pool timed out). Retryable.
-    #[error("store unavailable")]
-    Unavailable(#[source] anyhow::Error),
-    #[error(transparent)]
-    Unknown(anyhow::Error),
-}
+/// A backing store failed; no partial write is left behind. `Unavailable`: the store cannot
+/// be reached right now (connection refused, pool timed out), retryable; `Unknown`: anything
+/// else. The use cases' one infrastructure error, under the name the ports speak of.
+pub use crate::domain::InfraError as StoreError;
 
 /// Why a new account was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -258,15 +253,6 @@ pub trait LoginAttempts: Send + Sync {
 
 // A port failure is never the request's fault: the use cases turn it into their one
 // infrastructure variant with `?`.
-impl From<StoreError> for InfraError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            StoreError::Unknown(e) => Self::Unknown(e),
-        }
-    }
-}
-
 impl From<HashError> for InfraError {
     fn from(e: HashError) -> Self {
         Self::Unknown(e.0)
