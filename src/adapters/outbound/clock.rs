@@ -28,17 +28,8 @@ impl ManualClock {
         Self(AtomicU64::new(start.unix()))
     }
 
-    /// Starts at the current wall-clock second.
-    pub fn starting_now() -> Self {
-        Self::new(SystemClock.now())
-    }
-
     pub fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-
-    pub fn set(&self, at: Timestamp) {
-        self.0.store(at.unix(), Ordering::SeqCst);
     }
 }
 
