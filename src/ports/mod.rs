@@ -86,6 +86,18 @@ pub trait UserRepo: Send + Sync {
     async fn set_disabled(&self, email: &Email, disabled: bool)
         -> Result<Option<User>, StoreError>;
 
+    /// Replaces the account's password hash with `new` if it is still `current`, so a password
+    /// changed in the meantime is never overwritten; returns whether it was replaced.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError>;
+
     /// Every account, oldest first. A record that does not parse is skipped with a warning
     /// naming its id, so one bad row never fails the listing.
     ///

@@ -144,6 +144,40 @@ async fn disabling_and_enabling_round_trip(s: Stores) {
     assert_eq!(s.users.find_by_email(&u.email).await.unwrap(), Some(u));
 }
 
+async fn a_password_hash_is_replaced_only_while_it_is_still_the_current_one(s: Stores) {
+    let u = user("ada@example.com", T0);
+    s.users.create(u.clone()).await.unwrap();
+    let newer = PasswordHash::new("$2b$12$contract-test-rehash".into());
+    let changed_meanwhile = PasswordHash::new("$2b$12$contract-test-changed".into());
+    assert!(s
+        .users
+        .replace_password_hash(u.id, &u.password_hash, &newer)
+        .await
+        .unwrap());
+    let stored = s.users.find_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, newer);
+    // A stale `current` (the password changed since it was read) replaces nothing.
+    assert!(!s
+        .users
+        .replace_password_hash(u.id, &u.password_hash, &changed_meanwhile)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.users
+            .find_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        newer
+    );
+    assert!(!s
+        .users
+        .replace_password_hash(UserId::new_random(), &newer, &changed_meanwhile)
+        .await
+        .unwrap());
+}
+
 async fn list_is_oldest_first(s: Stores) {
     let (a, b, c) = (
         user("c@example.com", T0 + 2),
@@ -681,6 +715,7 @@ contract!(
     unknown_users_are_none,
     email_taken_for_case_variants,
     disabling_and_enabling_round_trip,
+    a_password_hash_is_replaced_only_while_it_is_still_the_current_one,
     list_is_oldest_first,
     a_new_session_is_live_until_exactly_its_end,
     rotation_succeeds_and_the_successor_is_usable,
@@ -729,6 +764,14 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
     unavailable(
         s.users.set_disabled(&email, true).await.map(drop),
         "set_disabled",
+    );
+    let hash = PasswordHash::new("$2b$04$x".into());
+    unavailable(
+        s.users
+            .replace_password_hash(UserId::new_random(), &hash, &hash)
+            .await
+            .map(drop),
+        "replace_password_hash",
     );
     unavailable(s.users.list().await.map(drop), "list");
     let sess = Session {

@@ -240,6 +240,15 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
         self.check()?;
         self.inner.set_disabled(email, disabled).await
     }
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.replace_password_hash(id, current, new).await
+    }
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.check()?;
         self.inner.list().await

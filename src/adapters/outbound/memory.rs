@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use async_trait::async_trait;
 
 use crate::domain::{
-    judge_rotation, Email, PresentedToken, RefreshTokenHash, RotationRefusal, RotationVerdict,
-    Session, SessionId, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
+    judge_rotation, Email, PasswordHash, PresentedToken, RefreshTokenHash, RotationRefusal,
+    RotationVerdict, Session, SessionId, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
 
@@ -81,6 +81,22 @@ impl UserRepo for InMemoryUserRepo {
             u.disabled = disabled;
             u.clone()
         }))
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let mut users = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(match users.by_id.get_mut(&id) {
+            Some(u) if u.password_hash == *current => {
+                u.password_hash = new.clone();
+                true
+            }
+            _ => false,
+        })
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {

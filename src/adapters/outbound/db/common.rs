@@ -42,6 +42,8 @@ pub(crate) struct Queries {
     pub insert_user: &'static str,
     /// `email, disabled` → `UserRow`.
     pub set_disabled: &'static str,
+    /// `id, current hash, new hash`.
+    pub replace_password_hash: &'static str,
     /// → `UserRow`, oldest first.
     pub list_users: &'static str,
     /// `id, user_id, created_at, expires_at`.
@@ -289,6 +291,23 @@ macro_rules! sql_stores {
                     .await
                     .map_err(store)
                     .map(|row| row.and_then(|row| common::user_of(row, uuid)))
+            }
+
+            async fn replace_password_hash(
+                &self,
+                user: $crate::domain::UserId,
+                current: &$crate::domain::PasswordHash,
+                new: &$crate::domain::PasswordHash,
+            ) -> Result<bool, $crate::ports::StoreError> {
+                Ok(sqlx::query(SQL.replace_password_hash)
+                    .bind(id(*user.as_uuid()))
+                    .bind(current.as_str())
+                    .bind(new.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected()
+                    == 1)
             }
 
             async fn list(&self) -> Result<Vec<$crate::domain::User>, $crate::ports::StoreError> {

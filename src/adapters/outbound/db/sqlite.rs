@@ -113,6 +113,8 @@ const SQL: Queries = Queries {
         "UPDATE users SET disabled = ?2 WHERE email = ?1 RETURNING ",
         user_columns!()
     ),
+    replace_password_hash: "UPDATE users SET password_hash = ?3 \
+                            WHERE id = ?1 AND password_hash = ?2",
     list_users: concat!(
         "SELECT ",
         user_columns!(),
