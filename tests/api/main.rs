@@ -20,3 +20,4 @@ mod openapi;
 mod rotation;
 mod shutdown;
 mod smoke;
+mod throttle;
