@@ -50,6 +50,10 @@ pub const KEYS: &[&str] = &[
     "SESSION_PURGE_INTERVAL_SECS",
     "SESSION_PURGE_BATCH",
     "LOG_FORMAT",
+    "LOGIN_ACCOUNT_MAX_FAILURES",
+    "LOGIN_SLOWED_MAX_PER_MINUTE",
+    "REGISTER_CLIENT_MAX_PER_MINUTE",
+    "TRUSTED_PROXY_HOPS",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -118,14 +122,24 @@ pub struct Settings {
     /// `POST /auth/register`; unset means on in `dev`, off in `prod`.
     pub registration_enabled: Option<bool>,
     pub login_throttle_enabled: bool,
+    /// Failures of one (account, client) pair in the window before that pair locks.
     pub login_max_failures: u32,
+    /// Failures against one account from all clients before every client is slowed on it.
+    pub login_account_max_failures: u32,
+    /// Failures from one client before it is slowed.
     pub login_client_max_failures: u32,
     pub login_client_max_per_minute: u32,
+    /// Attempts a minute left to a slowed client or account.
+    pub login_slowed_max_per_minute: u32,
+    /// Sign-ups a minute from one client.
+    pub register_client_max_per_minute: u32,
     pub login_window_secs: u64,
     pub login_lockout_secs: u64,
     pub login_max_lockout_secs: u64,
     /// A header such as `X-Forwarded-For` to take the client address from; empty: the socket.
     pub trusted_proxy_header: String,
+    /// Our proxies in front of the service: the header entry this many from the right counts.
+    pub trusted_proxy_hops: usize,
     pub session_purge_interval_secs: u64,
     pub session_purge_batch: usize,
     pub log_format: LogFormat,
@@ -247,6 +261,10 @@ impl Settings {
                     "LOGIN_CLIENT_MAX_PER_MINUTE",
                     self.login_client_max_per_minute,
                 ),
+                (
+                    "LOGIN_SLOWED_MAX_PER_MINUTE",
+                    self.login_slowed_max_per_minute,
+                ),
             ] {
                 if value == 0 {
                     return bad(
@@ -270,6 +288,22 @@ impl Settings {
                     "must be at least LOGIN_LOCKOUT_SECS",
                 );
             }
+            // Below the pair limit the ceiling would slow every client before any pair locks:
+            // the lockout-as-a-weapon the pair keys exist to prevent.
+            if self.login_account_max_failures < self.login_max_failures {
+                return bad(
+                    "LOGIN_ACCOUNT_MAX_FAILURES",
+                    "must be at least LOGIN_MAX_FAILURES",
+                );
+            }
+        }
+        // Not under LOGIN_THROTTLE_ENABLED: sign-ups are limited whether logins are or not.
+        if self.register_client_max_per_minute == 0 {
+            return bad("REGISTER_CLIENT_MAX_PER_MINUTE", "must be at least 1");
+        }
+        // 0 would name no entry; more proxies than this in a row is a misconfiguration.
+        if !(1..=16).contains(&self.trusted_proxy_hops) {
+            return bad("TRUSTED_PROXY_HOPS", "must be between 1 and 16");
         }
         if self.jwt_leeway_secs > 300 {
             return bad("JWT_LEEWAY_SECS", "must be at most 300");
@@ -354,9 +388,12 @@ impl Settings {
     pub fn throttle(&self) -> ThrottleSettings {
         ThrottleSettings {
             enabled: self.login_throttle_enabled,
-            account_max_failures: self.login_max_failures,
+            pair_max_failures: self.login_max_failures,
+            account_max_failures: self.login_account_max_failures,
             client_max_failures: self.login_client_max_failures,
             client_max_per_minute: self.login_client_max_per_minute,
+            slowed_max_per_minute: self.login_slowed_max_per_minute,
+            register_max_per_minute: self.register_client_max_per_minute,
             window_secs: self.login_window_secs,
             lockout_secs: self.login_lockout_secs,
             max_lockout_secs: self.login_max_lockout_secs,
@@ -499,6 +536,8 @@ mod tests {
         assert!(s.database_url.is_none());
         assert!(s.run_migrations);
         assert_eq!(s.database_max_connections, 10);
+        assert_eq!(s.throttle(), ThrottleSettings::default());
+        assert_eq!(s.trusted_proxy_hops, 1);
     }
 
     #[test]
@@ -634,6 +673,19 @@ mod tests {
             ),
             (&[("SESSION_PURGE_BATCH", "0")], "SESSION_PURGE_BATCH"),
             (&[("LOGIN_MAX_FAILURES", "0")], "LOGIN_MAX_FAILURES"),
+            (
+                &[("LOGIN_SLOWED_MAX_PER_MINUTE", "0")],
+                "LOGIN_SLOWED_MAX_PER_MINUTE",
+            ),
+            (
+                &[("LOGIN_ACCOUNT_MAX_FAILURES", "4")],
+                "LOGIN_ACCOUNT_MAX_FAILURES",
+            ),
+            (
+                &[("REGISTER_CLIENT_MAX_PER_MINUTE", "0")],
+                "REGISTER_CLIENT_MAX_PER_MINUTE",
+            ),
+            (&[("TRUSTED_PROXY_HOPS", "0")], "TRUSTED_PROXY_HOPS"),
         ];
         for (pairs, key) in cases {
             let err = Settings::from_pairs(pairs).unwrap_err().to_string();

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{
-    ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Session, SessionId,
-    ThrottleDecision,
+    Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Session,
+    SessionId, User,
 };
 use crate::ports::{Clock, LoginAttempts, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
 
@@ -31,34 +31,61 @@ pub struct Login {
 }
 
 impl Login {
-    /// # Errors
-    /// `InvalidCredentials` for an unknown email, a wrong password or a disabled account, all
-    /// after one full password check; `Throttled` before any check while locked out;
-    /// `Infra` when a store (the throttle's included) is down or the hasher or signer fails.
-    pub async fn execute(&self, cmd: LoginCommand) -> Result<IssuedTokens, LoginError> {
-        if let ThrottleDecision::Wait { retry_after_secs } =
-            self.throttle.check(&cmd.email, &cmd.client).await?
-        {
-            return Err(LoginError::Throttled { retry_after_secs });
-        }
+    /// The account, if any, and whether the password matches it (a dummy check without one).
+    async fn check_password(&self, cmd: &LoginCommand) -> Result<(Option<User>, bool), LoginError> {
         let user = self.users.find_by_email(&cmd.email).await?;
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let matches = self.hasher.verify(&cmd.password, stored_hash).await?;
+        Ok((user, matches))
+    }
+
+    /// # Errors
+    /// `InvalidCredentials` for an unknown email, a wrong password or a disabled account, all
+    /// after one full password check; `Throttled` before any check while the throttle holds
+    /// the attempt back (the attempt is counted before the check, so a parallel burst cannot
+    /// outrun it);
+    /// `Infra` when a store (the throttle's included) is down or the hasher or signer fails.
+    pub async fn execute(&self, cmd: LoginCommand) -> Result<IssuedTokens, LoginError> {
+        let attempt = match self.throttle.begin(&cmd.email, &cmd.client).await? {
+            Attempt::Admitted(attempt) => attempt,
+            Attempt::Refused { retry_after_secs } => {
+                // No account id: finding it would cost a store read on every refused request.
+                tracing::info!(
+                    event = "login_throttled",
+                    client = %cmd.client,
+                    retry_after_secs,
+                    "login throttled"
+                );
+                return Err(LoginError::Throttled { retry_after_secs });
+            }
+        };
+        let (user, matches) = match self.check_password(&cmd).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                // Not judged: neither a failure nor a success. If settling fails too, the
+                // attempt simply stays counted.
+                let _ = self.throttle.abandoned(attempt).await;
+                return Err(e);
+            }
+        };
         let user = match user {
             Some(user)
                 if matches && !user.disabled && self.refused.as_ref() != Some(&user.email) =>
             {
                 user
             }
-            _ => {
-                self.throttle
-                    .record_failure(&cmd.email, &cmd.client)
-                    .await?;
-                tracing::info!(event = "login_failed", "login failed");
+            other => {
+                self.throttle.failed(attempt).await?;
+                tracing::info!(
+                    event = "login_failed",
+                    user = other.as_ref().map(|u| tracing::field::display(u.id)),
+                    client = %cmd.client,
+                    "login failed"
+                );
                 return Err(LoginError::InvalidCredentials);
             }
         };
-        self.throttle.record_success(&cmd.email).await?;
+        self.throttle.succeeded(attempt).await?;
 
         let now = self.clock.now();
         let session = Session {
@@ -87,7 +114,7 @@ mod tests {
     use super::*;
     use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
     use crate::app::test_support::*;
-    use crate::domain::{AccessToken, InfraError, ThrottleSettings};
+    use crate::domain::{AccessToken, InfraError, Reservation, ThrottleSettings};
     use crate::ports::{
         HashError, MockLoginAttempts, MockPasswordHasher, MockRefreshStore, MockTokenIssuer,
         MockUserRepo, TokenError,
@@ -311,7 +338,7 @@ mod tests {
     #[tokio::test]
     async fn lockout_answers_before_touching_any_port() {
         let settings = ThrottleSettings {
-            account_max_failures: 1,
+            pair_max_failures: 1,
             ..ThrottleSettings::default()
         };
         let mut m = Mocks::new();
@@ -334,6 +361,14 @@ mod tests {
         }
     }
 
+    fn admitted(e: &Email, c: &ClientAddress) -> Result<Attempt, crate::ports::StoreError> {
+        Ok(Attempt::Admitted(Reservation {
+            email: e.clone(),
+            client: c.clone(),
+            at: NOW,
+        }))
+    }
+
     #[tokio::test]
     async fn the_throttle_port_sees_each_outcome() {
         // A failure is counted against account and client; a success clears the account.
@@ -341,16 +376,14 @@ mod tests {
         m.users.expect_find_by_email().return_once(|_| Ok(None));
         m.hasher.expect_verify().return_once(|_, _| Ok(false));
         let mut throttle = MockLoginAttempts::new();
+        throttle.expect_begin().times(1).return_once(admitted);
         throttle
-            .expect_check()
+            .expect_failed()
+            .withf(|r| r.email.as_str() == "jywan@test.com" && r.client.as_str() == "127.0.0.1")
             .times(1)
-            .return_once(|_, _| Ok(ThrottleDecision::Allow));
-        throttle
-            .expect_record_failure()
-            .withf(|e, c| e.as_str() == "jywan@test.com" && c.as_str() == "127.0.0.1")
-            .times(1)
-            .return_once(|_, _| Ok(()));
-        throttle.expect_record_success().never();
+            .return_once(|_| Ok(()));
+        throttle.expect_succeeded().never();
+        throttle.expect_abandoned().never();
         let err = m.build_with(Arc::new(throttle)).execute(cmd()).await;
         assert!(matches!(err, Err(LoginError::InvalidCredentials)));
 
@@ -367,14 +400,9 @@ mod tests {
             .expect_issue_access()
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
         let mut throttle = MockLoginAttempts::new();
-        throttle
-            .expect_check()
-            .return_once(|_, _| Ok(ThrottleDecision::Allow));
-        throttle.expect_record_failure().never();
-        throttle
-            .expect_record_success()
-            .times(1)
-            .return_once(|_| Ok(()));
+        throttle.expect_begin().return_once(admitted);
+        throttle.expect_failed().never();
+        throttle.expect_succeeded().times(1).return_once(|_| Ok(()));
         assert!(m
             .build_with(Arc::new(throttle))
             .execute(cmd())
@@ -383,12 +411,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_attempt_that_could_not_be_judged_is_abandoned_not_failed() {
+        let mut m = Mocks::new();
+        m.users.expect_find_by_email().return_once(|_| Err(down()));
+        let mut throttle = MockLoginAttempts::new();
+        throttle.expect_begin().return_once(admitted);
+        throttle.expect_abandoned().times(1).return_once(|_| Ok(()));
+        throttle.expect_failed().never();
+        throttle.expect_succeeded().never();
+        let err = m.build_with(Arc::new(throttle)).execute(cmd()).await;
+        assert!(matches!(
+            err,
+            Err(LoginError::Infra(InfraError::Unavailable(_)))
+        ));
+    }
+
+    #[tokio::test]
     async fn throttle_store_down_is_unavailable_before_any_check() {
         let mut m = Mocks::new();
         m.users.expect_find_by_email().never();
         m.hasher.expect_verify().never();
         let mut throttle = MockLoginAttempts::new();
-        throttle.expect_check().return_once(|_, _| Err(down()));
+        throttle.expect_begin().return_once(|_, _| Err(down()));
         let err = m
             .build_with(Arc::new(throttle))
             .execute(cmd())

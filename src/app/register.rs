@@ -1,16 +1,47 @@
 use std::sync::Arc;
 
-use crate::domain::{Email, Password, RegisterError, User, UserId};
-use crate::ports::{Clock, CreateUserError, PasswordHasher, UserRepo};
+use crate::domain::{
+    ClientAddress, Email, Password, RegisterError, ThrottleDecision, User, UserId,
+};
+use crate::ports::{Clock, CreateUserError, LoginAttempts, PasswordHasher, UserRepo};
 
 /// Creates an account. Used by `POST /auth/register`, the `user add` command and the dev seed.
 pub struct Register {
     pub users: Arc<dyn UserRepo>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub clock: Arc<dyn Clock>,
+    /// The sign-up rate per client, for requests from the network.
+    pub throttle: Arc<dyn LoginAttempts>,
 }
 
 impl Register {
+    /// A sign-up from the network: held to the per-client rate, counted before the password
+    /// is hashed (hashing is the expensive part), then as `execute`.
+    ///
+    /// # Errors
+    /// `Throttled` before any hashing past the rate; otherwise as `execute`.
+    pub async fn execute_from(
+        &self,
+        client: &ClientAddress,
+        email: Email,
+        password: &Password,
+    ) -> Result<User, RegisterError> {
+        if let ThrottleDecision::Wait { retry_after_secs } =
+            self.throttle.begin_registration(client).await?
+        {
+            tracing::info!(
+                event = "register_throttled",
+                client = %client,
+                retry_after_secs,
+                "sign-up throttled"
+            );
+            return Err(RegisterError::Throttled { retry_after_secs });
+        }
+        self.execute(email, password).await
+    }
+
+    /// Unthrottled: for operators (the CLI) and the seed, and after `execute_from`'s check.
+    ///
     /// # Errors
     /// `EmailTaken` when the email (in any letter case) has an account; `Infra` when the
     /// store is down or hashing fails.
@@ -36,14 +67,52 @@ mod tests {
     use super::*;
     use crate::app::test_support::*;
     use crate::domain::{InfraError, PasswordHash};
-    use crate::ports::{HashError, MockPasswordHasher, MockUserRepo, StoreError};
+    use crate::ports::{
+        HashError, MockLoginAttempts, MockPasswordHasher, MockUserRepo, StoreError,
+    };
 
     fn build(users: MockUserRepo, hasher: MockPasswordHasher) -> Register {
+        build_throttled(users, hasher, MockLoginAttempts::new())
+    }
+
+    fn build_throttled(
+        users: MockUserRepo,
+        hasher: MockPasswordHasher,
+        throttle: MockLoginAttempts,
+    ) -> Register {
         Register {
             users: Arc::new(users),
             hasher: Arc::new(hasher),
             clock: Arc::new(clock_at(NOW)),
+            throttle: Arc::new(throttle),
         }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_sign_up_hashes_and_stores_nothing() {
+        let (mut users, mut hasher) = (MockUserRepo::new(), MockPasswordHasher::new());
+        hasher.expect_hash().never();
+        users.expect_create().never();
+        let mut throttle = MockLoginAttempts::new();
+        throttle
+            .expect_begin_registration()
+            .withf(|c| c.as_str() == "192.0.2.1")
+            .return_once(|_| {
+                Ok(ThrottleDecision::Wait {
+                    retry_after_secs: 7,
+                })
+            });
+        let (e, p) = input();
+        let client = ClientAddress::from_ip([192, 0, 2, 1].into());
+        let got = build_throttled(users, hasher, throttle)
+            .execute_from(&client, e, &p)
+            .await;
+        assert!(matches!(
+            got,
+            Err(RegisterError::Throttled {
+                retry_after_secs: 7
+            })
+        ));
     }
 
     fn input() -> (Email, Password) {
@@ -93,6 +162,7 @@ mod tests {
             let (e, p) = input();
             let got = match build(users, hasher).execute(e, &p).await.unwrap_err() {
                 RegisterError::EmailTaken => "taken",
+                RegisterError::Throttled { .. } => "throttled",
                 RegisterError::Infra(InfraError::Unavailable(_)) => "unavailable",
                 RegisterError::Infra(InfraError::Unknown(_)) => "unknown",
             };

@@ -1,14 +1,26 @@
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
-/// The address a request came from, as the edge determined it: the key of the per-address
-/// login throttle. Requests whose address cannot be known share one key.
+/// Where a request came from, as the edge determined it: the key of the per-client throttles.
+/// It is a bucket, not an exact address: an IPv6 client is its /64 (one subscriber gets a
+/// whole /64 and can rotate through it), an IPv4 client its address, an IPv4-mapped IPv6
+/// address the IPv4 address it maps. Requests whose address cannot be known share one key.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ClientAddress(String);
 
 impl ClientAddress {
     pub fn from_ip(ip: IpAddr) -> Self {
-        Self(ip.to_string())
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => Self(v4.to_string()),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                Self(format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0)))
+            }
+        }
     }
 
     /// No socket address (e.g. a Unix socket or an in-process test client).
@@ -30,5 +42,26 @@ impl fmt::Debug for ClientAddress {
 impl fmt::Display for ClientAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(ip: &str) -> String {
+        ClientAddress::from_ip(ip.parse().unwrap())
+            .as_str()
+            .to_owned()
+    }
+
+    #[test]
+    fn ipv6_clients_are_bucketed_by_their_64_and_mapped_ipv4_is_ipv4() {
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:2:ffff::ffff"));
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("198.51.100.7"), "198.51.100.7");
+        assert_ne!(bucket("198.51.100.7"), bucket("198.51.100.8"));
+        assert_eq!(bucket("::ffff:198.51.100.7"), "198.51.100.7");
     }
 }

@@ -20,7 +20,8 @@ pub enum LoginError {
     /// Unknown email, wrong password or disabled account: deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// Too many failed attempts for this account or client address.
+    /// Held back by the throttle (a locked account-and-client pair, or a slowed client or
+    /// account).
     #[error("throttled for {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
     #[error(transparent)]
@@ -59,6 +60,9 @@ pub enum MeError {
 pub enum RegisterError {
     #[error("email already registered")]
     EmailTaken,
+    /// Too many sign-ups from this client address.
+    #[error("throttled for {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     #[error(transparent)]
     Infra(#[from] InfraError),
 }

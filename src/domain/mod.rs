@@ -25,7 +25,9 @@ pub use secrets::{
     MIN_NEW_PASSWORD_CHARS,
 };
 pub use signing::SigningAlgorithm;
-pub use throttle::{FailureCount, MinuteRate, ThrottleDecision, ThrottleSettings};
+pub use throttle::{
+    Attempt, FailureCount, MinuteRate, Reservation, ThrottleDecision, ThrottleSettings,
+};
 pub use time::Timestamp;
 pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, MAX_EMAIL_CHARS, NEW_EMAIL_PATTERN};
 

@@ -1,21 +1,45 @@
 //! The login-throttle policy as pure arithmetic, so every adapter of `ports::LoginAttempts`
-//! (in-process today, shared later) locks and unlocks at the same moments.
+//! (in-process today, shared later) refuses and admits at the same moments.
 //!
-//! Failed attempts are counted per (normalized) email, whether or not the account exists, and
-//! per client address. Past the limit a key is locked for a delay that doubles with every
-//! further failure, up to a ceiling; locks always end. Successful logins reset the account's
-//! count and are only held to a generous per-address rate.
+//! An attempt is counted as a failure *before* its password is checked (a reservation), in
+//! the same atomic step that decides whether it may go ahead; a success takes it back. So a
+//! burst of parallel guesses cannot all be checked before the first failure is counted.
+//!
+//! Three counts of failures per window, each keyed by what an attacker cannot share with the
+//! victim:
+//! - the (account, client) pair: past `pair_max_failures` the pair is *locked* for a delay that
+//!   doubles with every further failure, up to a ceiling. Only the client that failed is locked
+//!   out, so knowing someone's email is not enough to lock its owner out.
+//! - the client address (an IPv6 /64, an IPv4 address): past `client_max_failures` it is
+//!   *slowed* to `slowed_max_per_minute` attempts a minute, never locked, so one abuser behind
+//!   an office NAT or a proxy slows the others down but does not shut them out.
+//! - the account across all clients: past the much higher `account_max_failures` every client
+//!   is slowed the same way, the ceiling on a guesser that rotates addresses.
+//!
+//! Emails are counted whether or not the account exists, so the throttle says nothing about
+//! which accounts exist. Every client is also held to `client_max_per_minute` attempts of any
+//! outcome, and to `register_max_per_minute` sign-ups.
+
+use super::{ClientAddress, Email};
 
 /// The knobs, from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
     pub enabled: bool,
-    /// Failures for one email within `window_secs` before it locks.
+    /// Failures of one (account, client) pair within `window_secs` before the pair locks.
+    pub pair_max_failures: u32,
+    /// Failures against one account from all clients within `window_secs` before every
+    /// client is slowed on it.
     pub account_max_failures: u32,
-    /// Failures from one client address within `window_secs` before it locks.
+    /// Failures from one client address within `window_secs` before it is slowed.
     pub client_max_failures: u32,
     /// Attempts (any outcome) from one client address per minute.
     pub client_max_per_minute: u32,
+    /// Attempts per minute left to a slowed client address or account.
+    pub slowed_max_per_minute: u32,
+    /// Sign-ups from one client address per minute (applies even with `enabled` off: it is
+    /// not part of the login throttle's switch).
+    pub register_max_per_minute: u32,
     pub window_secs: u64,
     /// First lock length; doubles with every failure past the limit.
     pub lockout_secs: u64,
@@ -26,9 +50,12 @@ impl Default for ThrottleSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            account_max_failures: 5,
+            pair_max_failures: 5,
+            account_max_failures: 100,
             client_max_failures: 20,
             client_max_per_minute: 120,
+            slowed_max_per_minute: 6,
+            register_max_per_minute: 10,
             window_secs: 900,
             lockout_secs: 60,
             max_lockout_secs: 900,
@@ -36,11 +63,33 @@ impl Default for ThrottleSettings {
     }
 }
 
-/// Whether a login attempt may go ahead.
+/// A login attempt that was admitted and already counted as a failure. The use case settles
+/// it with the port (`succeeded`, `failed` or `abandoned`); one never settled stays counted
+/// as a failure, so dropping a request mid-check gains an attacker nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "settle the attempt with the port"]
+pub struct Reservation {
+    pub email: Email,
+    pub client: ClientAddress,
+    /// Unix seconds when it was counted: a settlement only takes it back from the window it
+    /// was counted in.
+    pub at: u64,
+}
+
+/// The answer to "may this login attempt go ahead?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Go ahead; the attempt is counted until settled.
+    Admitted(Reservation),
+    /// Refused before any password check; retry after this many seconds (at least 1).
+    Refused { retry_after_secs: u64 },
+}
+
+/// Whether a request limited by rate alone (a sign-up) may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThrottleDecision {
     Allow,
-    /// Refused before any password check; retry after this many seconds (at least 1).
+    /// Refused before any work; retry after this many seconds (at least 1).
     Wait {
         retry_after_secs: u64,
     },
@@ -85,6 +134,30 @@ impl FailureCount {
         next
     }
 
+    /// The failures that count at `now`: none once the window is over.
+    pub fn current(&self, now: u64, s: &ThrottleSettings) -> u32 {
+        if now.saturating_sub(self.window_start) >= s.window_secs {
+            0
+        } else {
+            self.failures
+        }
+    }
+
+    /// One more failure at `now`, without any lock (the counts that slow down rather than lock).
+    #[must_use]
+    pub fn counted(self, now: u64, s: &ThrottleSettings) -> Self {
+        self.after_failure(now, u32::MAX, s)
+    }
+
+    /// Takes back a failure counted at `at`, if its window is still the current one.
+    #[must_use]
+    pub fn released(mut self, at: u64, now: u64, s: &ThrottleSettings) -> Self {
+        if at >= self.window_start && self.current(now, s) > 0 {
+            self.failures -= 1;
+        }
+        self
+    }
+
     /// Holds nothing back any more (unlocked and its window over): safe to forget.
     pub fn is_idle(&self, now: u64, s: &ThrottleSettings) -> bool {
         self.locked_until <= now && now.saturating_sub(self.window_start) >= s.window_secs
@@ -113,17 +186,33 @@ impl MinuteRate {
     /// Counts an attempt at `now` unless `max` were already made this minute; a refused one
     /// waits until the next minute.
     pub fn admit(&mut self, now: u64, max: u32) -> ThrottleDecision {
+        match self.wait(now, max) {
+            Some(retry_after_secs) => ThrottleDecision::Wait { retry_after_secs },
+            None => {
+                self.count(now);
+                ThrottleDecision::Allow
+            }
+        }
+    }
+
+    /// Seconds until the next minute if `max` attempts were already made in `now`'s minute;
+    /// counts nothing, so several limits can be checked before any is counted.
+    pub fn wait(&self, now: u64, max: u32) -> Option<u64> {
+        let made = if self.minute == now / 60 {
+            self.count
+        } else {
+            0
+        };
+        (made >= max).then(|| 60 - now % 60)
+    }
+
+    /// Counts one attempt in `now`'s minute.
+    pub fn count(&mut self, now: u64) {
         let minute = now / 60;
         if self.minute != minute {
             *self = Self { minute, count: 0 };
         }
-        if self.count >= max {
-            return ThrottleDecision::Wait {
-                retry_after_secs: 60 - now % 60,
-            };
-        }
-        self.count += 1;
-        ThrottleDecision::Allow
+        self.count = self.count.saturating_add(1);
     }
 
     /// Belongs to an earlier minute than `now`'s: safe to forget.
@@ -183,6 +272,21 @@ mod tests {
         assert_eq!(c.locked_for(T0 + 60), None, "the lock ends");
         assert!(!c.is_idle(T0 + 60, &s), "its window is not over");
         assert!(c.is_idle(T0 + s.window_secs, &s));
+    }
+
+    #[test]
+    fn a_released_failure_leaves_the_window_it_was_counted_in_alone() {
+        let s = ThrottleSettings::default();
+        let c = fail_n(FailureCount::starting(T0), 3, T0, u32::MAX);
+        assert_eq!(c.released(T0, T0 + 1, &s).failures, 2);
+        let next = c.counted(T0 + s.window_secs, &s);
+        assert_eq!(next.current(T0 + s.window_secs, &s), 1);
+        assert_eq!(
+            next.released(T0, T0 + s.window_secs, &s).failures,
+            1,
+            "counted in an earlier window"
+        );
+        assert_eq!(c.current(T0 + s.window_secs, &s), 0);
     }
 
     #[test]

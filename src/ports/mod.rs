@@ -7,9 +7,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessClaims, AccessToken, ClientAddress, Email, InfraError, Password, PasswordHash,
-    RefreshTokenHash, RotationRefusal, Session, SessionId, ThrottleDecision, Timestamp, User,
-    UserId,
+    AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, Password, PasswordHash,
+    RefreshTokenHash, Reservation, RotationRefusal, Session, SessionId, ThrottleDecision,
+    Timestamp, User, UserId,
 };
 
 /// A backing store failed; no partial write is left behind. `Unavailable`: the store cannot
@@ -226,35 +226,53 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
 
-/// Counts login attempts per account and per client address and says when to hold one back,
-/// following the policy in `domain::throttle`. An adapter may be per process or shared.
+/// Counts login attempts and sign-ups and says when to hold one back, following the policy in
+/// `domain::throttle`. An adapter may be per process or shared (a database or Redis): every
+/// decision is one atomic check-and-count, so concurrent requests cannot all pass a limit
+/// that only one more of them may pass.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait LoginAttempts: Send + Sync {
-    /// Whether an attempt for `email` from `client` may go ahead now. An allowed attempt is
-    /// counted against the client's per-minute rate.
+    /// Whether an attempt for `email` from `client` may go ahead now, and if so counts it,
+    /// in the same atomic step, against the client's per-minute rate and, provisionally, as a
+    /// failure of the pair, the account and the client (so a burst in flight counts in full
+    /// before any of it is checked). The reservation is settled with `succeeded`, `failed`
+    /// or `abandoned`; one never settled stays a failure.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached; nothing is counted.
+    async fn begin(&self, email: &Email, client: &ClientAddress) -> Result<Attempt, StoreError>;
+
+    /// A correct password: takes the provisional failure back and forgets the pair's failures
+    /// (not the client's nor the account's, so a stuffing run that hits one valid pair keeps
+    /// its count).
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the counters cannot be reached.
-    async fn check(
+    async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError>;
+
+    /// A wrong password (or an unknown or disabled account): confirms the failure.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn failed(&self, attempt: Reservation) -> Result<(), StoreError>;
+
+    /// The attempt could not be judged (a store or the hasher failed): takes the provisional
+    /// failure back, so an outage does not lock anyone out.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn abandoned(&self, attempt: Reservation) -> Result<(), StoreError>;
+
+    /// Whether a sign-up from `client` may go ahead now; an allowed one is counted in the same
+    /// step.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the counters cannot be reached.
+    async fn begin_registration(
         &self,
-        email: &Email,
         client: &ClientAddress,
     ) -> Result<ThrottleDecision, StoreError>;
-
-    /// Counts a failed attempt against both the account and the client address.
-    ///
-    /// # Errors
-    /// `StoreError::Unavailable` when the counters cannot be reached.
-    async fn record_failure(&self, email: &Email, client: &ClientAddress)
-        -> Result<(), StoreError>;
-
-    /// A correct password: forgets the account's failures (not the client's, so a stuffing
-    /// run that hits one valid pair keeps its count).
-    ///
-    /// # Errors
-    /// `StoreError::Unavailable` when the counters cannot be reached.
-    async fn record_success(&self, email: &Email) -> Result<(), StoreError>;
 
     /// Forgets counters that no longer hold anything back; called by the background sweeper.
     ///

@@ -213,6 +213,7 @@ impl UseCases {
                 users: a.users.clone(),
                 hasher: a.hasher.clone(),
                 clock: a.clock.clone(),
+                throttle: a.attempts.clone(),
             },
             set_disabled: SetDisabled {
                 users: a.users.clone(),
@@ -254,6 +255,7 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         max_body_bytes: settings.max_body_bytes,
         trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned())
             .filter(|h| !h.is_empty()),
+        trusted_proxy_hops: settings.trusted_proxy_hops,
         registration_enabled: settings.registration_enabled(),
     }
 }

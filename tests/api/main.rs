@@ -19,3 +19,4 @@ mod openapi;
 mod rotation;
 mod shutdown;
 mod smoke;
+mod throttle;

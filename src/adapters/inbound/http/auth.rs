@@ -1,7 +1,6 @@
 //! The `/auth/*` operations: parse the request into domain types, call one use case, map its
 //! result onto the contract.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::web::Data;
@@ -19,7 +18,7 @@ use super::errors::{
 use super::responses::{
     infra_failure, LogoutResponse, MeResponse, RegisterResponse, TokenResponse,
 };
-use super::{cookie, AppState, Tag};
+use super::{client_ip, cookie, AppState, Tag};
 use crate::app::LoginCommand;
 use crate::domain::{
     ClientAddress, Email, IssuedTokens, LoginError, LogoutError, MeError, Password, RefreshError,
@@ -47,25 +46,9 @@ fn token_ok(state: &AppState, tokens: IssuedTokens) -> TokenResponse {
     )
 }
 
-/// The client's address: the socket peer, or the rightmost entry of the trusted proxy
-/// header when one is configured.
 fn client_address(state: &AppState, req: &Request) -> ClientAddress {
-    if let Some(name) = &state.settings.trusted_proxy_header {
-        let forwarded = req
-            .headers()
-            .get_all(name.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .next_back();
-        if let Some(ip) = forwarded {
-            return ClientAddress::from_ip(ip);
-        }
-    }
-    req.remote_addr()
-        .as_socket_addr()
-        .map_or_else(ClientAddress::unknown, |a| ClientAddress::from_ip(a.ip()))
+    let s = &state.settings;
+    client_ip::client_address(req, s.trusted_proxy_header.as_deref(), s.trusted_proxy_hops)
 }
 
 /// A body-less cookie POST may carry no body or JSON; the CORS-simple types a cross-site form
@@ -193,11 +176,13 @@ impl AuthApi {
     /// Register
     ///
     /// Creates an account (on by default in `dev`, off in `prod`; see REGISTRATION_ENABLED).
-    /// Passwords need at least 8 and at most 1024 characters.
+    /// Passwords need at least 8 and at most 1024 characters. Each client address may sign
+    /// up a limited number of times a minute (REGISTER_CLIENT_MAX_PER_MINUTE).
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         Data(state): Data<&Arc<AppState>>,
+        req: &Request,
         body: Json<RegisterRequest>,
     ) -> RegisterResponse {
         if !state.settings.registration_enabled {
@@ -211,12 +196,16 @@ impl AuthApi {
             Ok(p) => p,
             Err(why) => return RegisterResponse::BadRequest(INVALID_REQUEST.body_with(why)),
         };
-        match state.register.execute(email, &password).await {
+        let client = client_address(state, req);
+        match state.register.execute_from(&client, email, &password).await {
             Ok(user) => {
                 tracing::info!(event = "user_registered", user = %user.id);
                 RegisterResponse::Created(Json(UserBody::from(&user)))
             }
             Err(RegisterError::EmailTaken) => RegisterResponse::Conflict(EMAIL_TAKEN.body()),
+            Err(RegisterError::Throttled { retry_after_secs }) => {
+                RegisterResponse::TooManyRequests(TOO_MANY_REQUESTS.body(), retry_after_secs)
+            }
             Err(RegisterError::Infra(e)) => infra_failure("register", e),
         }
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bearer;
+mod client_ip;
 mod cookie;
 mod dto;
 mod errors;
@@ -37,8 +38,10 @@ pub struct HttpSettings {
     /// The public base URL, if configured: the spec's server and an accepted `Origin`.
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
-    /// Take the client address from this header (rightmost value) instead of the socket.
+    /// Take the client address from this header instead of the socket (see `client_ip`).
     pub trusted_proxy_header: Option<String>,
+    /// Our proxies in front of the service: the header entry this far from the right counts.
+    pub trusted_proxy_hops: usize,
     pub registration_enabled: bool,
 }
 

@@ -107,6 +107,9 @@ pub enum RegisterResponse {
     /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `too_many_requests`: too many sign-ups from this client; wait `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
