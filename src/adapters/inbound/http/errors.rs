@@ -84,7 +84,7 @@ pub const UNSUPPORTED_MEDIA_TYPE: ApiError = ApiError::new(
     "The request body must be JSON (Content-Type: application/json).",
 );
 pub const TOO_MANY_REQUESTS: ApiError =
-    ApiError::new("too_many_requests", "Too many login attempts; retry later.");
+    ApiError::new("too_many_requests", "Too many attempts; retry after Retry-After seconds.");
 pub const HEADERS_TOO_LARGE: ApiError = ApiError::new(
     "request_header_fields_too_large",
     "The request headers are too large.",
@@ -250,10 +250,10 @@ mod tests {
     #[test]
     fn framework_statuses_take_the_table_entries() {
         assert_eq!(for_status(StatusCode::TOO_MANY_REQUESTS), TOO_MANY_REQUESTS);
-        // The one 429 message is the one the login path has always sent.
+        // One 429 message for every throttled operation (login and sign-up alike).
         assert_eq!(
             TOO_MANY_REQUESTS.message,
-            "Too many login attempts; retry later."
+            "Too many attempts; retry after Retry-After seconds."
         );
         assert_eq!(for_status(StatusCode::UNAUTHORIZED), INVALID_TOKEN);
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
