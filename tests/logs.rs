@@ -69,6 +69,16 @@ async fn canary_password_and_tokens_never_reach_the_logs() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("login_failed"), "logs were captured: {logs}");
     assert!(logs.contains("refresh_token_reuse"), "reuse is logged");
+    // ... with what an operator needs to investigate it.
+    let reuse = logs
+        .lines()
+        .find(|l| l.contains("refresh_token_reuse"))
+        .unwrap();
+    let sid = payload_of(&access)["sid"].as_str().unwrap().to_owned();
+    let sub = payload_of(&access)["sub"].as_str().unwrap().to_owned();
+    assert!(reuse.contains(&format!("session=\"{sid}\"")), "{reuse}");
+    assert!(reuse.contains(&format!("user=\"{sub}\"")), "{reuse}");
+    assert!(reuse.contains("client="), "{reuse}");
     for secret in [
         CANARY,
         refresh_token.as_str(),

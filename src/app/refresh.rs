@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
-use crate::domain::{IssuedTokens, RefreshError, RefreshToken, RotationRefusal};
+use crate::domain::{ClientAddress, IssuedTokens, RefreshError, RefreshToken, RotationRefusal};
 use crate::ports::{Clock, RefreshStore, RotateError, TokenIssuer};
 
 /// Consumes a refresh token and issues its successor in the same session.
@@ -25,6 +25,7 @@ impl Refresh {
     pub async fn execute(
         &self,
         presented: Option<RefreshToken>,
+        client: &ClientAddress,
     ) -> Result<IssuedTokens, RefreshError> {
         let presented =
             presented.ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
@@ -34,7 +35,7 @@ impl Refresh {
             .sessions
             .rotate(presented.hash(), successor.hash(), now)
             .await
-            .map_err(refused)?;
+            .map_err(|e| refused(e, client))?;
         Ok(issue_tokens(
             &self.issuer,
             self.policy,
@@ -46,30 +47,38 @@ impl Refresh {
 }
 
 /// The one place that knows the shape of `RotateError`: each refusal becomes a reason for the
-/// logs, a reuse is also reported on its own.
-fn refused(e: RotateError) -> RefreshError {
-    match e {
-        RotateError::Refused(RotationRefusal::NotFound) => {
-            RefreshError::InvalidRefreshToken("unknown")
-        }
-        RotateError::Refused(RotationRefusal::Expired) => {
-            RefreshError::InvalidRefreshToken("expired")
-        }
-        RotateError::Refused(RotationRefusal::Reused) => {
+/// logs; a reuse and a gone user are also reported on their own, with the session, its account
+/// and the client, so an operator can investigate (never the token).
+fn refused(e: RotateError, client: &ClientAddress) -> RefreshError {
+    let (why, session) = match e {
+        RotateError::Refused { why, session } => (why, session),
+        RotateError::Store(e) => return e.into(),
+    };
+    let session_id = session.as_ref().map(|s| s.id.to_string());
+    let user = session.as_ref().map(|s| s.user_id.to_string());
+    match why {
+        RotationRefusal::NotFound => RefreshError::InvalidRefreshToken("unknown"),
+        RotationRefusal::Expired => RefreshError::InvalidRefreshToken("expired"),
+        RotationRefusal::Reused => {
             tracing::warn!(
                 event = "refresh_token_reuse",
+                session = session_id,
+                user,
+                client = client.as_str(),
                 "consumed refresh token presented; session revoked"
             );
             RefreshError::InvalidRefreshToken("reused")
         }
-        RotateError::Refused(RotationRefusal::UserInactive) => {
+        RotationRefusal::UserInactive => {
             tracing::info!(
                 event = "refresh_user_gone",
+                session = session_id,
+                user,
+                client = client.as_str(),
                 "user disabled or deleted; all their sessions revoked"
             );
             RefreshError::InvalidRefreshToken("user disabled or deleted")
         }
-        RotateError::Store(e) => e.into(),
     }
 }
 
@@ -128,7 +137,11 @@ mod tests {
             .expect_issue_access()
             .withf(move |c| c.sid == sid)
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
-        let tokens = m.build().execute(Some(old.clone())).await.unwrap();
+        let tokens = m
+            .build()
+            .execute(Some(old.clone()), &ClientAddress::unknown())
+            .await
+            .unwrap();
         assert_ne!(tokens.refresh_token, old);
         assert_eq!(tokens.session_expires_at, session.expires_at);
     }
@@ -142,7 +155,11 @@ mod tests {
             assert!(presented.is_none(), "{raw:?}");
             let mut m = Mocks::new();
             m.sessions.expect_rotate().never();
-            let err = m.build().execute(presented).await.unwrap_err();
+            let err = m
+                .build()
+                .execute(presented, &ClientAddress::unknown())
+                .await
+                .unwrap_err();
             assert!(matches!(err, RefreshError::InvalidRefreshToken(_)));
         }
     }
@@ -167,7 +184,12 @@ mod tests {
                 .expect_rotate()
                 .return_once(move |_, _, _| Err(make()));
             m.issuer.expect_issue_access().never();
-            let got = match m.build().execute(Some(presented())).await.unwrap_err() {
+            let got = match m
+                .build()
+                .execute(Some(presented()), &ClientAddress::unknown())
+                .await
+                .unwrap_err()
+            {
                 RefreshError::InvalidRefreshToken(_) => "invalid",
                 RefreshError::Infra(InfraError::Unavailable(_)) => "unavailable",
                 RefreshError::Infra(InfraError::Unknown(_)) => "unknown",
@@ -191,7 +213,10 @@ mod tests {
             .expect_issue_access()
             .times(1)
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
-        m.build().execute(Some(presented())).await.unwrap();
+        m.build()
+            .execute(Some(presented()), &ClientAddress::unknown())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -204,7 +229,11 @@ mod tests {
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
-        let err = m.build().execute(Some(presented())).await.unwrap_err();
+        let err = m
+            .build()
+            .execute(Some(presented()), &ClientAddress::unknown())
+            .await
+            .unwrap_err();
         assert!(matches!(err, RefreshError::Infra(InfraError::Unknown(_))));
     }
 }

@@ -30,11 +30,31 @@ pub enum CreateUserError {
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     /// The rotation rule refused the token (`domain::judge_rotation`); whatever the rule
-    /// revokes with the refusal has been revoked by the call.
-    #[error(transparent)]
-    Refused(#[from] RotationRefusal),
+    /// revokes with the refusal has been revoked by the call. `session` is the token's
+    /// session when the store found one, so a reuse can be investigated.
+    #[error("{why}")]
+    Refused {
+        why: RotationRefusal,
+        session: Option<Session>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<RotationRefusal> for RotateError {
+    fn from(why: RotationRefusal) -> Self {
+        Self::Refused { why, session: None }
+    }
+}
+
+impl RotateError {
+    /// A refusal of a token of `session`.
+    pub fn refused_in(why: RotationRefusal, session: Session) -> Self {
+        Self::Refused {
+            why,
+            session: Some(session),
+        }
+    }
 }
 
 /// Token signing or verification failed.

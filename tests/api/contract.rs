@@ -59,10 +59,22 @@ async fn session(s: &Stores, user: UserId) -> (Session, RefreshTokenHash) {
 
 fn name(e: &RotateError) -> &'static str {
     match e {
-        RotateError::Refused(RotationRefusal::NotFound) => "NotFound",
-        RotateError::Refused(RotationRefusal::Reused) => "Reused",
-        RotateError::Refused(RotationRefusal::Expired) => "Expired",
-        RotateError::Refused(RotationRefusal::UserInactive) => "UserInactive",
+        RotateError::Refused {
+            why: RotationRefusal::NotFound,
+            ..
+        } => "NotFound",
+        RotateError::Refused {
+            why: RotationRefusal::Reused,
+            ..
+        } => "Reused",
+        RotateError::Refused {
+            why: RotationRefusal::Expired,
+            ..
+        } => "Expired",
+        RotateError::Refused {
+            why: RotationRefusal::UserInactive,
+            ..
+        } => "UserInactive",
         RotateError::Store(StoreError::Unavailable(_)) => "Unavailable",
         RotateError::Store(StoreError::Unknown(_)) => "Unknown",
     }
@@ -247,10 +259,13 @@ async fn reuse_revokes_the_session_and_the_newest_token(s: Stores) {
     let (sess, first) = session(&s, uid).await;
     let second = token();
     s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
-    assert_refused(
-        s.sessions.rotate(first, token(), at(T0 + 2)).await,
-        "Reused",
-    );
+    match s.sessions.rotate(first, token(), at(T0 + 2)).await {
+        Err(RotateError::Refused {
+            why: RotationRefusal::Reused,
+            session: Some(reported),
+        }) => assert_eq!(reported, sess, "the reuse names its session, for the logs"),
+        other => panic!("expected Reused with its session, got {other:?}"),
+    }
     assert_refused(
         s.sessions.rotate(second, token(), at(T0 + 3)).await,
         "NotFound",
@@ -463,7 +478,10 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
                 let next = token();
                 match sessions.rotate(current, next, at(T0 + 10 + i)).await {
                     Ok(_) => (consumed, current) = (Some(current), next),
-                    Err(RotateError::Refused(RotationRefusal::NotFound)) => break,
+                    Err(RotateError::Refused {
+                        why: RotationRefusal::NotFound,
+                        ..
+                    }) => break,
                     Err(e) => return Err(format!("rotate: {} ({e})", name(&e))),
                 }
             }

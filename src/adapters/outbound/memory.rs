@@ -188,6 +188,14 @@ impl SessionRecord {
     }
 }
 
+/// A refusal that names the session it concerned, when there was one.
+fn refusal(why: RotationRefusal, id: SessionId, record: Option<&SessionRecord>) -> RotateError {
+    match record {
+        Some(r) => RotateError::refused_in(why, r.to_session(id)),
+        None => why.into(),
+    }
+}
+
 #[async_trait]
 impl RefreshStore for InMemoryRefreshStore {
     async fn create_session(
@@ -240,17 +248,18 @@ impl RefreshStore for InMemoryRefreshStore {
                 return Err(why.into());
             }
             RotationVerdict::RevokeAndRefuse(why) => {
-                f.sessions.remove(&token.session);
+                let session = f.sessions.remove(&token.session);
                 if why == RotationRefusal::Expired {
                     f.tokens.remove(&presented);
                 }
-                return Err(why.into());
+                return Err(refusal(why, token.session, session.as_ref()));
             }
             RotationVerdict::RevokeUserAndRefuse(why) => {
-                if let Some(user) = f.sessions.get(&token.session).map(|r| r.user) {
+                let session = f.sessions.get(&token.session).cloned();
+                if let Some(user) = session.as_ref().map(|r| r.user) {
                     f.sessions.retain(|_, s| s.user != user);
                 }
-                return Err(why.into());
+                return Err(refusal(why, token.session, session.as_ref()));
             }
         }
         let Families { sessions, tokens } = &mut *f;

@@ -110,7 +110,12 @@ impl AuthApi {
         if has_simple_content_type(req) {
             return TokenResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
-        match state.refresh.execute(cookie::presented(&cookie)).await {
+        let client = client_address(state, req);
+        match state
+            .refresh
+            .execute(cookie::presented(&cookie), &client)
+            .await
+        {
             Ok(tokens) => token_ok(state, tokens),
             Err(RefreshError::InvalidRefreshToken(reason)) => {
                 tracing::info!(event = "refresh_refused", reason, "refresh refused");

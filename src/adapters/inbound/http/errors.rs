@@ -83,8 +83,10 @@ pub const UNSUPPORTED_MEDIA_TYPE: ApiError = ApiError::new(
     "unsupported_media_type",
     "The request body must be JSON (Content-Type: application/json).",
 );
-pub const TOO_MANY_REQUESTS: ApiError =
-    ApiError::new("too_many_requests", "Too many attempts; retry after Retry-After seconds.");
+pub const TOO_MANY_REQUESTS: ApiError = ApiError::new(
+    "too_many_requests",
+    "Too many attempts; retry after Retry-After seconds.",
+);
 pub const HEADERS_TOO_LARGE: ApiError = ApiError::new(
     "request_header_fields_too_large",
     "The request headers are too large.",

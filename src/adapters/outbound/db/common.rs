@@ -397,6 +397,7 @@ macro_rules! sql_stores {
                 now: $crate::domain::Timestamp,
             ) -> Result<$crate::domain::Session, $crate::ports::RotateError> {
                 use $crate::domain::{RotationRefusal, RotationVerdict};
+                use $crate::ports::RotateError;
                 $(
                     if let Some(session) = $fast(&self.pool, &presented, &successor, now).await? {
                         return Ok(session);
@@ -425,7 +426,7 @@ macro_rules! sql_stores {
                     RotationVerdict::RevokeAndRefuse(why) => {
                         revoke_session(&mut tx, session.id, now).await?;
                         tx.commit().await.map_err(store)?;
-                        return Err(why.into());
+                        return Err(RotateError::refused_in(why, session));
                     }
                     RotationVerdict::RevokeUserAndRefuse(why) => {
                         sqlx::query(SQL.revoke_user_sessions)
@@ -434,7 +435,7 @@ macro_rules! sql_stores {
                             .await
                             .map_err(store)?;
                         tx.commit().await.map_err(store)?;
-                        return Err(why.into());
+                        return Err(RotateError::refused_in(why, session));
                     }
                 }
                 // The one-shot consumption: must affect exactly one row. A waiter that queued
@@ -450,7 +451,7 @@ macro_rules! sql_stores {
                 if consumed != 1 {
                     revoke_session(&mut tx, session.id, now).await?;
                     tx.commit().await.map_err(store)?;
-                    return Err(RotationRefusal::Reused.into());
+                    return Err(RotateError::refused_in(RotationRefusal::Reused, session));
                 }
                 sqlx::query(SQL.insert_successor)
                     .bind(common::hash_bytes(&successor))
