@@ -5,6 +5,7 @@
 mod database;
 mod demo;
 mod housekeeping;
+mod server;
 
 pub use database::{migrate, open_database, pool_settings};
 pub use demo::{DEMO_EMAIL, DEMO_PASSWORD};
@@ -259,6 +260,7 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned())
             .filter(|h| !h.is_empty()),
         registration_enabled: settings.registration_enabled(),
+        allowed_hosts: server::allowed_hosts(settings),
     }
 }
 

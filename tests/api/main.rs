@@ -14,6 +14,7 @@ mod faults;
 mod flow;
 mod forgery;
 mod helpers;
+mod host;
 mod input;
 mod login;
 mod openapi;

@@ -73,6 +73,10 @@ pub const METHOD_NOT_ALLOWED: ApiError = ApiError::new(
     "method_not_allowed",
     "This method is not allowed on this resource.",
 );
+pub const MISDIRECTED_REQUEST: ApiError = ApiError::new(
+    "misdirected_request",
+    "This server does not answer for the requested host.",
+);
 pub const EMAIL_TAKEN: ApiError =
     ApiError::new("email_taken", "An account with this email already exists.");
 pub const LENGTH_REQUIRED: ApiError =
@@ -109,6 +113,7 @@ pub fn for_status(status: StatusCode) -> ApiError {
         411 => LENGTH_REQUIRED,
         413 => PAYLOAD_TOO_LARGE,
         415 => UNSUPPORTED_MEDIA_TYPE,
+        421 => MISDIRECTED_REQUEST,
         429 => TOO_MANY_REQUESTS,
         431 => HEADERS_TOO_LARGE,
         503 => UNAVAILABLE,
@@ -259,6 +264,10 @@ mod tests {
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
         assert_eq!(for_status(StatusCode::BAD_GATEWAY), INTERNAL_ERROR);
         assert_eq!(for_status(StatusCode::SERVICE_UNAVAILABLE), UNAVAILABLE);
+        assert_eq!(
+            for_status(StatusCode::MISDIRECTED_REQUEST),
+            MISDIRECTED_REQUEST
+        );
     }
 
     #[test]

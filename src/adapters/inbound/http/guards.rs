@@ -10,7 +10,8 @@ use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use super::errors::{self, AllowedMethods};
 use super::{AppState, HttpSettings};
 
-/// `Origin` equals our own origin: the configured public URL, or the `Host` the client used.
+/// `Origin` equals our own origin: the configured public URL, or the `Host` the client used
+/// (already checked to be one of ours by `edge`).
 fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
     if public_url.is_some_and(|url| url.trim_end_matches('/') == origin) {
         return true;
@@ -91,10 +92,10 @@ fn preflight() -> Response {
     resp
 }
 
-/// Everything around a request, in order: CORS preflight, cross-site refusal, body limit, the
-/// operation (its errors turned into the contract's JSON), CORS answer headers for the
-/// allow-list only (an origin is never reflected otherwise), `Cache-Control: no-store` on the
-/// token and health endpoints and `nosniff` everywhere.
+/// Everything around a request, in order: a `Host` that is not ours (421), CORS preflight,
+/// cross-site refusal, body limit, the operation (its errors turned into the contract's JSON),
+/// CORS answer headers for the allow-list only (an origin is never reflected otherwise),
+/// `Cache-Control: no-store` on the token and health endpoints and `nosniff` everywhere.
 pub async fn edge<E: Endpoint>(
     next: E,
     mut req: Request,
@@ -115,7 +116,14 @@ pub async fn edge<E: Endpoint>(
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
 
-    let mut resp = if cors_origin.is_some() && is_preflight {
+    let mut resp = if !settings.allowed_hosts.permits_request(&req) {
+        tracing::info!(
+            event = "host_refused",
+            path = req.uri().path(),
+            "request for another host refused"
+        );
+        errors::response(StatusCode::MISDIRECTED_REQUEST)
+    } else if cors_origin.is_some() && is_preflight {
         preflight()
     } else if is_cross_site_auth_post(&req, settings) {
         tracing::info!(

@@ -8,10 +8,12 @@ mod dto;
 mod errors;
 mod guards;
 mod health;
+mod host;
 mod responses;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
+pub use host::AllowedHosts;
 
 use std::sync::Arc;
 
@@ -40,6 +42,8 @@ pub struct HttpSettings {
     /// Take the client address from this header (rightmost value) instead of the socket.
     pub trusted_proxy_header: Option<String>,
     pub registration_enabled: bool,
+    /// The `Host` names answered; any other gets 421 on every path.
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// Everything a request may need.
