@@ -20,4 +20,5 @@ mod login;
 mod openapi;
 mod rotation;
 mod shutdown;
+mod slow_clients;
 mod smoke;

@@ -79,6 +79,10 @@ pub const MISDIRECTED_REQUEST: ApiError = ApiError::new(
 );
 pub const EMAIL_TAKEN: ApiError =
     ApiError::new("email_taken", "An account with this email already exists.");
+pub const REQUEST_TIMEOUT: ApiError = ApiError::new(
+    "request_timeout",
+    "The request body did not arrive in time.",
+);
 pub const LENGTH_REQUIRED: ApiError =
     ApiError::new("length_required", "A request body needs a length.");
 pub const PAYLOAD_TOO_LARGE: ApiError =
@@ -110,6 +114,7 @@ pub fn for_status(status: StatusCode) -> ApiError {
         403 => FORBIDDEN_ORIGIN,
         404 => NOT_FOUND,
         405 => METHOD_NOT_ALLOWED,
+        408 => REQUEST_TIMEOUT,
         411 => LENGTH_REQUIRED,
         413 => PAYLOAD_TOO_LARGE,
         415 => UNSUPPORTED_MEDIA_TYPE,
@@ -264,6 +269,7 @@ mod tests {
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
         assert_eq!(for_status(StatusCode::BAD_GATEWAY), INTERNAL_ERROR);
         assert_eq!(for_status(StatusCode::SERVICE_UNAVAILABLE), UNAVAILABLE);
+        assert_eq!(for_status(StatusCode::REQUEST_TIMEOUT), REQUEST_TIMEOUT);
         assert_eq!(
             for_status(StatusCode::MISDIRECTED_REQUEST),
             MISDIRECTED_REQUEST

@@ -3,6 +3,7 @@
 //! keeps the per-request future small (a profile showed the nested layers' moves).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
@@ -45,9 +46,15 @@ fn is_cross_site_auth_post(req: &Request, settings: &HttpSettings) -> bool {
     cross_fetch || bad_origin
 }
 
-/// Reads at most `limit` bytes of the body, whatever `Content-Length` says or whether it is
-/// chunked; `Err` is the response to give instead. An empty body (a GET's) is left alone.
-async fn limit_body(req: &mut Request, limit: usize) -> std::result::Result<(), Response> {
+/// Reads at most `limit` bytes of the body within `timeout`, whatever `Content-Length` says or
+/// whether it is chunked; `Err` is the response to give instead (408, and the connection
+/// closed, for a body that does not arrive in time). An empty body (a GET's) is left alone, so
+/// no timer is armed for it.
+async fn limit_body(
+    req: &mut Request,
+    limit: usize,
+    timeout: Duration,
+) -> std::result::Result<(), Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -61,7 +68,17 @@ async fn limit_body(req: &mut Request, limit: usize) -> std::result::Result<(), 
         req.set_body(body);
         return Ok(());
     }
-    match body.into_bytes_limit(limit).await {
+    let Ok(read) = tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await else {
+        tracing::info!(
+            event = "body_timeout",
+            "request body did not arrive in time"
+        );
+        let mut resp = errors::response(StatusCode::REQUEST_TIMEOUT);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(resp);
+    };
+    match read {
         Ok(bytes) => {
             req.set_body(bytes);
             Ok(())
@@ -133,7 +150,13 @@ pub async fn edge<E: Endpoint>(
         );
         errors::response(StatusCode::FORBIDDEN)
     } else {
-        match limit_body(&mut req, settings.max_body_bytes).await {
+        match limit_body(
+            &mut req,
+            settings.max_body_bytes,
+            settings.body_read_timeout,
+        )
+        .await
+        {
             Ok(()) => {
                 req.set_data(state.clone());
                 errors::json_errors(next, req, allowed).await

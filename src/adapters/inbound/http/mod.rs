@@ -39,6 +39,8 @@ pub struct HttpSettings {
     /// The public base URL, if configured: the spec's server and an accepted `Origin`.
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
+    /// A declared body must arrive within this time, or the answer is 408.
+    pub body_read_timeout: std::time::Duration,
     /// Take the client address from this header (rightmost value) instead of the socket.
     pub trusted_proxy_header: Option<String>,
     pub registration_enabled: bool,
