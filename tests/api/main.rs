@@ -22,3 +22,4 @@ mod rotation;
 mod shutdown;
 mod slow_clients;
 mod smoke;
+mod strict_json;

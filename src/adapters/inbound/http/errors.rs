@@ -9,6 +9,8 @@ use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
 
+use super::json_string::NOT_A_STRING;
+
 /// `{"error": "<code>", "message": "<text for humans>"}`; the message never echoes input.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
@@ -173,6 +175,9 @@ impl AllowedMethods {
 /// the value (poem-openapi says e.g. ``field `password` verification failed. minLength(8)``).
 fn validation_message(reason: &str) -> Option<String> {
     let field = reason.split("field `").nth(1)?.split('`').next()?;
+    if reason.contains(&format!("field `{field}` {NOT_A_STRING}")) {
+        return Some(format!("{field} {NOT_A_STRING}"));
+    }
     let rule = reason.split("verification failed. ").nth(1)?;
     let number = |name: &str| {
         rule.strip_prefix(name)?
@@ -254,6 +259,11 @@ mod tests {
         assert_eq!(
             validation_message("expected value at line 1 column 1"),
             None
+        );
+        let reason = r#"failed to parse "string": field `email` must be a string (occurred while parsing "LoginRequest")"#;
+        assert_eq!(
+            validation_message(reason).as_deref(),
+            Some("email must be a string")
         );
     }
 

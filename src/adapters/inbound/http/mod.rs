@@ -9,6 +9,7 @@ mod errors;
 mod guards;
 mod health;
 mod host;
+mod json_string;
 mod responses;
 
 pub use auth::AuthApi;
