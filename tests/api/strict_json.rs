@@ -5,8 +5,15 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, DEMO_EMAIL, DEMO_PASSWORD};
 
+/// A path, its name and its fields with valid values.
+type Body = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// Every string field of every request body, with a valid value for the others.
-const BODIES: [(&str, &str, &[(&str, &str)]); 2] = [
+const BODIES: [Body; 2] = [
     (
         "/auth/login",
         "login",
