@@ -82,7 +82,11 @@ impl Adapters {
         users: Arc<dyn UserRepo>,
         sessions: Arc<dyn RefreshStore>,
     ) -> anyhow::Result<Self> {
-        let hasher = BcryptHasher::new(settings.bcrypt_cost, settings.login_concurrency())?;
+        let hasher = BcryptHasher::with_queue(
+            settings.bcrypt_cost,
+            settings.login_concurrency(),
+            settings.hash_queue_max(),
+        )?;
         Self::new(
             settings,
             users,

@@ -13,6 +13,7 @@ mod durable;
 mod faults;
 mod flow;
 mod forgery;
+mod hash_queue;
 mod helpers;
 mod host;
 mod input;

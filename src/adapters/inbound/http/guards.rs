@@ -11,6 +11,9 @@ use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use super::errors::{self, AllowedMethods};
 use super::{AppState, HttpSettings};
 
+/// `Retry-After` on a 503: a full hashing queue drains in about one hash time per thread.
+const RETRY_UNAVAILABLE_SECS: &str = "1";
+
 /// `Origin` equals our own origin: the configured public URL, or the `Host` the client used
 /// (already checked to be one of ours by `edge`).
 fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
@@ -165,6 +168,12 @@ pub async fn edge<E: Endpoint>(
         }
     };
 
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // Every 503 is retryable (a store down, the hashing queue full): say when.
+        resp.headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static(RETRY_UNAVAILABLE_SECS));
+    }
     let h = resp.headers_mut();
     if let Some(origin) = cors_origin {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
