@@ -128,3 +128,40 @@ async fn dev_bound_to_all_interfaces_without_names_answers_loopback_only() {
         .await;
     evil.assert_error(421, "misdirected_request");
 }
+
+#[tokio::test]
+async fn over_a_real_socket_a_foreign_host_is_refused_and_no_host_is_answered() {
+    use tokio::io::AsyncWriteExt;
+
+    use crate::slow_clients::{read_until_closed, serve};
+
+    let (port, server) = serve(&[]).await;
+    let ask = |request: &'static [u8]| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(request).await.unwrap();
+        read_until_closed(&mut stream, std::time::Duration::from_secs(5))
+            .await
+            .expect("an answer and a close")
+    };
+    let foreign =
+        ask(b"GET /health/live HTTP/1.1\r\nHost: rebind.evil.example\r\nConnection: close\r\n\r\n")
+            .await;
+    assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
+    assert!(foreign.contains("misdirected_request"), "{foreign}");
+    let absolute = ask(b"GET http://rebind.evil.example/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await;
+    assert!(
+        absolute.starts_with("HTTP/1.1 421"),
+        "the URI's authority counts too: {absolute}"
+    );
+    let ours =
+        ask(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    assert!(ours.starts_with("HTTP/1.1 200"), "{ours}");
+    let no_host = ask(b"GET /health/live HTTP/1.0\r\n\r\n").await;
+    assert!(
+        no_host.starts_with("HTTP/1.0 200") || no_host.starts_with("HTTP/1.1 200"),
+        "{no_host}"
+    );
+    server.abort();
+}

@@ -11,8 +11,10 @@ use jwt_auth::startup::{Adapters, Application};
 
 use crate::helpers::TEST_SECRET;
 
-/// A served app with these overrides; its port.
-async fn serve(overrides: &[(&str, &str)]) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+/// A served app (real socket) with these overrides; its port.
+pub async fn serve(
+    overrides: &[(&str, &str)],
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
     let mut pairs = vec![
         ("PORT", "0"),
         ("BCRYPT_COST", "4"),
@@ -27,7 +29,7 @@ async fn serve(overrides: &[(&str, &str)]) -> (u16, tokio::task::JoinHandle<std:
 }
 
 /// Everything the server sends until it closes, or `None` if it is still open after `limit`.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+pub async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     let mut all = Vec::new();
     let read = tokio::time::timeout(limit, async {
         let mut buf = [0u8; 4096];
