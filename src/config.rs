@@ -54,6 +54,11 @@ pub const KEYS: &[&str] = &[
     "LOGIN_SLOWED_MAX_PER_MINUTE",
     "REGISTER_CLIENT_MAX_PER_MINUTE",
     "TRUSTED_PROXY_HOPS",
+    "ALLOWED_HOSTS",
+    "HEADER_READ_TIMEOUT_SECS",
+    "BODY_READ_TIMEOUT_SECS",
+    "MAX_CONNECTIONS",
+    "HASH_QUEUE_MAX",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -143,6 +148,18 @@ pub struct Settings {
     pub session_purge_interval_secs: u64,
     pub session_purge_batch: usize,
     pub log_format: LogFormat,
+    /// Comma-separated `Host` values (`name` for any port, `name:port` for one) answered
+    /// besides the `PUBLIC_URL`'s host and, when bound to loopback, the loopback names.
+    pub allowed_hosts: String,
+    /// A connection must finish each request's headers within this time, or it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A declared body must arrive within this time, or the answer is 408.
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Password hashes waiting for a hashing thread; 0 means 64 per thread. A full queue
+    /// answers 503 at once.
+    pub hash_queue_max: usize,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -317,6 +334,39 @@ impl Settings {
         if self.session_purge_batch == 0 {
             return bad("SESSION_PURGE_BATCH", "must be at least 1");
         }
+        for (key, value) in [
+            ("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout_secs),
+            ("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs),
+        ] {
+            if value == 0 || value > 300 {
+                return bad(key, "must be between 1 and 300");
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return bad("MAX_CONNECTIONS", "must be between 1 and 1000000");
+        }
+        if self.hash_queue_max > 65_536 {
+            return bad(
+                "HASH_QUEUE_MAX",
+                "must be at most 65536 (0 means 64 per hashing thread)",
+            );
+        }
+        for host in self.allowed_hosts() {
+            if host.contains(['/', '@', ' ']) || host.starts_with(':') {
+                return bad("ALLOWED_HOSTS", "each entry must be host or host:port");
+            }
+        }
+        if self.env == Profile::Prod
+            && !self.binds_loopback()
+            && self.public_url.is_none()
+            && self.allowed_hosts().is_empty()
+        {
+            return bad(
+                "HOST",
+                "binds beyond loopback in prod: set PUBLIC_URL or ALLOWED_HOSTS to the names \
+                 clients use, so other Host names are refused",
+            );
+        }
         if self.env == Profile::Prod && self.cookie_secure == Some(false) {
             return bad(
                 "COOKIE_SECURE",
@@ -374,6 +424,33 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// `ALLOWED_HOSTS` as a list.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.allowed_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether `HOST` is a loopback name or address: only local clients reach the socket.
+    pub fn binds_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Queued hashes allowed: `HASH_QUEUE_MAX`, or 64 per hashing thread.
+    pub fn hash_queue_max(&self) -> usize {
+        match self.hash_queue_max {
+            0 => 64 * self.login_concurrency(),
+            n => n,
+        }
     }
 
     pub fn cookie_secure(&self) -> bool {
@@ -705,6 +782,62 @@ mod tests {
         ])
         .is_ok());
         assert!(Settings::from_pairs(&[("COOKIE_SECURE", "false")]).is_ok());
+    }
+
+    #[test]
+    fn prod_bound_beyond_loopback_needs_its_host_names() {
+        let prod = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG)];
+        let wildcard = [prod.as_slice(), &[("HOST", "0.0.0.0")]].concat();
+        let err = Settings::from_pairs(&wildcard).unwrap_err().to_string();
+        assert!(
+            err.contains("HOST") && err.contains("ALLOWED_HOSTS"),
+            "{err}"
+        );
+        for named in [
+            ("ALLOWED_HOSTS", "auth.example.com,auth.internal:8000"),
+            ("PUBLIC_URL", "https://auth.example.com"),
+        ] {
+            let pairs = [wildcard.as_slice(), &[named]].concat();
+            assert!(Settings::from_pairs(&pairs).is_ok(), "{named:?}");
+        }
+        // On loopback only local clients connect; in dev a warning is enough (see startup).
+        assert!(Settings::from_pairs(&prod).is_ok());
+        assert!(Settings::from_pairs(&[("HOST", "0.0.0.0")]).is_ok());
+        assert!(Settings::from_pairs(&[("HOST", "::1")])
+            .unwrap()
+            .binds_loopback());
+        assert!(!Settings::from_pairs(&[("HOST", "::")])
+            .unwrap()
+            .binds_loopback());
+        let hosts = Settings::from_pairs(&[("ALLOWED_HOSTS", " a.example , b:8000,")]).unwrap();
+        assert_eq!(hosts.allowed_hosts(), ["a.example", "b:8000"]);
+        let err = Settings::from_pairs(&[("ALLOWED_HOSTS", "https://a.example")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ALLOWED_HOSTS"), "{err}");
+    }
+
+    #[test]
+    fn slow_client_and_queue_limits_are_bounded() {
+        let s = Settings::from_pairs(&[("LOGIN_CONCURRENCY", "2")]).unwrap();
+        assert_eq!(
+            (s.header_read_timeout_secs, s.body_read_timeout_secs),
+            (10, 10)
+        );
+        assert_eq!(s.max_connections, 1024);
+        assert_eq!(s.hash_queue_max(), 128, "64 per hashing thread");
+        for (key, value) in [
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("BODY_READ_TIMEOUT_SECS", "0"),
+            ("HEADER_READ_TIMEOUT_SECS", "86400"),
+            ("MAX_CONNECTIONS", "0"),
+            ("HASH_QUEUE_MAX", "10000000"),
+        ] {
+            let err = Settings::from_pairs(&[(key, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
     }
 
     #[test]

@@ -73,6 +73,24 @@ pub enum TokenError {
 #[error(transparent)]
 pub struct HashError(pub anyhow::Error);
 
+/// The hasher's queue is full: nothing was hashed and the caller may retry shortly. Carried
+/// inside a `HashError`; the use cases see it as `InfraError::Unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[error("the password hashing queue is full")]
+pub struct HasherBusy;
+
+impl HashError {
+    /// The full-queue refusal.
+    pub fn busy() -> Self {
+        Self(HasherBusy.into())
+    }
+
+    /// Whether this is the full-queue refusal.
+    pub fn is_busy(&self) -> bool {
+        self.0.is::<HasherBusy>()
+    }
+}
+
 /// Where accounts live.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
@@ -137,19 +155,25 @@ pub trait UserRepo: Send + Sync {
 #[async_trait]
 pub trait PasswordHasher: Send + Sync {
     /// # Errors
-    /// `HashError` only when the hashing backend itself fails.
+    /// `HashError` when the hashing backend fails, or (`is_busy`) when its queue is full.
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
 
     /// Whether `password` matches `hash`. With `None` (no such user) it checks against a dummy
     /// hash of the same cost and returns `false`, so both paths take the same time.
     ///
     /// # Errors
-    /// `HashError` only when the backend fails; a malformed stored hash is `Ok(false)`.
+    /// `HashError` when the backend fails or (`is_busy`) its queue is full; a malformed stored
+    /// hash is `Ok(false)`.
     async fn verify(
         &self,
         password: &Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, HashError>;
+
+    /// Whether `hash` was made under another policy (another cost or scheme) than new hashes
+    /// get, so a login that verified against it should store a fresh one. Keeps every stored
+    /// hash, and so the unknown-account dummy, at one cost. Pure: no hashing.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
 
 /// Signs and verifies access tokens.
@@ -305,7 +329,12 @@ pub trait LoginAttempts: Send + Sync {
 // infrastructure variant with `?`.
 impl From<HashError> for InfraError {
     fn from(e: HashError) -> Self {
-        Self::Unknown(e.0)
+        // A full queue is load, not a fault: retryable, like a store that does not answer.
+        if e.is_busy() {
+            Self::Unavailable(e.0)
+        } else {
+            Self::Unknown(e.0)
+        }
     }
 }
 

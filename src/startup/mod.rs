@@ -5,6 +5,7 @@
 mod database;
 mod demo;
 mod housekeeping;
+mod server;
 
 pub use database::{migrate, open_database, pool_settings};
 pub use demo::{DEMO_EMAIL, DEMO_PASSWORD};
@@ -13,8 +14,7 @@ pub use housekeeping::Housekeeping;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
-use poem::Server;
+use poem::EndpointExt;
 
 use crate::adapters::inbound::http::{build_app, AppState, HttpSettings};
 use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
@@ -80,7 +80,11 @@ impl Adapters {
         users: Arc<dyn UserRepo>,
         sessions: Arc<dyn RefreshStore>,
     ) -> anyhow::Result<Self> {
-        let hasher = BcryptHasher::new(settings.bcrypt_cost, settings.login_concurrency())?;
+        let hasher = BcryptHasher::with_queue(
+            settings.bcrypt_cost,
+            settings.login_concurrency(),
+            settings.hash_queue_max(),
+        )?;
         Self::new(
             settings,
             users,
@@ -253,10 +257,12 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         allowed_origins: settings.allowed_origins(),
         public_url: settings.public_url.clone(),
         max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
         trusted_proxy_header: Some(settings.trusted_proxy_header.trim().to_owned())
             .filter(|h| !h.is_empty()),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         registration_enabled: settings.registration_enabled(),
+        allowed_hosts: server::allowed_hosts(settings),
     }
 }
 
@@ -282,7 +288,8 @@ fn housekeeping(settings: &Settings, a: &Adapters) -> Housekeeping {
 
 /// The service bound to its socket.
 pub struct Application {
-    acceptor: poem::listener::BoxAcceptor,
+    listener: tokio::net::TcpListener,
+    options: server::ServeOptions,
     port: u16,
     state: Arc<AppState>,
     housekeeping: Housekeeping,
@@ -297,17 +304,13 @@ impl Application {
     pub async fn build(settings: &Settings, adapters: &Adapters) -> anyhow::Result<Self> {
         let state = http_state(settings, adapters).await?;
         let addr = format!("{}:{}", settings.host, settings.port);
-        let acceptor = TcpListener::bind(addr.clone())
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(std::net::SocketAddr::port))
-            .unwrap_or(settings.port);
+        let port = listener.local_addr().map_or(settings.port, |a| a.port());
         Ok(Self {
-            acceptor: acceptor.boxed(),
+            listener,
+            options: server::ServeOptions::from_settings(settings),
             port,
             state,
             housekeeping: housekeeping(settings, adapters),
@@ -324,10 +327,8 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.housekeeping.spawn();
-        let app = build_app(self.state);
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
-            .await
+        let app = build_app(self.state).map_to_response().boxed();
+        server::serve(self.listener, app, self.options, shutdown_signal()).await
     }
 }
 

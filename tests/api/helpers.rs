@@ -298,6 +298,9 @@ impl PasswordHasher for CountingHasher {
         self.verifies.fetch_add(1, Ordering::SeqCst);
         self.inner.verify(password, hash).await
     }
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        self.inner.needs_rehash(hash)
+    }
 }
 
 /// The app in-process, with handles on its adapters.

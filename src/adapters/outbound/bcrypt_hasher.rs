@@ -8,8 +8,11 @@
 //!
 //! Hashing runs on a pool of `max_concurrent` dedicated threads with a lower scheduling
 //! priority (nice 10), so a flood of logins queues here and uses the cores only when the async
-//! workers serving `/auth/me` and refresh leave them idle.
+//! workers serving `/auth/me` and refresh leave them idle. The queue is bounded: past
+//! `queue_max` waiting jobs a request is refused at once (`HashError::busy`), and a job whose
+//! caller has gone (the request was dropped) is skipped instead of hashed for nobody.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -31,14 +34,16 @@ const HASH_THREAD_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A fixed set of low-priority threads taking jobs from one queue.
+/// A fixed set of low-priority threads taking jobs from one bounded queue.
 struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
+    /// Jobs that ran (not skipped), for the tests.
+    ran: Arc<AtomicUsize>,
 }
 
 impl HashPool {
-    fn new(threads: usize) -> anyhow::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    fn new(threads: usize, queue_max: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue_max);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads {
             let queue = queue.clone();
@@ -58,19 +63,33 @@ impl HashPool {
                     }
                 })?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            ran: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
+    /// Runs `job` on the pool. A full queue is refused at once; a job whose caller dropped
+    /// this future before a thread took it never runs.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = done.send(job());
-            }))
-            .map_err(|_| HashError(anyhow::anyhow!("hashing pool stopped")))?;
+        let ran = self.ran.clone();
+        let job: Job = Box::new(move || {
+            if done.is_closed() {
+                return; // the request is gone: nobody would read the answer
+            }
+            ran.fetch_add(1, Ordering::Relaxed);
+            let _ = done.send(job());
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => HashError::busy(),
+            mpsc::TrySendError::Disconnected(_) => {
+                HashError(anyhow::anyhow!("hashing pool stopped"))
+            }
+        })?;
         result
             .await
             .map_err(|_| HashError(anyhow::anyhow!("hashing job failed")))
@@ -105,14 +124,28 @@ impl std::fmt::Debug for BcryptHasher {
     }
 }
 
+/// Jobs allowed to wait per hashing thread when no queue bound is given.
+pub const QUEUE_PER_THREAD: usize = 64;
+
 impl BcryptHasher {
+    /// `max_concurrent` threads with `QUEUE_PER_THREAD` waiting jobs each.
+    ///
     /// # Errors
     /// When `cost` is outside bcrypt's range (4 to 31).
     pub fn new(cost: u32, max_concurrent: usize) -> anyhow::Result<Self> {
+        let threads = max_concurrent.max(1);
+        Self::with_queue(cost, threads, QUEUE_PER_THREAD * threads)
+    }
+
+    /// `max_concurrent` threads and at most `queue_max` jobs waiting for one.
+    ///
+    /// # Errors
+    /// When `cost` is outside bcrypt's range (4 to 31).
+    pub fn with_queue(cost: u32, max_concurrent: usize, queue_max: usize) -> anyhow::Result<Self> {
         let dummy_hash = bcrypt::non_truncating_hash(prehash(b"no such user: dummy"), cost)?;
         Ok(Self {
             cost,
-            pool: HashPool::new(max_concurrent.max(1))?,
+            pool: HashPool::new(max_concurrent.max(1), queue_max)?,
             dummy_hash,
         })
     }
@@ -120,6 +153,17 @@ impl BcryptHasher {
     pub fn cost(&self) -> u32 {
         self.cost
     }
+}
+
+/// The cost of a `$2b$` hash as this hasher writes them (`$2b$NN$` and 53 characters of salt
+/// and digest); `None` for anything else.
+fn bcrypt_2b_cost(hash: &str) -> Option<u32> {
+    let rest = hash.strip_prefix("$2b$")?;
+    let (cost, tail) = rest.split_once('$')?;
+    if cost.len() != 2 || tail.len() != 53 {
+        return None;
+    }
+    cost.parse().ok()
 }
 
 fn prehash(password: &[u8]) -> String {
@@ -157,10 +201,16 @@ impl PasswordHasher for BcryptHasher {
             .await?;
         Ok(real && matches)
     }
+
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        bcrypt_2b_cost(hash.as_str()) != Some(self.cost)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn pw(s: &str) -> Password {
@@ -257,6 +307,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(nice, HASH_THREAD_NICE);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        // One thread, one waiting job; cost 12 keeps the first hash running meanwhile.
+        let hasher = Arc::new(BcryptHasher::with_queue(12, 1, 1).unwrap());
+        let spawn = |h: &Arc<BcryptHasher>| {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw("a long passphrase")).await.map(drop) })
+        };
+        let running = spawn(&hasher);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let queued = spawn(&hasher);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = std::time::Instant::now();
+        let refused = hasher.verify(&pw("x"), None).await.unwrap_err();
+        assert!(refused.is_busy(), "{refused}");
+        assert!(started.elapsed() < Duration::from_millis(50), "at once");
+        assert!(matches!(
+            crate::domain::InfraError::from(refused),
+            crate::domain::InfraError::Unavailable(_)
+        ));
+        running.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(hasher.pool.ran.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_is_gone_never_runs() {
+        let hasher = Arc::new(BcryptHasher::with_queue(12, 1, 4).unwrap());
+        let running = {
+            let h = hasher.clone();
+            tokio::spawn(async move { h.hash(&pw("a long passphrase")).await.map(drop) })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Queued behind the running hash, then dropped, as a request future is when its
+        // client disconnects.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), hasher.hash(&pw("abandoned"))).await;
+        assert!(gave_up.is_err(), "still queued when dropped");
+        running.await.unwrap().unwrap();
+        // A later job runs after the abandoned one's turn: only two ever ran.
+        hasher.hash(&pw("after")).await.unwrap();
+        assert_eq!(hasher.pool.ran.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn rehash_is_needed_for_another_cost_or_scheme_only() {
+        let hasher = BcryptHasher::new(5, 1).unwrap();
+        let same = hasher.hash(&pw("correct horse")).await.unwrap();
+        assert!(!hasher.needs_rehash(&same));
+        let older = BcryptHasher::new(4, 1).unwrap();
+        let cheaper = older.hash(&pw("correct horse")).await.unwrap();
+        assert!(
+            hasher.needs_rehash(&cheaper),
+            "a cost-4 hash under a cost-5 policy"
+        );
+        assert!(!older.needs_rehash(&cheaper));
+        let dearer = BcryptHasher::new(6, 1)
+            .unwrap()
+            .hash(&pw("x"))
+            .await
+            .unwrap();
+        assert!(
+            hasher.needs_rehash(&dearer),
+            "a higher cost is another policy too"
+        );
+        let other_scheme = same.as_str().replacen("$2b$", "$2a$", 1);
+        assert!(hasher.needs_rehash(&PasswordHash::new(other_scheme)));
+        assert!(hasher.needs_rehash(&PasswordHash::new("not a hash".into())));
+        assert_eq!(bcrypt_2b_cost(same.as_str()), Some(5));
     }
 
     #[test]

@@ -72,8 +72,10 @@ impl AuthApi {
         req: &Request,
         body: Json<LoginRequest>,
     ) -> TokenResponse {
-        let (email, password) = match (Email::parse(&body.email), Password::parse(body.0.password))
-        {
+        let (email, password) = match (
+            Email::parse(body.email.as_str()),
+            Password::parse(body.0.password.into_inner()),
+        ) {
             (Ok(e), Ok(p)) => (e, p),
             (Err(why), _) | (_, Err(why)) => {
                 return TokenResponse::BadRequest(INVALID_REQUEST.body_with(why))
@@ -193,11 +195,11 @@ impl AuthApi {
         if !state.settings.registration_enabled {
             return RegisterResponse::NotFound(NOT_FOUND.body());
         }
-        let email = match Email::parse_new(&body.email) {
+        let email = match Email::parse_new(body.email.as_str()) {
             Ok(e) => e,
             Err(why) => return RegisterResponse::BadRequest(INVALID_REQUEST.body_with(why)),
         };
-        let password = match Password::parse_new(body.0.password) {
+        let password = match Password::parse_new(body.0.password.into_inner()) {
             Ok(p) => p,
             Err(why) => return RegisterResponse::BadRequest(INVALID_REQUEST.body_with(why)),
         };

@@ -1,9 +1,11 @@
 //! Request and response bodies. poem-openapi's validators take only literals, so the limits
-//! below restate the domain's constants; a test holds the generated schema to them.
+//! below restate the domain's constants; a test holds the generated schema to them. Every
+//! string field of a request body is a `JsonString`: a JSON string and nothing else.
 
 use poem_openapi::types::Example;
 use poem_openapi::Object;
 
+use super::json_string::{EmailField, JsonString, PasswordField};
 use crate::domain::User;
 
 /// Credentials.
@@ -16,11 +18,11 @@ pub struct LoginRequest {
         max_length = 254,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"
     ))]
-    pub email: String,
+    pub email: JsonString<EmailField>,
     /// The password, 1 to 1024 characters, compared exactly as sent (no Unicode
     /// normalization).
     #[oai(validator(min_length = 1, max_length = 1024))]
-    pub password: String,
+    pub password: JsonString<PasswordField>,
 }
 
 /// A new account.
@@ -32,10 +34,10 @@ pub struct RegisterRequest {
         max_length = 254,
         pattern = r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+\.[^\s@\x00-\x1f\x7f-\x9f]+$"
     ))]
-    pub email: String,
+    pub email: JsonString<EmailField>,
     /// At least 8 and at most 1024 characters, any of them; every character counts.
     #[oai(validator(min_length = 8, max_length = 1024))]
-    pub password: String,
+    pub password: JsonString<PasswordField>,
 }
 
 impl Example for RegisterRequest {
@@ -121,6 +123,10 @@ mod tests {
         assert_eq!(register["email"]["pattern"], NEW_EMAIL_PATTERN);
         assert_eq!(register["password"]["minLength"], MIN_NEW_PASSWORD_CHARS);
         assert_eq!(register["password"]["maxLength"], MAX_PASSWORD_CHARS);
+        for field in [&login["email"], &login["password"], &register["email"]] {
+            assert_eq!(field["type"], "string", "{field}");
+        }
+        assert_eq!(register["password"]["type"], "string");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::payload::Json;
 use poem_openapi::Object;
 
+use super::json_string::NOT_A_STRING;
+
 /// `{"error": "<code>", "message": "<text for humans>"}`; the message never echoes input.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
@@ -73,8 +75,16 @@ pub const METHOD_NOT_ALLOWED: ApiError = ApiError::new(
     "method_not_allowed",
     "This method is not allowed on this resource.",
 );
+pub const MISDIRECTED_REQUEST: ApiError = ApiError::new(
+    "misdirected_request",
+    "This server does not answer for the requested host.",
+);
 pub const EMAIL_TAKEN: ApiError =
     ApiError::new("email_taken", "An account with this email already exists.");
+pub const REQUEST_TIMEOUT: ApiError = ApiError::new(
+    "request_timeout",
+    "The request body did not arrive in time.",
+);
 pub const LENGTH_REQUIRED: ApiError =
     ApiError::new("length_required", "A request body needs a length.");
 pub const PAYLOAD_TOO_LARGE: ApiError =
@@ -108,9 +118,11 @@ pub fn for_status(status: StatusCode) -> ApiError {
         403 => FORBIDDEN_ORIGIN,
         404 => NOT_FOUND,
         405 => METHOD_NOT_ALLOWED,
+        408 => REQUEST_TIMEOUT,
         411 => LENGTH_REQUIRED,
         413 => PAYLOAD_TOO_LARGE,
         415 => UNSUPPORTED_MEDIA_TYPE,
+        421 => MISDIRECTED_REQUEST,
         429 => TOO_MANY_REQUESTS,
         431 => HEADERS_TOO_LARGE,
         503 => UNAVAILABLE,
@@ -165,6 +177,9 @@ impl AllowedMethods {
 /// the value (poem-openapi says e.g. ``field `password` verification failed. minLength(8)``).
 fn validation_message(reason: &str) -> Option<String> {
     let field = reason.split("field `").nth(1)?.split('`').next()?;
+    if reason.contains(&format!("field `{field}` {NOT_A_STRING}")) {
+        return Some(format!("{field} {NOT_A_STRING}"));
+    }
     let rule = reason.split("verification failed. ").nth(1)?;
     let number = |name: &str| {
         rule.strip_prefix(name)?
@@ -247,6 +262,11 @@ mod tests {
             validation_message("expected value at line 1 column 1"),
             None
         );
+        let reason = r#"failed to parse "string": field `email` must be a string (occurred while parsing "LoginRequest")"#;
+        assert_eq!(
+            validation_message(reason).as_deref(),
+            Some("email must be a string")
+        );
     }
 
     #[test]
@@ -261,6 +281,11 @@ mod tests {
         assert_eq!(for_status(StatusCode::IM_A_TEAPOT), UNPROCESSABLE);
         assert_eq!(for_status(StatusCode::BAD_GATEWAY), INTERNAL_ERROR);
         assert_eq!(for_status(StatusCode::SERVICE_UNAVAILABLE), UNAVAILABLE);
+        assert_eq!(for_status(StatusCode::REQUEST_TIMEOUT), REQUEST_TIMEOUT);
+        assert_eq!(
+            for_status(StatusCode::MISDIRECTED_REQUEST),
+            MISDIRECTED_REQUEST
+        );
     }
 
     #[test]

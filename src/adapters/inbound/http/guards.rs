@@ -3,6 +3,7 @@
 //! keeps the per-request future small (a profile showed the nested layers' moves).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
@@ -10,7 +11,11 @@ use poem::{Endpoint, IntoResponse, Request, Response, Result};
 use super::errors::{self, AllowedMethods};
 use super::{AppState, HttpSettings};
 
-/// `Origin` equals our own origin: the configured public URL, or the `Host` the client used.
+/// `Retry-After` on a 503: a full hashing queue drains in about one hash time per thread.
+const RETRY_UNAVAILABLE_SECS: &str = "1";
+
+/// `Origin` equals our own origin: the configured public URL, or the `Host` the client used
+/// (already checked to be one of ours by `edge`).
 fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
     if public_url.is_some_and(|url| url.trim_end_matches('/') == origin) {
         return true;
@@ -44,9 +49,15 @@ fn is_cross_site_auth_post(req: &Request, settings: &HttpSettings) -> bool {
     cross_fetch || bad_origin
 }
 
-/// Reads at most `limit` bytes of the body, whatever `Content-Length` says or whether it is
-/// chunked; `Err` is the response to give instead. An empty body (a GET's) is left alone.
-async fn limit_body(req: &mut Request, limit: usize) -> std::result::Result<(), Response> {
+/// Reads at most `limit` bytes of the body within `timeout`, whatever `Content-Length` says or
+/// whether it is chunked; `Err` is the response to give instead (408, and the connection
+/// closed, for a body that does not arrive in time). An empty body (a GET's) is left alone, so
+/// no timer is armed for it.
+async fn limit_body(
+    req: &mut Request,
+    limit: usize,
+    timeout: Duration,
+) -> std::result::Result<(), Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -60,7 +71,17 @@ async fn limit_body(req: &mut Request, limit: usize) -> std::result::Result<(), 
         req.set_body(body);
         return Ok(());
     }
-    match body.into_bytes_limit(limit).await {
+    let Ok(read) = tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await else {
+        tracing::info!(
+            event = "body_timeout",
+            "request body did not arrive in time"
+        );
+        let mut resp = errors::response(StatusCode::REQUEST_TIMEOUT);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(resp);
+    };
+    match read {
         Ok(bytes) => {
             req.set_body(bytes);
             Ok(())
@@ -91,10 +112,10 @@ fn preflight() -> Response {
     resp
 }
 
-/// Everything around a request, in order: CORS preflight, cross-site refusal, body limit, the
-/// operation (its errors turned into the contract's JSON), CORS answer headers for the
-/// allow-list only (an origin is never reflected otherwise), `Cache-Control: no-store` on the
-/// token and health endpoints and `nosniff` everywhere.
+/// Everything around a request, in order: a `Host` that is not ours (421), CORS preflight,
+/// cross-site refusal, body limit, the operation (its errors turned into the contract's JSON),
+/// CORS answer headers for the allow-list only (an origin is never reflected otherwise),
+/// `Cache-Control: no-store` on the token and health endpoints and `nosniff` everywhere.
 pub async fn edge<E: Endpoint>(
     next: E,
     mut req: Request,
@@ -115,7 +136,14 @@ pub async fn edge<E: Endpoint>(
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
 
-    let mut resp = if cors_origin.is_some() && is_preflight {
+    let mut resp = if !settings.allowed_hosts.permits_request(&req) {
+        tracing::info!(
+            event = "host_refused",
+            path = req.uri().path(),
+            "request for another host refused"
+        );
+        errors::response(StatusCode::MISDIRECTED_REQUEST)
+    } else if cors_origin.is_some() && is_preflight {
         preflight()
     } else if is_cross_site_auth_post(&req, settings) {
         tracing::info!(
@@ -125,7 +153,13 @@ pub async fn edge<E: Endpoint>(
         );
         errors::response(StatusCode::FORBIDDEN)
     } else {
-        match limit_body(&mut req, settings.max_body_bytes).await {
+        match limit_body(
+            &mut req,
+            settings.max_body_bytes,
+            settings.body_read_timeout,
+        )
+        .await
+        {
             Ok(()) => {
                 req.set_data(state.clone());
                 errors::json_errors(next, req, allowed).await
@@ -134,6 +168,12 @@ pub async fn edge<E: Endpoint>(
         }
     };
 
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // Every 503 is retryable (a store down, the hashing queue full): say when.
+        resp.headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static(RETRY_UNAVAILABLE_SECS));
+    }
     let h = resp.headers_mut();
     if let Some(origin) = cors_origin {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

@@ -9,10 +9,13 @@ mod dto;
 mod errors;
 mod guards;
 mod health;
+mod host;
+mod json_string;
 mod responses;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
+pub use host::AllowedHosts;
 
 use std::sync::Arc;
 
@@ -38,11 +41,15 @@ pub struct HttpSettings {
     /// The public base URL, if configured: the spec's server and an accepted `Origin`.
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
+    /// A declared body must arrive within this time, or the answer is 408.
+    pub body_read_timeout: std::time::Duration,
     /// Take the client address from this header instead of the socket (see `client_ip`).
     pub trusted_proxy_header: Option<String>,
     /// Our proxies in front of the service: the header entry this far from the right counts.
     pub trusted_proxy_hops: usize,
     pub registration_enabled: bool,
+    /// The `Host` names answered; any other gets 421 on every path.
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// Everything a request may need.

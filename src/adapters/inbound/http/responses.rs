@@ -7,6 +7,7 @@ use poem_openapi::ApiResponse;
 use super::dto::{HealthBody, TokenBody, UserBody};
 use super::errors::{ErrorBody, INTERNAL_ERROR, UNAVAILABLE};
 use crate::domain::InfraError;
+use crate::ports::HasherBusy;
 
 #[derive(ApiResponse)]
 pub enum TokenResponse {
@@ -37,7 +38,8 @@ pub enum TokenResponse {
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `unavailable`: a backing store is down; nothing changed.
+    /// `unavailable`: a backing store is down, or (login) the password hashing queue is full;
+    /// nothing changed. Retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -59,7 +61,7 @@ pub enum LogoutResponse {
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `unavailable`: the session store is down.
+    /// `unavailable`: the session store is down; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -78,7 +80,7 @@ pub enum MeResponse {
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `unavailable`.
+    /// `unavailable`: a store is down; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -113,7 +115,8 @@ pub enum RegisterResponse {
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `unavailable`.
+    /// `unavailable`: the store is down or the password hashing queue is full (the answer is
+    /// immediate); nothing is created. Retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -136,6 +139,13 @@ pub trait InfraFailure {
 /// the client gets the table's fixed body.
 pub fn infra_failure<R: InfraFailure>(operation: &str, e: InfraError) -> R {
     match e {
+        InfraError::Unavailable(e) if e.is::<HasherBusy>() => {
+            tracing::info!(
+                event = "hash_queue_full",
+                "{operation} refused: hashing queue full"
+            );
+            R::unavailable(UNAVAILABLE.body())
+        }
         InfraError::Unavailable(e) => {
             tracing::warn!(error = %e, "store unavailable during {operation}");
             R::unavailable(UNAVAILABLE.body())
