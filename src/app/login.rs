@@ -5,7 +5,9 @@ use crate::domain::{
     Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Session,
     SessionId, User,
 };
-use crate::ports::{Clock, LoginAttempts, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
+use crate::ports::{
+    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
+};
 
 /// A login attempt, already parsed at the edge.
 #[derive(Debug)]
@@ -24,6 +26,7 @@ pub struct Login {
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
     pub throttle: Arc<dyn LoginAttempts>,
+    pub upgrades: Arc<dyn PasswordUpgrades>,
     pub policy: TokenPolicy,
     /// An account that never authenticates here, whatever its password (the `dev` demo
     /// account under `prod`): answered like a wrong password, after the same full check.
@@ -86,6 +89,10 @@ impl Login {
             }
         };
         self.throttle.succeeded(attempt).await?;
+        if self.hasher.needs_rehash(&user.password_hash) {
+            self.upgrades
+                .schedule(user.id, user.password_hash.clone(), cmd.password.clone());
+        }
 
         let now = self.clock.now();
         let session = Session {
@@ -116,8 +123,8 @@ mod tests {
     use crate::app::test_support::*;
     use crate::domain::{AccessToken, InfraError, Reservation, ThrottleSettings};
     use crate::ports::{
-        HashError, MockLoginAttempts, MockPasswordHasher, MockRefreshStore, MockTokenIssuer,
-        MockUserRepo, TokenError,
+        HashError, MockLoginAttempts, MockPasswordHasher, MockPasswordUpgrades, MockRefreshStore,
+        MockTokenIssuer, MockUserRepo, TokenError,
     };
     use mockall::predicate::*;
 
@@ -126,15 +133,22 @@ mod tests {
         hasher: MockPasswordHasher,
         issuer: MockTokenIssuer,
         sessions: MockRefreshStore,
+        upgrades: MockPasswordUpgrades,
     }
 
     impl Mocks {
+        /// Stored hashes are current unless a test says otherwise.
         fn new() -> Self {
+            let mut hasher = MockPasswordHasher::new();
+            hasher.expect_needs_rehash().return_const(false);
+            let mut upgrades = MockPasswordUpgrades::new();
+            upgrades.expect_schedule().never();
             Self {
                 users: MockUserRepo::new(),
-                hasher: MockPasswordHasher::new(),
+                hasher,
                 issuer: MockTokenIssuer::new(),
                 sessions: MockRefreshStore::new(),
+                upgrades,
             }
         }
 
@@ -154,6 +168,7 @@ mod tests {
                 issuer: Arc::new(self.issuer),
                 sessions: Arc::new(self.sessions),
                 throttle,
+                upgrades: Arc::new(self.upgrades),
                 clock: Arc::new(clock_at(NOW)),
                 policy: TokenPolicy {
                     access_ttl_secs: 900,
@@ -248,6 +263,56 @@ mod tests {
                 "disabled={disabled}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_hash_of_an_older_policy_is_upgraded_in_the_background_after_success() {
+        let u = user(false);
+        let (id, stored) = (u.id, u.password_hash.clone());
+        let mut m = Mocks::new();
+        m.hasher = MockPasswordHasher::new();
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        m.hasher.expect_needs_rehash().return_const(true);
+        m.hasher.expect_hash().never(); // not on the request's path
+        m.upgrades = MockPasswordUpgrades::new();
+        m.upgrades
+            .expect_schedule()
+            .withf(move |user, current, password| {
+                *user == id && *current == stored && password.expose() == "test"
+            })
+            .times(1)
+            .return_const(());
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        m.sessions
+            .expect_create_session()
+            .return_once(|_, _| Ok(()));
+        m.issuer
+            .expect_issue_access()
+            .return_once(|_| Ok(AccessToken::new("jwt".into())));
+        m.build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_login_never_upgrades_a_hash() {
+        let u = user(false);
+        let mut m = Mocks::new();
+        m.hasher = MockPasswordHasher::new();
+        m.hasher.expect_verify().return_once(|_, _| Ok(false));
+        m.hasher.expect_needs_rehash().return_const(true);
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        let err = m
+            .build(ThrottleSettings::default())
+            .execute(cmd())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::InvalidCredentials));
     }
 
     #[tokio::test]

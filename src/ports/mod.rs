@@ -176,6 +176,16 @@ pub trait PasswordHasher: Send + Sync {
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
 
+/// Replaces a verified password's stored hash when it was made under an older policy, off the
+/// request's path: the login answers first.
+#[cfg_attr(test, mockall::automock)]
+pub trait PasswordUpgrades: Send + Sync {
+    /// Schedules a new hash of `password` for `user`, stored only if the account still has
+    /// `current` (a password changed meanwhile wins). Never fails the caller: the outcome is
+    /// logged, and a skipped upgrade is retried at the next login.
+    fn schedule(&self, user: UserId, current: PasswordHash, password: Password);
+}
+
 /// Signs and verifies access tokens.
 #[cfg_attr(test, mockall::automock)]
 pub trait TokenIssuer: Send + Sync {

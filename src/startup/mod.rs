@@ -23,10 +23,13 @@ use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
+use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
-use crate::ports::{Clock, LoginAttempts, PasswordHasher, RefreshStore, TokenIssuer, UserRepo};
+use crate::ports::{
+    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
+};
 
 /// One implementation of every port, and the database behind the stores, if any.
 #[derive(Clone)]
@@ -35,6 +38,7 @@ pub struct Adapters {
     pub sessions: Arc<dyn RefreshStore>,
     pub attempts: Arc<dyn LoginAttempts>,
     pub hasher: Arc<dyn PasswordHasher>,
+    pub upgrades: Arc<dyn PasswordUpgrades>,
     pub issuer: Arc<dyn TokenIssuer>,
     pub clock: Arc<dyn Clock>,
     database: Option<Database>,
@@ -106,6 +110,7 @@ impl Adapters {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            upgrades: Arc::new(BackgroundUpgrades::new(hasher.clone(), users.clone())),
             users,
             sessions,
             attempts: Arc::new(InMemoryLoginAttempts::new(
@@ -196,6 +201,7 @@ impl UseCases {
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
                 throttle: a.attempts.clone(),
+                upgrades: a.upgrades.clone(),
                 policy,
                 refused: (settings.env == Profile::Prod).then(demo::email),
             },

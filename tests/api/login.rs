@@ -1,5 +1,6 @@
 //! Login: enumeration, timing, brute force (section E) and registration.
 
+use jwt_auth::ports::UserRepo;
 use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
 
 use crate::helpers::*;
@@ -216,4 +217,58 @@ async fn an_operator_disable_cuts_access_at_once_and_enable_restores_login() {
         .assert_error(401, "invalid_credentials");
     app.set_disabled(DEMO_EMAIL, false).await;
     app.login_demo().await;
+}
+
+/// After `BCRYPT_COST` changes, a successful login replaces the account's older hash (off the
+/// request's path), so stored hashes and the unknown-account dummy cost the same again.
+#[tokio::test]
+async fn a_login_upgrades_a_hash_made_at_an_older_cost() {
+    let old = spawn_app().await; // cost 4
+    old.add_user("cost@example.com", "a long passphrase").await;
+    let email = jwt_auth::domain::Email::parse("cost@example.com").unwrap();
+    let stored = |app: &TestApp| {
+        let users = app.users.clone();
+        let email = email.clone();
+        async move {
+            users
+                .find_by_email(&email)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+        }
+    };
+    assert!(stored(&old).await.as_str().starts_with("$2b$04$"));
+    let stores = Stores {
+        users: old.users.inner.clone(),
+        sessions: old.sessions.inner.clone(),
+        memory: None,
+        db: None,
+    };
+    let new = spawn_app_from(stores, &[("BCRYPT_COST", "5")]).await;
+    assert_eq!(
+        new.login("cost@example.com", "a long passphrase")
+            .await
+            .status,
+        200
+    );
+    let mut upgraded = stored(&new).await;
+    for _ in 0..100 {
+        if upgraded.as_str().starts_with("$2b$05$") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        upgraded = stored(&new).await;
+    }
+    assert!(
+        upgraded.as_str().starts_with("$2b$05$"),
+        "upgraded to the policy cost"
+    );
+    assert_eq!(
+        new.login("cost@example.com", "a long passphrase")
+            .await
+            .status,
+        200,
+        "the new hash verifies"
+    );
 }

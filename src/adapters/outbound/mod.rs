@@ -6,4 +6,5 @@ pub mod db;
 pub mod jose_issuer;
 pub mod memory;
 pub mod memory_throttle;
+pub mod rehash;
 pub mod verified_cache;
