@@ -26,12 +26,19 @@ pub enum TokenResponse {
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// `request_timeout`: the declared body did not arrive in time; the connection is closed.
+    #[oai(status = 408)]
+    Timeout(Json<ErrorBody>),
     /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
     /// `unsupported_media_type`: the body is not JSON.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
     /// `too_many_requests`: wait `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -52,12 +59,19 @@ pub enum LogoutResponse {
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// `request_timeout`: the declared body did not arrive in time; the connection is closed.
+    #[oai(status = 408)]
+    Timeout(Json<ErrorBody>),
     /// `payload_too_large`: a body over the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
     /// `unsupported_media_type`: a body that is not JSON.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -77,6 +91,10 @@ pub enum MeResponse {
     /// `payload_too_large`: a body over the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -103,12 +121,19 @@ pub enum RegisterResponse {
     /// `email_taken`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// `request_timeout`: the declared body did not arrive in time; the connection is closed.
+    #[oai(status = 408)]
+    Timeout(Json<ErrorBody>),
     /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
     /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
     /// `too_many_requests`: too many sign-ups from this client; wait `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -125,6 +150,10 @@ pub enum RegisterResponse {
 pub enum HealthResponse {
     #[oai(status = 200)]
     Ok(Json<HealthBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
     #[oai(status = 503)]
     Unavailable(Json<HealthBody>),
 }
