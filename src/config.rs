@@ -58,6 +58,9 @@ pub const KEYS: &[&str] = &[
     "HEADER_READ_TIMEOUT_SECS",
     "BODY_READ_TIMEOUT_SECS",
     "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_CLIENT",
+    "SEND_TIMEOUT_SECS",
+    "DOCS_ENABLED",
     "HASH_QUEUE_MAX",
 ];
 
@@ -157,6 +160,14 @@ pub struct Settings {
     pub body_read_timeout_secs: u64,
     /// Connections served at once; beyond it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one socket address may hold at once; only without a trusted proxy, whose
+    /// connections all share its address.
+    pub max_connections_per_client: usize,
+    /// A response write that makes no progress for this long closes the connection (a
+    /// client that never reads cannot keep its slot).
+    pub send_timeout_secs: u64,
+    /// Swagger UI at `/docs`; unset means on in `dev`, off in `prod`.
+    pub docs_enabled: Option<bool>,
     /// Password hashes waiting for a hashing thread; 0 means 64 per thread. A full queue
     /// answers 503 at once.
     pub hash_queue_max: usize,
@@ -337,6 +348,7 @@ impl Settings {
         for (key, value) in [
             ("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout_secs),
             ("BODY_READ_TIMEOUT_SECS", self.body_read_timeout_secs),
+            ("SEND_TIMEOUT_SECS", self.send_timeout_secs),
         ] {
             if value == 0 || value > 300 {
                 return bad(key, "must be between 1 and 300");
@@ -344,6 +356,9 @@ impl Settings {
         }
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             return bad("MAX_CONNECTIONS", "must be between 1 and 1000000");
+        }
+        if self.max_connections_per_client == 0 {
+            return bad("MAX_CONNECTIONS_PER_CLIENT", "must be at least 1");
         }
         if self.hash_queue_max > 65_536 {
             return bad(
@@ -455,6 +470,10 @@ impl Settings {
 
     pub fn cookie_secure(&self) -> bool {
         self.cookie_secure.unwrap_or(self.env == Profile::Prod)
+    }
+
+    pub fn docs_enabled(&self) -> bool {
+        self.docs_enabled.unwrap_or(self.env == Profile::Dev)
     }
 
     pub fn registration_enabled(&self) -> bool {
@@ -829,6 +848,8 @@ mod tests {
         for (key, value) in [
             ("HEADER_READ_TIMEOUT_SECS", "0"),
             ("BODY_READ_TIMEOUT_SECS", "0"),
+            ("SEND_TIMEOUT_SECS", "0"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
             ("HEADER_READ_TIMEOUT_SECS", "86400"),
             ("MAX_CONNECTIONS", "0"),
             ("HASH_QUEUE_MAX", "10000000"),

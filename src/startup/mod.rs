@@ -268,6 +268,7 @@ fn http_settings(settings: &Settings) -> HttpSettings {
             .filter(|h| !h.is_empty()),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         registration_enabled: settings.registration_enabled(),
+        docs_enabled: settings.docs_enabled(),
         allowed_hosts: server::allowed_hosts(settings),
     }
 }

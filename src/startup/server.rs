@@ -1,9 +1,14 @@
 //! The listener side of the service: which `Host` names it answers and how connections are
 //! served.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +19,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::uri::Scheme;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +55,11 @@ pub struct ServeOptions {
     /// Connections served at once; beyond it the listener stops accepting, so new ones wait in
     /// the kernel's backlog until a slot frees.
     pub max_connections: usize,
+    /// Connections one socket address may hold at once (`None` behind a trusted proxy, whose
+    /// connections all come from its address); one more is closed at once.
+    pub max_per_client: Option<usize>,
+    /// A response write that makes no progress for this long closes the connection.
+    pub send_timeout: Duration,
     /// How long in-flight requests may run after the shutdown signal.
     pub grace: Duration,
 }
@@ -58,6 +69,12 @@ impl ServeOptions {
         Self {
             header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
             max_connections: settings.max_connections,
+            max_per_client: settings
+                .trusted_proxy_header
+                .trim()
+                .is_empty()
+                .then_some(settings.max_connections_per_client),
+            send_timeout: Duration::from_secs(settings.send_timeout_secs),
             grace: Duration::from_secs(10),
         }
     }
@@ -79,6 +96,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Arc::new(app);
     let slots = Arc::new(Semaphore::new(options.max_connections));
+    let per_client = PerClient::default();
     let stopping = CancellationToken::new();
     let local = LocalAddr(
         listener
@@ -107,17 +125,28 @@ pub async fn serve(
                 continue;
             }
         };
+        let held = match options.max_per_client {
+            Some(cap) => match per_client.take(peer.ip(), cap) {
+                Some(held) => Some(held),
+                None => {
+                    tracing::debug!(client = %peer.ip(), "per-client connection cap reached");
+                    continue; // drops the stream (closed) and the slot
+                }
+            },
+            None => None,
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             app: app.clone(),
             local: local.clone(),
             remote: RemoteAddr(Addr::SocketAddr(peer)),
             header_read_timeout: options.header_read_timeout,
+            send_timeout: options.send_timeout,
             stopping: stopping.clone(),
         };
         tokio::spawn(async move {
             connection.serve(stream).await;
-            drop(slot);
+            drop((held, slot));
         });
     }
     drop(listener);
@@ -139,6 +168,7 @@ struct Connection {
     local: LocalAddr,
     remote: RemoteAddr,
     header_read_timeout: Duration,
+    send_timeout: Duration,
     stopping: CancellationToken,
 }
 
@@ -149,6 +179,7 @@ impl Connection {
             local,
             remote,
             header_read_timeout,
+            send_timeout,
             stopping,
         } = self;
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -163,7 +194,7 @@ impl Connection {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(StallGuard::new(stream, send_timeout)), service)
             .with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
@@ -172,5 +203,128 @@ impl Connection {
         }
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// Connections held per socket address.
+#[derive(Clone, Default)]
+struct PerClient(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its address until dropped.
+struct Held(PerClient, IpAddr);
+
+impl PerClient {
+    fn take(&self, ip: IpAddr, cap: usize) -> Option<Held> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = held.entry(ip).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(Held(self.clone(), ip))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = (self.0).0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// A stream whose writes fail once they have made no progress for `limit`. hyper bounds the
+/// reading of a request head but not the writing of a response, so a client that stops
+/// reading (its receive window full) would hold its connection slot for ever.
+struct StallGuard<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallGuard<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Progress was made: the next wait starts a fresh timer.
+    fn progressed<T>(&mut self, ready: T) -> Poll<T> {
+        self.stalled = None;
+        Poll::Ready(ready)
+    }
+
+    /// No progress: wait, unless the wait has lasted `limit` already.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.pending(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.pending(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.pending(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.pending(cx),
+        }
     }
 }

@@ -156,3 +156,17 @@ async fn swagger_ui_is_served_on_the_same_origin_offline() {
         "no CDN"
     );
 }
+
+#[tokio::test]
+async fn swagger_ui_is_off_in_prod_unless_enabled() {
+    let prod = spawn_app_with(&PROD).await;
+    assert_eq!(prod.get("/docs/").await.status, 404);
+    assert_eq!(
+        prod.get("/openapi.json").await.status,
+        200,
+        "the spec stays"
+    );
+    let mut on = PROD.to_vec();
+    on.push(("DOCS_ENABLED", "true"));
+    assert_eq!(spawn_app_with(&on).await.get("/docs/").await.status, 200);
+}

@@ -166,3 +166,69 @@ async fn beyond_max_connections_new_connections_wait_for_a_free_slot() {
     assert_eq!(status, 200);
     server.abort();
 }
+
+/// A client that asks for large answers and never reads them (its receive window full) must
+/// not keep its connection slot: a write that makes no progress for `SEND_TIMEOUT_SECS`
+/// closes the connection, and the service keeps serving newcomers.
+#[tokio::test]
+async fn clients_that_never_read_lose_their_slot_after_the_send_timeout() {
+    let (port, server) = serve(&[
+        ("MAX_CONNECTIONS", "2"),
+        ("SEND_TIMEOUT_SECS", "1"),
+        ("HEADER_READ_TIMEOUT_SECS", "30"),
+    ])
+    .await;
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut hog = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        // Pipelined: far more answer bytes than any socket buffer holds.
+        let ask = "GET /docs/ HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(64);
+        hog.write_all(ask.as_bytes()).await.unwrap();
+        hogs.push(hog);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("http://127.0.0.1:{port}/health/live");
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), reqwest::get(url))
+        .await
+        .expect("served once the stalled writers are cut off")
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(hogs);
+    server.abort();
+}
+
+/// Without a trusted proxy, one address may hold at most `MAX_CONNECTIONS_PER_CLIENT`
+/// connections; one more is closed at once, and the others are unaffected.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    let (port, server) = serve(&[
+        ("MAX_CONNECTIONS_PER_CLIENT", "2"),
+        ("HEADER_READ_TIMEOUT_SECS", "30"),
+    ])
+    .await;
+    let _a = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _b = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut third = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut third, Duration::from_secs(3)).await,
+        Some(String::new()),
+        "closed at once, nothing sent"
+    );
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "a freed slot serves the address again");
+    server.abort();
+}

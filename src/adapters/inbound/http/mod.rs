@@ -48,6 +48,8 @@ pub struct HttpSettings {
     /// Our proxies in front of the service: the header entry this far from the right counts.
     pub trusted_proxy_hops: usize,
     pub registration_enabled: bool,
+    /// Swagger UI at `/docs` (1.6 MB a page load: off in `prod` unless asked for).
+    pub docs_enabled: bool,
     /// The `Host` names answered; any other gets 421 on every path.
     pub allowed_hosts: AllowedHosts,
 }
@@ -85,12 +87,14 @@ pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<(AuthApi, Hea
 pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
     let service = openapi_service(state.settings.public_url.as_deref());
     let allowed = Arc::new(errors::AllowedMethods::from_spec(&service.spec()));
-    let docs = service.swagger_ui();
+    let docs = state.settings.docs_enabled.then(|| service.swagger_ui());
     let json = service.spec_endpoint();
     let yaml = service.spec_endpoint_yaml();
-    Route::new()
-        .nest("/", service)
-        .nest("/docs", docs)
+    let mut routes = Route::new().nest("/", service);
+    if let Some(docs) = docs {
+        routes = routes.nest("/docs", docs);
+    }
+    routes
         .at("/openapi.json", json)
         .at("/openapi.yaml", yaml)
         .around(move |next, req| {
