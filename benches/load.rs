@@ -4,7 +4,9 @@
 //! (a few seconds, what CI runs). Environment: `LOAD_SECS` (per scenario, default 10),
 //! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
 //! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
-//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios).
+//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `BENCH_BASELINE_BIN`
+//! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
+//! refresh scenarios in the same run).
 //!
 //! It starts `target/release/jwt-auth` (in-memory stores) and a floor server (this binary with
 //! `--floor`, answering a constant JSON body the size of `/auth/me`'s), loads both over
@@ -319,8 +321,12 @@ const SERVICE_ENV: &[(&str, &str)] = &[
 ];
 
 async fn start_service(database_url: Option<&str>) -> (Proc, SocketAddr) {
+    start_binary(env!("CARGO_BIN_EXE_jwt-auth"), database_url).await
+}
+
+async fn start_binary(binary: &str, database_url: Option<&str>) -> (Proc, SocketAddr) {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwt-auth"));
+    let mut cmd = Command::new(binary);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORT", port.to_string())
@@ -469,6 +475,22 @@ async fn run(smoke: bool) {
         &refresh,
         Some(f),
     );
+
+    // Another build of the service (e.g. the previous release) on the same scenarios, in the
+    // same run: a regression shows as a ratio, whatever the machine is doing.
+    if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
+        let (_old, old_addr) = start_binary(&baseline, None).await;
+        let (token, cookies) = sessions(old_addr, conns).await;
+        let old_me = load(old_addr, Kind::Me, conns, dur, &token, vec![]).await;
+        row("baseline: GET /auth/me", &old_me, Some(f));
+        let old_refresh = load(old_addr, Kind::Refresh, conns, dur, &token, cookies).await;
+        row("baseline: POST /auth/refresh", &old_refresh, Some(f));
+        println!(
+            "|   this build ÷ baseline: /auth/me {:.2}, /auth/refresh {:.2}",
+            me.rps() / old_me.rps(),
+            refresh.rps() / old_refresh.rps()
+        );
+    }
 
     let login_conns = conns.min(16);
     let login = load(addr, Kind::Login, login_conns, dur, "", vec![]).await;
