@@ -85,13 +85,30 @@ fn rss_bytes() -> u64 {
 
 fn memory_child(n: usize) {
     use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
-    use jwt_auth::domain::{RefreshToken, Session, SessionId, Timestamp, UserId};
-    use jwt_auth::ports::RefreshStore;
+    use jwt_auth::domain::{
+        Email, PasswordHash, RefreshToken, Session, SessionId, Timestamp, User, UserId,
+    };
+    use jwt_auth::ports::{RefreshStore, UserRepo};
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let store = InMemoryRefreshStore::new(&InMemoryUserRepo::new());
+    let repo = InMemoryUserRepo::new();
+    let store = InMemoryRefreshStore::new(&repo);
     let users: Vec<UserId> = (0..1000).map(|_| UserId::new_random()).collect();
+    // Sessions are stored only for existing, enabled accounts.
+    rt.block_on(async {
+        for (i, id) in users.iter().enumerate() {
+            repo.create(User {
+                id: *id,
+                email: Email::parse(&format!("bench{i}@example.com")).unwrap(),
+                password_hash: PasswordHash::new("$2b$04$bench".into()),
+                disabled: false,
+                created_at: Timestamp::from_unix(1_800_000_000),
+            })
+            .await
+            .unwrap();
+        }
+    });
     let before = rss_bytes();
     rt.block_on(async {
         for i in 0..n {
@@ -101,10 +118,10 @@ fn memory_child(n: usize) {
                 created_at: Timestamp::from_unix(1_800_000_000),
                 expires_at: Timestamp::from_unix(1_800_000_000 + 30 * 86_400),
             };
-            store
+            assert!(store
                 .create_session(&session, RefreshToken::generate().hash())
                 .await
-                .unwrap();
+                .unwrap());
         }
     });
     let after = rss_bytes();

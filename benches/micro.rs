@@ -73,7 +73,7 @@ fn populated(n: usize, rng: &mut Bytes32) -> (InMemoryRefreshStore, Vec<RefreshT
             expires_at: Timestamp::from_unix(NOW + 30 * 86_400),
         };
         let token = rng.next();
-        ready(store.create_session(&session, token)).unwrap();
+        assert!(ready(store.create_session(&session, token)).unwrap());
         tokens.push(token);
     }
     (store, tokens)

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{
-    Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Session,
-    SessionId, User,
+    Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Reservation,
+    Session, SessionId, User,
 };
 use crate::ports::{
     Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
@@ -42,9 +42,29 @@ impl Login {
         Ok((user, matches))
     }
 
+    /// Settles a refused attempt as failed: `InvalidCredentials`, or `Infra` when the throttle
+    /// cannot be reached.
+    async fn failed(
+        &self,
+        attempt: Reservation,
+        user: Option<&User>,
+        cmd: &LoginCommand,
+    ) -> LoginError {
+        if let Err(e) = self.throttle.failed(attempt).await {
+            return e.into();
+        }
+        tracing::info!(
+            event = "login_failed",
+            user = user.map(|u| tracing::field::display(u.id)),
+            client = %cmd.client,
+            "login failed"
+        );
+        LoginError::InvalidCredentials
+    }
+
     /// # Errors
     /// `InvalidCredentials` for an unknown email, a wrong password or a disabled account, all
-    /// after one full password check; `Throttled` before any check while the throttle holds
+    /// after one full password check (also for an account disabled during the check); `Throttled` before any check while the throttle holds
     /// the attempt back (the attempt is counted before the check, so a parallel burst cannot
     /// outrun it);
     /// `Infra` when a store (the throttle's included) is down or the hasher or signer fails.
@@ -77,22 +97,8 @@ impl Login {
             {
                 user
             }
-            other => {
-                self.throttle.failed(attempt).await?;
-                tracing::info!(
-                    event = "login_failed",
-                    user = other.as_ref().map(|u| tracing::field::display(u.id)),
-                    client = %cmd.client,
-                    "login failed"
-                );
-                return Err(LoginError::InvalidCredentials);
-            }
+            other => return Err(self.failed(attempt, other.as_ref(), &cmd).await),
         };
-        self.throttle.succeeded(attempt).await?;
-        if self.hasher.needs_rehash(&user.password_hash) {
-            self.upgrades
-                .schedule(user.id, user.password_hash.clone(), cmd.password.clone());
-        }
 
         let now = self.clock.now();
         let session = Session {
@@ -102,9 +108,22 @@ impl Login {
             expires_at: now.plus_secs(self.policy.session_ttl_secs),
         };
         let refresh_token = RefreshToken::generate();
-        self.sessions
+        // The store checks the account again, atomically with the insert: it may have been
+        // disabled (and its sessions revoked) while the password was being checked.
+        let created = self
+            .sessions
             .create_session(&session, refresh_token.hash())
-            .await?;
+            .await;
+        if matches!(created, Ok(false)) {
+            return Err(self.failed(attempt, Some(&user), &cmd).await);
+        }
+        // The password was right even if the session store then failed.
+        self.throttle.succeeded(attempt).await?;
+        if self.hasher.needs_rehash(&user.password_hash) {
+            self.upgrades
+                .schedule(user.id, user.password_hash.clone(), cmd.password.clone());
+        }
+        created?;
         tracing::info!(event = "login", user = %user.id, session = %session.id, "session opened");
         Ok(issue_tokens(
             &self.issuer,
@@ -208,7 +227,7 @@ mod tests {
                     && s.created_at.unix() == NOW
             })
             .times(1)
-            .return_once(|_, _| Ok(()));
+            .return_once(|_, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .withf(move |c| c.sub == user_id && c.exp.unix() - c.iat.unix() == 900)
@@ -287,7 +306,7 @@ mod tests {
             .return_once(move |_| Ok(Some(u)));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(()));
+            .return_once(|_, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
@@ -388,7 +407,7 @@ mod tests {
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(()));
+            .return_once(|_, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
@@ -460,7 +479,7 @@ mod tests {
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(()));
+            .return_once(|_, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
@@ -473,6 +492,33 @@ mod tests {
             .execute(cmd())
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_account_disabled_during_the_password_check_is_invalid_credentials_and_a_failure() {
+        // Enabled when read, disabled by the time the session would be stored: the store
+        // refuses it, and the login fails as for a disabled account.
+        let mut m = Mocks::new();
+        let u = user(false);
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        m.sessions
+            .expect_create_session()
+            .times(1)
+            .return_once(|_, _| Ok(false));
+        m.issuer.expect_issue_access().never();
+        let mut throttle = MockLoginAttempts::new();
+        throttle.expect_begin().return_once(admitted);
+        throttle.expect_failed().times(1).return_once(|_| Ok(()));
+        throttle.expect_succeeded().never();
+        throttle.expect_abandoned().never();
+        let err = m.build_with(Arc::new(throttle)).execute(cmd()).await;
+        assert!(
+            matches!(err, Err(LoginError::InvalidCredentials)),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

@@ -204,7 +204,11 @@ pub trait TokenIssuer: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
-    /// Stores a new session whose first (current) token hash is `first`.
+    /// Stores a new session whose first (current) token hash is `first`, only if its user
+    /// exists and is enabled, checked atomically with the insert: a login that verified the
+    /// password before the account was disabled must not leave a session that the disabling
+    /// missed and that would be live again once the account is enabled. Returns whether it
+    /// was stored; `Ok(false)` (user disabled or gone) stores nothing.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached; nothing is stored then.
@@ -212,7 +216,7 @@ pub trait RefreshStore: Send + Sync {
         &self,
         session: &Session,
         first: RefreshTokenHash,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Atomically consumes `presented` and makes `successor` the session's current token.
     /// Of concurrent calls with one token, exactly one succeeds. Only the current token and

@@ -53,7 +53,7 @@ async fn session(s: &Stores, user: UserId) -> (Session, RefreshTokenHash) {
         expires_at: at(T0 + 30 * DAY),
     };
     let first = token();
-    s.sessions.create_session(&session, first).await.unwrap();
+    assert!(s.sessions.create_session(&session, first).await.unwrap());
     (session, first)
 }
 
@@ -380,7 +380,7 @@ async fn purge_is_bounded_by_its_limit_and_spares_live_sessions(s: Stores) {
         expires_at: at(T0 + 60 * DAY),
     };
     let live_first = token();
-    s.sessions.create_session(&live, live_first).await.unwrap();
+    assert!(s.sessions.create_session(&live, live_first).await.unwrap());
 
     let now = at(T0 + 30 * DAY);
     assert_eq!(s.sessions.purge(now, 0).await.unwrap(), 0);
@@ -620,6 +620,46 @@ async fn rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_session
         .unwrap();
 }
 
+/// A login that checked the password before the account was disabled must not open a session
+/// the disabling missed: the store refuses it for a disabled or unknown user, stores nothing,
+/// and enabling the account again brings nothing back.
+async fn create_session_for_a_disabled_or_unknown_user_stores_nothing(s: Stores) {
+    let alice = owner(&s).await;
+    let email = s.users.find_by_id(alice).await.unwrap().unwrap().email;
+    s.users.set_disabled(&email, true).await.unwrap();
+    let before = stored_hashes(&s).await;
+    let refused = Session {
+        id: SessionId::new_random(),
+        user_id: alice,
+        created_at: at(T0),
+        expires_at: at(T0 + 30 * DAY),
+    };
+    let first = token();
+    assert!(!s.sessions.create_session(&refused, first).await.unwrap());
+    assert_eq!(stored_hashes(&s).await, before, "no token stored");
+    assert!(!is_live(&s, refused.id, at(T0)).await);
+    s.users.set_disabled(&email, false).await.unwrap();
+    assert!(
+        !is_live(&s, refused.id, at(T0)).await,
+        "not live after enable"
+    );
+    assert_refused(
+        s.sessions.rotate(first, token(), at(T0 + 1)).await,
+        "NotFound",
+    );
+    assert!(!s.sessions.revoke_by_token(first).await.unwrap());
+    // The same session id is free to be created now that the account is enabled.
+    assert!(s.sessions.create_session(&refused, token()).await.unwrap());
+    assert!(is_live(&s, refused.id, at(T0)).await);
+    let nobody = Session {
+        user_id: UserId::new_random(),
+        id: SessionId::new_random(),
+        ..refused
+    };
+    assert!(!s.sessions.create_session(&nobody, token()).await.unwrap());
+    assert!(!is_live(&s, nobody.id, at(T0)).await);
+}
+
 /// Finding: `/auth/me` checked that the token's session was live, not whose it was. The store
 /// answers the live session's owner, so the use case can bind `sid` to `sub`.
 async fn live_session_user_is_the_owner_of_a_live_session_only(s: Stores) {
@@ -753,6 +793,7 @@ contract!(
     every_session_keeps_a_bounded_token_history,
     rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_sessions,
     live_session_user_is_the_owner_of_a_live_session_only,
+    create_session_for_a_disabled_or_unknown_user_stores_nothing,
     a_stored_account_that_does_not_parse_is_skipped_and_absent,
 );
 
@@ -799,7 +840,7 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
         expires_at: at(T0 + DAY),
     };
     unavailable(
-        s.sessions.create_session(&sess, token()).await,
+        s.sessions.create_session(&sess, token()).await.map(drop),
         "create_session",
     );
     assert_refused(

@@ -735,10 +735,11 @@ async fn purge_through_the_port_deletes_rows_and_tokens_cascade() {
         created_at: end,
         expires_at: Timestamp::from_unix(T0 + 60 * 86_400),
     };
-    db.sessions()
+    assert!(db
+        .sessions()
         .create_session(&live, RefreshToken::generate().hash())
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(db.sessions().purge(end, 100).await.unwrap(), 1);
     assert!(db
         .sessions()

@@ -179,7 +179,7 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         &self,
         session: &Session,
         first: RefreshTokenHash,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.create_session(session, first).await
     }

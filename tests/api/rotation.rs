@@ -316,3 +316,53 @@ pub async fn refreshes_keep_storage_constant(app: TestApp) {
         .assert_error(401, "invalid_refresh_token");
     assert_eq!(app.live_sessions().await, 0, "reuse revoked the session");
 }
+
+/// Two `refresh_token` cookies in one request, in one `Cookie` line (`A; B`) or in two.
+async fn send_two_cookies(app: &TestApp, path: &str, a: &str, b: &str, one_line: bool) -> Resp {
+    let req = app.post(path);
+    let req = if one_line {
+        req.header("cookie", format!("refresh_token={a}; refresh_token={b}"))
+    } else {
+        req.header("cookie", format!("refresh_token={a}"))
+            .header("cookie", format!("theme=dark; refresh_token={b}"))
+    };
+    req.send().await
+}
+
+#[tokio::test]
+async fn two_refresh_cookies_on_refresh_are_refused_and_rotate_neither() {
+    // A cookie planted by a sibling subdomain is sent first by browsers: neither is used.
+    let app = spawn_app().await;
+    let a = app.login_demo().await.refresh_cookie().unwrap();
+    let b = app.login_demo().await.refresh_cookie().unwrap();
+    for one_line in [true, false] {
+        let resp = send_two_cookies(&app, "/auth/refresh", &a, &b, one_line).await;
+        resp.assert_error(401, "invalid_refresh_token");
+        assert_eq!(
+            resp.refresh_cookie().as_deref(),
+            Some(""),
+            "the cookie is cleared (one_line={one_line})"
+        );
+    }
+    assert_eq!(app.live_sessions().await, 2);
+    // Neither was consumed: each still refreshes alone.
+    for t in [&a, &b] {
+        assert_eq!(app.refresh(Some(t)).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn two_refresh_cookies_on_logout_clear_the_cookie_and_revoke_nothing() {
+    let app = spawn_app().await;
+    let a = app.login_demo().await.refresh_cookie().unwrap();
+    let b = app.login_demo().await.refresh_cookie().unwrap();
+    for one_line in [true, false] {
+        let resp = send_two_cookies(&app, "/auth/logout", &a, &b, one_line).await;
+        assert_eq!(resp.status, 204, "{}", resp.body);
+        assert_eq!(resp.refresh_cookie().as_deref(), Some(""));
+    }
+    assert_eq!(app.live_sessions().await, 2, "both sessions still live");
+    for t in [&a, &b] {
+        assert_eq!(app.refresh(Some(t)).await.status, 200);
+    }
+}

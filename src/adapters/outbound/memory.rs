@@ -202,8 +202,13 @@ impl RefreshStore for InMemoryRefreshStore {
         &self,
         session: &Session,
         first: RefreshTokenHash,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut f = self.lock();
+        // Under this lock, so a disabling either sees the new session when it revokes the
+        // user's sessions (it takes this lock after setting the flag) or is seen here.
+        if !self.users.active(session.user_id) {
+            return Ok(false);
+        }
         f.sessions.insert(
             session.id,
             SessionRecord {
@@ -220,7 +225,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 consumed: false,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     async fn rotate(

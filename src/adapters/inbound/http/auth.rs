@@ -102,6 +102,7 @@ impl AuthApi {
     ///
     /// Consumes the `refresh_token` cookie and returns a new access token with a rotated
     /// cookie. A token can be used once; replaying a used one revokes its whole session.
+    /// A request with more than one `refresh_token` cookie is refused (401) and uses neither.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
@@ -115,7 +116,7 @@ impl AuthApi {
         let client = client_address(state, req);
         match state
             .refresh
-            .execute(cookie::presented(&cookie), &client)
+            .execute(cookie::presented(req.headers(), &cookie), &client)
             .await
         {
             Ok(tokens) => token_ok(state, tokens),
@@ -133,7 +134,8 @@ impl AuthApi {
     /// Log out
     ///
     /// Revokes the session of the `refresh_token` cookie, if any, and clears the cookie.
-    /// Idempotent: without a cookie or with an unknown one it still answers 204.
+    /// Idempotent: without a cookie or with an unknown one it still answers 204. With more
+    /// than one `refresh_token` cookie it revokes nothing.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
@@ -144,7 +146,11 @@ impl AuthApi {
         if has_simple_content_type(req) {
             return LogoutResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
-        match state.logout.execute(cookie::presented(&cookie)).await {
+        match state
+            .logout
+            .execute(cookie::presented(req.headers(), &cookie))
+            .await
+        {
             Ok(()) => LogoutResponse::NoContent(cleared_cookie(state)),
             Err(LogoutError::Infra(e)) => infra_failure("logout", e),
         }

@@ -46,7 +46,8 @@ pub(crate) struct Queries {
     pub replace_password_hash: &'static str,
     /// → `UserRow`, oldest first.
     pub list_users: &'static str,
-    /// `id, user_id, created_at, expires_at`.
+    /// `id, user_id, created_at, expires_at`: inserts nothing unless the user exists and is
+    /// enabled.
     pub insert_session: &'static str,
     /// `hash, session_id, issued_at`.
     pub insert_first_token: &'static str,
@@ -370,16 +371,21 @@ macro_rules! sql_stores {
                 &self,
                 session: &$crate::domain::Session,
                 first: $crate::domain::RefreshTokenHash,
-            ) -> Result<(), $crate::ports::StoreError> {
+            ) -> Result<bool, $crate::ports::StoreError> {
                 let mut tx = begin_write(&self.pool).await.map_err(store)?;
-                sqlx::query(SQL.insert_session)
+                let inserted = sqlx::query(SQL.insert_session)
                     .bind(id(*session.id.as_uuid()))
                     .bind(id(*session.user_id.as_uuid()))
                     .bind(common::to_db(session.created_at))
                     .bind(common::to_db(session.expires_at))
                     .execute(&mut *tx)
                     .await
-                    .map_err(store)?;
+                    .map_err(store)?
+                    .rows_affected();
+                if inserted != 1 {
+                    // The user is disabled or gone: nothing was written.
+                    return Ok(false);
+                }
                 sqlx::query(SQL.insert_first_token)
                     .bind(common::hash_bytes(&first))
                     .bind(id(*session.id.as_uuid()))
@@ -387,7 +393,8 @@ macro_rules! sql_stores {
                     .execute(&mut *tx)
                     .await
                     .map_err(store)?;
-                tx.commit().await.map_err(store)
+                tx.commit().await.map_err(store)?;
+                Ok(true)
             }
 
             async fn rotate(

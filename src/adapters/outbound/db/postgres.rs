@@ -130,8 +130,12 @@ const SQL: Queries = Queries {
         user_columns!(),
         " FROM users ORDER BY created_at, email"
     ),
+    // FOR SHARE: a disabling that updated the row first is waited for and then seen; one
+    // that comes later waits for this transaction, so its revocation sees the session.
     insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
-                     VALUES ($1, $2, to_timestamp($3), to_timestamp($4))",
+                     SELECT $1, $2, to_timestamp($3), to_timestamp($4) \
+                     WHERE EXISTS (SELECT 1 FROM users \
+                                   WHERE id = $2 AND NOT disabled FOR SHARE)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES ($1, $2, to_timestamp($3))",
     // Locks the family first (the session row): concurrent rotations of one token queue here.

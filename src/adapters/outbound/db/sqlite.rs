@@ -120,8 +120,10 @@ const SQL: Queries = Queries {
         user_columns!(),
         " FROM users ORDER BY created_at, email"
     ),
+    // The write transaction (BEGIN IMMEDIATE) makes the check and the insert one step.
     insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
+                     SELECT ?1, ?2, ?3, ?4 \
+                     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND disabled = 0)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES (?1, ?2, ?3)",
     read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
