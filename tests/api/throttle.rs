@@ -241,8 +241,8 @@ async fn the_client_is_the_entry_our_proxy_wrote_never_one_the_client_wrote() {
     login_via(&app, "10.1.1.1, 203.0.113.66:4711", DEMO_EMAIL, "guess")
         .await
         .assert_error(429, "too_many_requests");
-    // Garbage at the trusted position is not skipped over to an entry the client wrote: the
-    // socket address counts instead (none in process, so one shared "unknown" bucket).
+    // Garbage at the trusted position is not skipped over to an entry the client wrote, nor
+    // does it fall back to the proxy's address: it is one shared "unattributable" bucket.
     for _ in 0..app.settings.login_max_failures {
         let resp = login_via(&app, "203.0.113.66, not-an-ip", DEMO_EMAIL, "guess").await;
         assert_eq!(resp.status, 401);
@@ -306,7 +306,7 @@ async fn the_standard_forwarded_header_names_the_client() {
     forwarded("for=192.0.2.43")
         .await
         .assert_error(401, "invalid_credentials");
-    // An obfuscated identifier names no address: the socket address counts.
+    // An obfuscated identifier names no address: the shared "unattributable" bucket.
     for _ in 1..app.settings.login_max_failures {
         assert_eq!(forwarded("for=_hidden").await.status, 401);
     }
