@@ -169,6 +169,19 @@ async fn an_account_failing_from_many_clients_is_slowed_for_all_not_locked() {
         let ip = format!("203.0.113.{}", i / 4);
         assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
     }
+    // Every client, even one that never failed, is held to the slowed rate on the account,
+    // each on a budget of its own.
+    let slowed = app.settings.login_slowed_max_per_minute;
+    let now = app.clock.now().unix();
+    app.clock.advance(60 - now % 60);
+    for _ in 0..slowed {
+        assert_eq!(
+            login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD)
+                .await
+                .status,
+            200
+        );
+    }
     let resp = login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD).await;
     resp.assert_error(429, "too_many_requests");
     let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
@@ -179,6 +192,32 @@ async fn an_account_failing_from_many_clients_is_slowed_for_all_not_locked() {
             .await
             .status,
         200
+    );
+}
+
+#[tokio::test]
+async fn guessers_spending_a_slowed_accounts_rate_do_not_lock_the_owner_out() {
+    let app = spawn_app_with(&XFF).await;
+    // Twenty addresses, five wrong guesses each: the account ceiling of 100 failures.
+    for client in 0..20 {
+        let ip = format!("203.0.113.{client}");
+        for _ in 0..5 {
+            assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
+        }
+    }
+    // The slowed rate spent from fresh addresses at the start of the minute.
+    let now = app.clock.now().unix();
+    app.clock.advance(60 - now % 60);
+    for client in 0..6 {
+        let ip = format!("192.0.2.{client}");
+        assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
+    }
+    assert_eq!(
+        login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD)
+            .await
+            .status,
+        200,
+        "the owner, from an address of its own"
     );
 }
 

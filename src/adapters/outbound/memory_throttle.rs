@@ -24,9 +24,11 @@ struct Counters {
     /// Per email and per client: the ones that slow down.
     accounts: HashMap<String, FailureCount>,
     clients: HashMap<String, FailureCount>,
-    /// Attempts this minute, per client and per email.
+    /// Attempts this minute, per client and per (email, client) pair. The pair's rate is what
+    /// holds a client back on a slowed account: one budget shared by all clients would let
+    /// anyone spend it at the top of every minute and keep the owner out.
     rates: HashMap<String, MinuteRate>,
-    account_rates: HashMap<String, MinuteRate>,
+    account_rates: HashMap<(String, String), MinuteRate>,
     registrations: HashMap<String, MinuteRate>,
 }
 
@@ -44,13 +46,10 @@ impl Counters {
         self.pairs.retain(|_, f| !f.is_idle(now, s));
         self.accounts.retain(|_, f| !f.is_idle(now, s));
         self.clients.retain(|_, f| !f.is_idle(now, s));
-        for rates in [
-            &mut self.rates,
-            &mut self.account_rates,
-            &mut self.registrations,
-        ] {
+        for rates in [&mut self.rates, &mut self.registrations] {
             rates.retain(|_, r| !r.is_stale(now));
         }
+        self.account_rates.retain(|_, r| !r.is_stale(now));
     }
 
     /// Takes back the provisional failure of `r` from the account and the client.
@@ -138,7 +137,7 @@ impl LoginAttempts for InMemoryLoginAttempts {
                 .get(client.as_str())
                 .and_then(|r| r.wait(now, client_rate)),
             c.account_rates
-                .get(email.as_str())
+                .get(&key)
                 .filter(|_| account_slowed)
                 .and_then(|r| r.wait(now, s.slowed_max_per_minute)),
         ];
@@ -151,10 +150,7 @@ impl LoginAttempts for InMemoryLoginAttempts {
             .entry(client.as_str().to_owned())
             .or_default()
             .count(now);
-        c.account_rates
-            .entry(email.as_str().to_owned())
-            .or_default()
-            .count(now);
+        c.account_rates.entry(key.clone()).or_default().count(now);
         c.pairs
             .insert(key, pair.after_failure(now, s.pair_max_failures, &s));
         c.accounts
@@ -240,6 +236,7 @@ mod tests {
             match s {
                 "c1" | "c" => [10, 0, 0, 1],
                 "c2" => [10, 0, 0, 2],
+                "c3" => [10, 0, 0, 3],
                 "attacker" | "stuffer" => [10, 0, 0, 66],
                 _ => [10, 0, 0, 99],
             }
@@ -334,10 +331,40 @@ mod tests {
             let c = if i % 2 == 0 { "c1" } else { "c2" };
             fail(&t, &e, c).await.unwrap();
         }
+        // Each client on its own budget of the slowed rate.
+        clock.advance(60 - clock.now().unix() % 60);
+        for _ in 0..6 {
+            assert!(succeed(&t, &e, "someone").await.is_ok());
+        }
         let wait = succeed(&t, &e, "someone").await.unwrap_err();
         assert!((1..=60).contains(&wait));
+        assert!(
+            succeed(&t, &e, "c3").await.is_ok(),
+            "another client's budget is its own"
+        );
         clock.advance(wait);
         assert!(succeed(&t, &e, "someone").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn clients_spending_a_slowed_accounts_budget_leave_a_fresh_client_its_own() {
+        let (clock, t) = setup(ThrottleSettings {
+            account_max_failures: 10,
+            ..ThrottleSettings::default()
+        });
+        let e = email("a@x.io");
+        for i in 0..10 {
+            let c = if i % 2 == 0 { "c1" } else { "c2" };
+            fail(&t, &e, c).await.unwrap();
+        }
+        clock.advance(60 - clock.now().unix() % 60);
+        // Six guesses this minute, as many as a shared budget would hold.
+        for c in [
+            "attacker", "someone", "attacker", "someone", "attacker", "someone",
+        ] {
+            fail(&t, &e, c).await.unwrap();
+        }
+        assert!(succeed(&t, &e, "c3").await.is_ok());
     }
 
     #[tokio::test]
