@@ -160,6 +160,11 @@ impl FailureCount {
         self
     }
 
+    /// Counts nothing and locks nothing at `now`: forgetting it changes no decision.
+    pub fn is_empty(&self, now: u64, s: &ThrottleSettings) -> bool {
+        self.locked_until <= now && self.current(now, s) == 0
+    }
+
     /// Holds nothing back any more (unlocked and its window over): safe to forget.
     pub fn is_idle(&self, now: u64, s: &ThrottleSettings) -> bool {
         self.locked_until <= now && now.saturating_sub(self.window_start) >= s.window_secs
@@ -215,6 +220,18 @@ impl MinuteRate {
             *self = Self { minute, count: 0 };
         }
         self.count = self.count.saturating_add(1);
+    }
+
+    /// Takes back an attempt counted at `at`, if its minute is still the counted one.
+    pub fn release(&mut self, at: u64) {
+        if self.minute == at / 60 {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+
+    /// At `max` or more in `now`'s minute: it refuses someone now.
+    pub fn is_spent(&self, now: u64, max: u32) -> bool {
+        self.wait(now, max).is_some()
     }
 
     /// Belongs to an earlier minute than `now`'s: safe to forget.
