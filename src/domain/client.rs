@@ -28,6 +28,12 @@ impl ClientAddress {
         Self("unknown".to_owned())
     }
 
+    /// The trusted proxy entry names no address: one bucket of its own, so a client that
+    /// spoils its entry neither picks its bucket nor shares the proxy's.
+    pub fn unattributable() -> Self {
+        Self("unattributable".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

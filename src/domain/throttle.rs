@@ -13,8 +13,9 @@
 //! - the client address (an IPv6 /64, an IPv4 address): past `client_max_failures` it is
 //!   *slowed* to `slowed_max_per_minute` attempts a minute, never locked, so one abuser behind
 //!   an office NAT or a proxy slows the others down but does not shut them out.
-//! - the account across all clients: past the much higher `account_max_failures` every client
-//!   is slowed the same way, the ceiling on a guesser that rotates addresses.
+//! - the account across all clients: past the much higher `account_max_failures` each client
+//!   is slowed on it to `slowed_max_per_minute` attempts a minute *of its own*, so a guesser
+//!   spending its budget cannot leave the owner, from another address, with none.
 //!
 //! Emails are counted whether or not the account exists, so the throttle says nothing about
 //! which accounts exist. Every client is also held to `client_max_per_minute` attempts of any
@@ -28,14 +29,15 @@ pub struct ThrottleSettings {
     pub enabled: bool,
     /// Failures of one (account, client) pair within `window_secs` before the pair locks.
     pub pair_max_failures: u32,
-    /// Failures against one account from all clients within `window_secs` before every
-    /// client is slowed on it.
+    /// Failures against one account from all clients within `window_secs` before each client
+    /// is slowed on it (each to its own `slowed_max_per_minute`).
     pub account_max_failures: u32,
     /// Failures from one client address within `window_secs` before it is slowed.
     pub client_max_failures: u32,
     /// Attempts (any outcome) from one client address per minute.
     pub client_max_per_minute: u32,
-    /// Attempts per minute left to a slowed client address or account.
+    /// Attempts per minute left to a slowed client address, or to each client on a slowed
+    /// account.
     pub slowed_max_per_minute: u32,
     /// Sign-ups from one client address per minute (applies even with `enabled` off: it is
     /// not part of the login throttle's switch).
@@ -158,6 +160,11 @@ impl FailureCount {
         self
     }
 
+    /// Counts nothing and locks nothing at `now`: forgetting it changes no decision.
+    pub fn is_empty(&self, now: u64, s: &ThrottleSettings) -> bool {
+        self.locked_until <= now && self.current(now, s) == 0
+    }
+
     /// Holds nothing back any more (unlocked and its window over): safe to forget.
     pub fn is_idle(&self, now: u64, s: &ThrottleSettings) -> bool {
         self.locked_until <= now && now.saturating_sub(self.window_start) >= s.window_secs
@@ -213,6 +220,18 @@ impl MinuteRate {
             *self = Self { minute, count: 0 };
         }
         self.count = self.count.saturating_add(1);
+    }
+
+    /// Takes back an attempt counted at `at`, if its minute is still the counted one.
+    pub fn release(&mut self, at: u64) {
+        if self.minute == at / 60 {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+
+    /// At `max` or more in `now`'s minute: it refuses someone now.
+    pub fn is_spent(&self, now: u64, max: u32) -> bool {
+        self.wait(now, max).is_some()
     }
 
     /// Belongs to an earlier minute than `now`'s: safe to forget.

@@ -169,6 +169,19 @@ async fn an_account_failing_from_many_clients_is_slowed_for_all_not_locked() {
         let ip = format!("203.0.113.{}", i / 4);
         assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
     }
+    // Every client, even one that never failed, is held to the slowed rate on the account,
+    // each on a budget of its own.
+    let slowed = app.settings.login_slowed_max_per_minute;
+    let now = app.clock.now().unix();
+    app.clock.advance(60 - now % 60);
+    for _ in 0..slowed {
+        assert_eq!(
+            login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD)
+                .await
+                .status,
+            200
+        );
+    }
     let resp = login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD).await;
     resp.assert_error(429, "too_many_requests");
     let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
@@ -179,6 +192,32 @@ async fn an_account_failing_from_many_clients_is_slowed_for_all_not_locked() {
             .await
             .status,
         200
+    );
+}
+
+#[tokio::test]
+async fn guessers_spending_a_slowed_accounts_rate_do_not_lock_the_owner_out() {
+    let app = spawn_app_with(&XFF).await;
+    // Twenty addresses, five wrong guesses each: the account ceiling of 100 failures.
+    for client in 0..20 {
+        let ip = format!("203.0.113.{client}");
+        for _ in 0..5 {
+            assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
+        }
+    }
+    // The slowed rate spent from fresh addresses at the start of the minute.
+    let now = app.clock.now().unix();
+    app.clock.advance(60 - now % 60);
+    for client in 0..6 {
+        let ip = format!("192.0.2.{client}");
+        assert_eq!(login_via(&app, &ip, DEMO_EMAIL, "guess").await.status, 401);
+    }
+    assert_eq!(
+        login_via(&app, "198.51.100.7", DEMO_EMAIL, DEMO_PASSWORD)
+            .await
+            .status,
+        200,
+        "the owner, from an address of its own"
     );
 }
 
@@ -241,8 +280,8 @@ async fn the_client_is_the_entry_our_proxy_wrote_never_one_the_client_wrote() {
     login_via(&app, "10.1.1.1, 203.0.113.66:4711", DEMO_EMAIL, "guess")
         .await
         .assert_error(429, "too_many_requests");
-    // Garbage at the trusted position is not skipped over to an entry the client wrote: the
-    // socket address counts instead (none in process, so one shared "unknown" bucket).
+    // Garbage at the trusted position is not skipped over to an entry the client wrote, nor
+    // does it fall back to the proxy's address: it is one shared "unattributable" bucket.
     for _ in 0..app.settings.login_max_failures {
         let resp = login_via(&app, "203.0.113.66, not-an-ip", DEMO_EMAIL, "guess").await;
         assert_eq!(resp.status, 401);
@@ -306,7 +345,7 @@ async fn the_standard_forwarded_header_names_the_client() {
     forwarded("for=192.0.2.43")
         .await
         .assert_error(401, "invalid_credentials");
-    // An obfuscated identifier names no address: the socket address counts.
+    // An obfuscated identifier names no address: the shared "unattributable" bucket.
     for _ in 1..app.settings.login_max_failures {
         assert_eq!(forwarded("for=_hidden").await.status, 401);
     }

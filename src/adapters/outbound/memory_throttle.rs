@@ -13,9 +13,12 @@ use crate::domain::{
 };
 use crate::ports::{Clock, LoginAttempts, StoreError};
 
-/// Tracked keys above this count trigger a sweep of idle ones, so a flood of distinct emails
-/// cannot grow memory without bound.
-const MAX_TRACKED_KEYS: usize = 100_000;
+/// The most keys tracked at once (all maps together), so a flood of distinct emails or
+/// addresses cannot grow memory, or the cost of a sweep, without bound.
+pub const MAX_TRACKED_KEYS: usize = 100_000;
+
+/// Most keys one login attempt adds.
+const KEYS_PER_ATTEMPT: usize = 5;
 
 #[derive(Default)]
 struct Counters {
@@ -24,10 +27,17 @@ struct Counters {
     /// Per email and per client: the ones that slow down.
     accounts: HashMap<String, FailureCount>,
     clients: HashMap<String, FailureCount>,
-    /// Attempts this minute, per client and per email.
+    /// Attempts this minute, per client and per (email, client) pair. The pair's rate is what
+    /// holds a client back on a slowed account: one budget shared by all clients would let
+    /// anyone spend it at the top of every minute and keep the owner out.
     rates: HashMap<String, MinuteRate>,
-    account_rates: HashMap<String, MinuteRate>,
+    account_rates: HashMap<(String, String), MinuteRate>,
     registrations: HashMap<String, MinuteRate>,
+    /// The second of the last sweep the bound forced: at most one a second, so attempts past
+    /// the bound do not each rescan every key under the lock.
+    last_forced_sweep: Option<u64>,
+    #[cfg(test)]
+    forced_sweeps: u32,
 }
 
 impl Counters {
@@ -44,16 +54,14 @@ impl Counters {
         self.pairs.retain(|_, f| !f.is_idle(now, s));
         self.accounts.retain(|_, f| !f.is_idle(now, s));
         self.clients.retain(|_, f| !f.is_idle(now, s));
-        for rates in [
-            &mut self.rates,
-            &mut self.account_rates,
-            &mut self.registrations,
-        ] {
+        for rates in [&mut self.rates, &mut self.registrations] {
             rates.retain(|_, r| !r.is_stale(now));
         }
+        self.account_rates.retain(|_, r| !r.is_stale(now));
     }
 
-    /// Takes back the provisional failure of `r` from the account and the client.
+    /// Takes back the provisional failure of `r` from the account and the client; a key left
+    /// counting nothing is forgotten (else attempts that count neither way would pile up).
     fn release(&mut self, r: &Reservation, now: u64, s: &ThrottleSettings) {
         for (map, key) in [
             (&mut self.accounts, r.email.as_str()),
@@ -61,8 +69,59 @@ impl Counters {
         ] {
             if let Some(f) = map.get_mut(key) {
                 *f = f.released(r.at, now, s);
+                if f.is_empty(now, s) {
+                    map.remove(key);
+                }
             }
         }
+    }
+
+    /// Makes room for `needed` more keys under `max`; false when there is none. When full it
+    /// drops idle keys, then keys that hold nothing back, down to three quarters of `max`
+    /// (room for the rest of the second), and only if that is not enough keys that do hold
+    /// something back (a lock, a slowed client or account), so a flood cannot lift a lock
+    /// while there is anything else to forget.
+    fn make_room(&mut self, needed: usize, max: usize, now: u64, s: &ThrottleSettings) -> bool {
+        if self.len() + needed <= max {
+            return true;
+        }
+        if self.last_forced_sweep == Some(now) {
+            return false;
+        }
+        self.last_forced_sweep = Some(now);
+        #[cfg(test)]
+        {
+            self.forced_sweeps += 1;
+        }
+        self.sweep(now, s);
+        self.evict((max - max / 4).saturating_sub(needed), false, now, s);
+        self.evict(max.saturating_sub(needed), true, now, s);
+        self.len() + needed <= max
+    }
+
+    /// Forgets keys until at most `target` are left: only those that hold nothing back unless
+    /// `holding_too`.
+    fn evict(&mut self, target: usize, holding_too: bool, now: u64, s: &ThrottleSettings) {
+        let mut excess = self.len().saturating_sub(target);
+        let mut keep = |holds: bool| {
+            if excess > 0 && (holding_too || !holds) {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        };
+        let client_rate = s.slowed_max_per_minute.min(s.client_max_per_minute);
+        self.registrations
+            .retain(|_, r| keep(r.is_spent(now, s.register_max_per_minute)));
+        self.rates.retain(|_, r| keep(r.is_spent(now, client_rate)));
+        self.account_rates
+            .retain(|_, r| keep(r.is_spent(now, s.slowed_max_per_minute)));
+        self.accounts
+            .retain(|_, f| keep(f.current(now, s) >= s.account_max_failures));
+        self.clients
+            .retain(|_, f| keep(f.current(now, s) >= s.client_max_failures));
+        self.pairs.retain(|_, f| keep(f.locked_for(now).is_some()));
     }
 }
 
@@ -71,14 +130,25 @@ pub struct InMemoryLoginAttempts {
     settings: ThrottleSettings,
     clock: Arc<dyn Clock>,
     counters: Mutex<Counters>,
+    max_keys: usize,
 }
 
 impl InMemoryLoginAttempts {
     pub fn new(settings: ThrottleSettings, clock: Arc<dyn Clock>) -> Self {
+        Self::with_max_keys(settings, clock, MAX_TRACKED_KEYS)
+    }
+
+    /// Tracks at most `max_keys` keys (at least one attempt's worth).
+    pub fn with_max_keys(
+        settings: ThrottleSettings,
+        clock: Arc<dyn Clock>,
+        max_keys: usize,
+    ) -> Self {
         Self {
             settings,
             clock,
             counters: Mutex::new(Counters::default()),
+            max_keys: max_keys.max(KEYS_PER_ATTEMPT),
         }
     }
 
@@ -95,6 +165,11 @@ impl InMemoryLoginAttempts {
     #[cfg(test)]
     fn tracked_keys(&self) -> usize {
         self.counters().len()
+    }
+
+    #[cfg(test)]
+    fn forced_sweeps(&self) -> u32 {
+        self.counters().forced_sweeps
     }
 }
 
@@ -117,9 +192,6 @@ impl LoginAttempts for InMemoryLoginAttempts {
         }
         let mut guard = self.counters();
         let c = &mut *guard;
-        if c.len() >= MAX_TRACKED_KEYS {
-            c.sweep(now, &s);
-        }
         let fresh = FailureCount::starting(now);
         let key = pair_key(email, client);
         let pair = c.pairs.get(&key).copied().unwrap_or(fresh);
@@ -138,7 +210,7 @@ impl LoginAttempts for InMemoryLoginAttempts {
                 .get(client.as_str())
                 .and_then(|r| r.wait(now, client_rate)),
             c.account_rates
-                .get(email.as_str())
+                .get(&key)
                 .filter(|_| account_slowed)
                 .and_then(|r| r.wait(now, s.slowed_max_per_minute)),
         ];
@@ -146,15 +218,25 @@ impl LoginAttempts for InMemoryLoginAttempts {
             return Ok(Attempt::Refused { retry_after_secs });
         }
 
+        let new_keys = !c.pairs.contains_key(&key)
+            || !c.accounts.contains_key(email.as_str())
+            || !c.clients.contains_key(client.as_str())
+            || !c.rates.contains_key(client.as_str())
+            || !c.account_rates.contains_key(&key);
+        // Room for the worst case, as eviction may take this attempt's own keys too.
+        if new_keys && !c.make_room(KEYS_PER_ATTEMPT, self.max_keys, now, &s) {
+            // Full, and already swept this second: new keys wait for the next one.
+            return Ok(Attempt::Refused {
+                retry_after_secs: 1,
+            });
+        }
+
         // Admitted: counted, as a failure until it is settled, before anything is checked.
         c.rates
             .entry(client.as_str().to_owned())
             .or_default()
             .count(now);
-        c.account_rates
-            .entry(email.as_str().to_owned())
-            .or_default()
-            .count(now);
+        c.account_rates.entry(key.clone()).or_default().count(now);
         c.pairs
             .insert(key, pair.after_failure(now, s.pair_max_failures, &s));
         c.accounts
@@ -184,12 +266,23 @@ impl LoginAttempts for InMemoryLoginAttempts {
         if s.enabled {
             let now = self.now();
             let mut c = self.counters();
-            if let Some(pair) = c.pairs.get_mut(&pair_key(&attempt.email, &attempt.client)) {
+            let key = pair_key(&attempt.email, &attempt.client);
+            if let Some(pair) = c.pairs.get_mut(&key) {
                 *pair = pair.released(attempt.at, now, &s);
                 // A lock this attempt started goes with it; one from earlier failures stays
                 // (its exact end is not kept, and erring long is the safe side).
                 if pair.failures < s.pair_max_failures {
                     pair.locked_until = 0;
+                }
+                if pair.is_empty(now, &s) {
+                    c.pairs.remove(&key);
+                }
+            }
+            // Nor does it count against the pair's rate (the client's own rate keeps it).
+            if let Some(rate) = c.account_rates.get_mut(&key) {
+                rate.release(attempt.at);
+                if rate.count == 0 {
+                    c.account_rates.remove(&key);
                 }
             }
             c.release(&attempt, now, &s);
@@ -203,8 +296,12 @@ impl LoginAttempts for InMemoryLoginAttempts {
     ) -> Result<ThrottleDecision, StoreError> {
         let now = self.now();
         let mut c = self.counters();
-        if c.registrations.len() >= MAX_TRACKED_KEYS {
-            c.registrations.retain(|_, r| !r.is_stale(now));
+        if !c.registrations.contains_key(client.as_str())
+            && !c.make_room(1, self.max_keys, now, &self.settings)
+        {
+            return Ok(ThrottleDecision::Wait {
+                retry_after_secs: 1,
+            });
         }
         Ok(c.registrations
             .entry(client.as_str().to_owned())
@@ -240,6 +337,7 @@ mod tests {
             match s {
                 "c1" | "c" => [10, 0, 0, 1],
                 "c2" => [10, 0, 0, 2],
+                "c3" => [10, 0, 0, 3],
                 "attacker" | "stuffer" => [10, 0, 0, 66],
                 _ => [10, 0, 0, 99],
             }
@@ -334,10 +432,40 @@ mod tests {
             let c = if i % 2 == 0 { "c1" } else { "c2" };
             fail(&t, &e, c).await.unwrap();
         }
+        // Each client on its own budget of the slowed rate.
+        clock.advance(60 - clock.now().unix() % 60);
+        for _ in 0..6 {
+            assert!(succeed(&t, &e, "someone").await.is_ok());
+        }
         let wait = succeed(&t, &e, "someone").await.unwrap_err();
         assert!((1..=60).contains(&wait));
+        assert!(
+            succeed(&t, &e, "c3").await.is_ok(),
+            "another client's budget is its own"
+        );
         clock.advance(wait);
         assert!(succeed(&t, &e, "someone").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn clients_spending_a_slowed_accounts_budget_leave_a_fresh_client_its_own() {
+        let (clock, t) = setup(ThrottleSettings {
+            account_max_failures: 10,
+            ..ThrottleSettings::default()
+        });
+        let e = email("a@x.io");
+        for i in 0..10 {
+            let c = if i % 2 == 0 { "c1" } else { "c2" };
+            fail(&t, &e, c).await.unwrap();
+        }
+        clock.advance(60 - clock.now().unix() % 60);
+        // Six guesses this minute, as many as a shared budget would hold.
+        for c in [
+            "attacker", "someone", "attacker", "someone", "attacker", "someone",
+        ] {
+            fail(&t, &e, c).await.unwrap();
+        }
+        assert!(succeed(&t, &e, "c3").await.is_ok());
     }
 
     #[tokio::test]
@@ -442,5 +570,84 @@ mod tests {
         clock.advance(3600);
         t.sweep().await.unwrap();
         assert_eq!(t.tracked_keys(), 0);
+    }
+
+    /// Limits that never slow a client down, so only the bound is in play.
+    fn unslowed() -> ThrottleSettings {
+        ThrottleSettings {
+            client_max_failures: u32::MAX,
+            client_max_per_minute: u32::MAX,
+            lockout_secs: 3600,
+            max_lockout_secs: 3600,
+            ..ThrottleSettings::default()
+        }
+    }
+
+    fn bounded(max_keys: usize) -> (Arc<ManualClock>, InMemoryLoginAttempts) {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(1_000_000)));
+        let throttle = InMemoryLoginAttempts::with_max_keys(unslowed(), clock.clone(), max_keys);
+        (clock, throttle)
+    }
+
+    #[tokio::test]
+    async fn tracked_keys_stay_within_the_bound_and_a_locked_pair_stays_locked() {
+        let (clock, t) = bounded(1_000);
+        let victim = email("victim@x.io");
+        for _ in 0..5 {
+            fail(&t, &victim, "attacker").await.unwrap();
+        }
+        assert!(fail(&t, &victim, "attacker").await.is_err());
+        let mut admitted = 0;
+        for i in 0..5_000 {
+            if i % 50 == 0 {
+                clock.advance(1);
+            }
+            let e = email(&format!("u{i}@x.io"));
+            admitted += usize::from(fail(&t, &e, "c1").await.is_ok());
+            assert!(t.tracked_keys() <= 1_000, "attempt {i}");
+        }
+        assert!(
+            admitted > 1_000,
+            "room is made again every second: {admitted}"
+        );
+        assert!(
+            fail(&t, &victim, "attacker").await.is_err(),
+            "the lock outlives the flood"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_a_sweep_runs_at_most_once_a_second() {
+        let (clock, t) = bounded(100);
+        for i in 0..200 {
+            let _ = fail(&t, &email(&format!("u{i}@x.io")), "c1").await;
+        }
+        assert_eq!(t.forced_sweeps(), 1, "one sweep within the second");
+        assert!(t.tracked_keys() <= 100);
+        clock.advance(1);
+        for i in 200..400 {
+            let _ = fail(&t, &email(&format!("u{i}@x.io")), "c1").await;
+        }
+        assert_eq!(t.forced_sweeps(), 2, "the next second, one more");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_attempt_leaves_no_key_that_counts_nothing() {
+        let (_, t) = setup(ThrottleSettings::default());
+        let before = {
+            fail(&t, &email("seen@x.io"), "c1").await.unwrap();
+            t.tracked_keys()
+        };
+        for i in 0..50 {
+            let r = begin(&t, &email(&format!("u{i}@x.io")), "c1")
+                .await
+                .unwrap();
+            t.abandoned(r).await.unwrap();
+        }
+        assert_eq!(
+            t.tracked_keys(),
+            before,
+            "only the client's own rate is kept"
+        );
     }
 }
