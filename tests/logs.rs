@@ -10,43 +10,15 @@ mod db;
 #[allow(dead_code)]
 mod helpers;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+#[path = "support/captured_logs.rs"]
+mod captured_logs;
 
-use tracing_subscriber::fmt::MakeWriter;
-
+use crate::captured_logs::Captured;
 use crate::helpers::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn canary_password_and_tokens_never_reach_the_logs() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only subscriber of this binary");
+    let captured = Captured::install();
 
     let app = spawn_app().await;
     const CANARY: &str = "Canary-Pa55word-7f3a91";
@@ -66,7 +38,7 @@ async fn canary_password_and_tokens_never_reach_the_logs() {
     app.login_json(&serde_json::json!({ "email": 1, "password": CANARY }))
         .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("login_failed"), "logs were captured: {logs}");
     assert!(logs.contains("refresh_token_reuse"), "reuse is logged");
     // ... with what an operator needs to investigate it.

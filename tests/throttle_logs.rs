@@ -9,43 +9,15 @@ mod db;
 #[allow(dead_code)]
 mod helpers;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+#[path = "support/captured_logs.rs"]
+mod captured_logs;
 
-use tracing_subscriber::fmt::MakeWriter;
-
+use crate::captured_logs::Captured;
 use crate::helpers::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn throttle_events_carry_the_account_id_and_client_bucket_but_no_email() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only subscriber of this binary");
+    let captured = Captured::install();
 
     let app = spawn_app_with(&[
         ("TRUSTED_PROXY_HEADER", "X-Forwarded-For"),
@@ -72,7 +44,7 @@ async fn throttle_events_carry_the_account_id_and_client_bucket_but_no_email() {
     }
     send("/auth/login", "ghost-watched@example.com", "wrong guess").await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines = |event: &str| -> Vec<String> {
         logs.lines()
             .filter(|l| l.contains(event))
