@@ -219,3 +219,36 @@ async fn unknown_paths_are_json_404() {
         .await
         .assert_error(404, "not_found");
 }
+
+/// A repeated key means one value to us (serde keeps the last) and maybe another to a proxy,
+/// WAF or log reader in front (which may keep the first): refused before anything runs.
+#[tokio::test]
+async fn a_json_body_that_repeats_a_key_is_refused_before_any_work() {
+    let app = spawn_app().await;
+    let before = app.hasher.calls(); // the demo account's seeding
+    for body in [
+        r#"{"email":"nobody@example.com","email":"jywan@test.com","password":"test"}"#,
+        r#"{"email":"jywan@test.com","password":"wrong","password":"test"}"#,
+    ] {
+        let resp = app
+            .post("/auth/login")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        resp.assert_error(400, "invalid_request");
+        assert!(resp.set_cookie().is_none());
+    }
+    let resp = app
+        .post("/auth/register")
+        .header("content-type", "application/json")
+        .body(r#"{"email":"a@example.com","password":"long enough","email":"b@example.com"}"#)
+        .send()
+        .await;
+    resp.assert_error(400, "invalid_request");
+    assert_eq!(
+        app.hasher.calls(),
+        before,
+        "no password was hashed or checked"
+    );
+}

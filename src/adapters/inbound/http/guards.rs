@@ -9,6 +9,7 @@ use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
 
 use super::errors::{self, AllowedMethods};
+use super::unique_keys;
 use super::{AppState, HttpSettings};
 
 /// `Retry-After` on a 503: a full hashing queue drains in about one hash time per thread.
@@ -83,6 +84,12 @@ async fn limit_body(
     };
     match read {
         Ok(bytes) => {
+            if is_json(req) && unique_keys::has_duplicate_keys(&bytes) {
+                return Err(errors::INVALID_REQUEST
+                    .body_with("a JSON object repeats a key")
+                    .with_status(StatusCode::BAD_REQUEST)
+                    .into_response());
+            }
             req.set_body(bytes);
             Ok(())
         }
@@ -91,6 +98,11 @@ async fn limit_body(
         }
         Err(_) => Err(errors::response(StatusCode::BAD_REQUEST)),
     }
+}
+
+fn is_json(req: &Request) -> bool {
+    req.content_type()
+        .is_some_and(|ct| ct.trim_start().starts_with("application/json"))
 }
 
 /// The CORS preflight answer for an allow-listed origin.

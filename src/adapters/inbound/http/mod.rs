@@ -12,6 +12,7 @@ mod health;
 mod host;
 mod json_string;
 mod responses;
+mod unique_keys;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
