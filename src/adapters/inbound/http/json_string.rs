@@ -11,19 +11,32 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
+use crate::domain::{LOGIN_EMAIL_PATTERN, NEW_EMAIL_PATTERN};
+
 /// The JSON name of a field, for an error that names it without echoing the value; `SECRET`
 /// keeps the value out of `Debug`.
 pub trait FieldName: Send + Sync + 'static {
     const NAME: &'static str;
     const SECRET: bool = false;
+    /// The shape the schema states. Not checked here: the domain type the edge parses into
+    /// checks the same rule (a test holds the two equal), and poem-openapi's `pattern`
+    /// validator would compile its regex again on every request.
+    const PATTERN: Option<&'static str> = None;
 }
 
 /// The fields every request body uses.
-pub enum EmailField {}
+pub enum LoginEmailField {}
+pub enum NewEmailField {}
 pub enum PasswordField {}
 
-impl FieldName for EmailField {
+impl FieldName for LoginEmailField {
     const NAME: &'static str = "email";
+    const PATTERN: Option<&'static str> = Some(LOGIN_EMAIL_PATTERN);
+}
+
+impl FieldName for NewEmailField {
+    const NAME: &'static str = "email";
+    const PATTERN: Option<&'static str> = Some(NEW_EMAIL_PATTERN);
 }
 
 impl FieldName for PasswordField {
@@ -75,7 +88,9 @@ impl<F: FieldName> Type for JsonString<F> {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
+        let mut schema = MetaSchema::new("string");
+        schema.pattern = F::PATTERN.map(str::to_owned);
+        MetaSchemaRef::Inline(Box::new(schema))
     }
 
     fn as_raw_value(&self) -> Option<&String> {
@@ -119,7 +134,7 @@ mod tests {
 
     #[test]
     fn only_a_json_string_parses_and_the_error_names_the_field_not_the_value() {
-        let ok = JsonString::<EmailField>::parse_from_json(Some(json!("a@b.c"))).unwrap();
+        let ok = JsonString::<LoginEmailField>::parse_from_json(Some(json!("a@b.c"))).unwrap();
         assert_eq!(ok.as_str(), "a@b.c");
         for wrong in [
             json!(41_999),
@@ -141,7 +156,7 @@ mod tests {
     fn secret_fields_are_redacted_in_debug() {
         let password = JsonString::<PasswordField>::from("hunter2-canary");
         assert_eq!(format!("{password:?}"), "<redacted>");
-        let email = JsonString::<EmailField>::from("a@b.c");
+        let email = JsonString::<LoginEmailField>::from("a@b.c");
         assert_eq!(format!("{email:?}"), r#""a@b.c""#);
     }
 }
