@@ -748,3 +748,19 @@ async fn purge_through_the_port_deletes_rows_and_tokens_cascade() {
         .unwrap()
         .is_some());
 }
+
+/// On SQLite a made-up refresh cookie is refused without the database's one write lock, so a
+/// flood of them cannot queue behind real writers (nor wait out the busy timeout into 503s).
+#[tokio::test]
+async fn an_unknown_refresh_token_is_refused_without_sqlites_write_lock() {
+    use sqlx::{Connection, Executor};
+    let app = spawn_app_on(Store::Sqlite).await.expect("SQLite");
+    let url = app.db.as_ref().expect("a database").url.clone();
+    let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    writer.execute("BEGIN IMMEDIATE").await.unwrap(); // holds the write lock
+                                                      // Waiting for the lock would end in the busy timeout's 503.
+    app.refresh(Some(RefreshToken::generate().as_str()))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    writer.execute("ROLLBACK").await.unwrap();
+}

@@ -53,6 +53,8 @@ pub(crate) struct Queries {
     pub insert_first_token: &'static str,
     /// `hash` → `PresentedRow`, locking the session row where the database locks rows.
     pub read_presented: &'static str,
+    /// `hash` → a row when a token with this hash is stored; no lock.
+    pub token_known: &'static str,
     /// `hash, now`: the one-shot consumption (affects one row or none).
     pub consume_token: &'static str,
     /// `successor, session_id, presented, now, generation`.
@@ -412,6 +414,17 @@ macro_rules! sql_stores {
                     // Nothing changed: the transaction below decides. It also rotates if the
                     // token turns out to be current after all.
                 )?
+                // A token nobody holds is refused without a write transaction: a flood of
+                // made-up cookies must not queue behind SQLite's one writer. (A stored token
+                // is never unstored but by revocation or the purge, which refuse it anyway.)
+                let known = sqlx::query(SQL.token_known)
+                    .bind(common::hash_bytes(&presented))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(store)?;
+                if known.is_none() {
+                    return Err(RotationRefusal::NotFound.into());
+                }
                 // Takes the write lock (or the family's row lock) before reading: concurrent
                 // rotations of one token queue here.
                 let mut tx = begin_write(&self.pool).await.map_err(store)?;

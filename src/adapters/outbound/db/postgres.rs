@@ -139,6 +139,7 @@ const SQL: Queries = Queries {
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES ($1, $2, to_timestamp($3))",
     // Locks the family first (the session row): concurrent rotations of one token queue here.
+    token_known: "SELECT 1 FROM refresh_tokens WHERE hash = $1",
     read_presented: "SELECT s.id, s.user_id, extract(epoch FROM s.created_at)::int8, \
                             extract(epoch FROM s.expires_at)::int8, \
                             s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \

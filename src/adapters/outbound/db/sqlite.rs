@@ -126,6 +126,7 @@ const SQL: Queries = Queries {
                      WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND disabled = 0)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES (?1, ?2, ?3)",
+    token_known: "SELECT 1 FROM refresh_tokens WHERE hash = ?1",
     read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
                             s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \
                             u.id IS NOT NULL AND u.disabled = 0, t.generation \
