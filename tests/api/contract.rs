@@ -701,19 +701,7 @@ async fn a_stored_account_that_does_not_parse_is_skipped_and_absent(s: Stores) {
     };
     let good = user("good@example.com", T0 + 1);
     s.users.create(good.clone()).await.unwrap();
-    let bad = UserId::new_random();
-    let bad_email = format!("{}@x.io", "\u{69}\u{307}".repeat(200));
-    let created_at = match db.db.kind() {
-        jwt_auth::adapters::outbound::db::DatabaseKind::Postgres => "to_timestamp(1800000000)",
-        jwt_auth::adapters::outbound::db::DatabaseKind::Sqlite => "1800000000",
-    };
-    db.db
-        .execute(&format!(
-            "INSERT INTO users (id, email, password_hash, created_at, disabled) \
-             VALUES ('{bad}', '{bad_email}', 'x', {created_at}, false)"
-        ))
-        .await
-        .unwrap();
+    let bad = UserId::from_uuid(db.insert_unreadable_user().await);
     assert_eq!(s.users.list().await.unwrap(), vec![good]);
     assert_eq!(s.users.find_by_id(bad).await.unwrap(), None);
     let (sess, _) = session(&s, bad).await;

@@ -140,6 +140,25 @@ impl TestDb {
         self.db.sessions()
     }
 
+    /// Stores, behind the service's back, an account whose email no longer parses (longer than
+    /// allowed once lower-cased, as an older version could write); returns its id.
+    pub async fn insert_unreadable_user(&self) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
+        let email = format!("{}@x.io", "\u{69}\u{307}".repeat(200));
+        let created_at = match self.db.kind() {
+            DatabaseKind::Postgres => "to_timestamp(1800000000)",
+            DatabaseKind::Sqlite => "1800000000",
+        };
+        self.db
+            .execute(&format!(
+                "INSERT INTO users (id, email, password_hash, created_at, disabled) \
+                 VALUES ('{id}', '{email}', 'x', {created_at}, false)"
+            ))
+            .await
+            .unwrap();
+        id
+    }
+
     /// Sessions not revoked (ended or not), as the in-memory store counts them.
     pub async fn live_sessions(&self) -> i64 {
         self.db

@@ -99,21 +99,8 @@ pub async fn an_email_longer_once_normalized_is_refused(app: TestApp) {
 /// is skipped by `jwt-auth user list` with a warning naming its id, never its contents, and
 /// is no account for the service.
 pub async fn an_unreadable_stored_account_never_fails_user_list(app: TestApp) {
-    use jwt_auth::adapters::outbound::db::DatabaseKind;
     let db = app.db.as_ref().unwrap();
-    let bad = uuid::Uuid::new_v4();
-    let bad_email = format!("{}@x.io", "\u{69}\u{307}".repeat(200));
-    let created_at = match db.db.kind() {
-        DatabaseKind::Postgres => "to_timestamp(1800000000)",
-        DatabaseKind::Sqlite => "1800000000",
-    };
-    db.db
-        .execute(&format!(
-            "INSERT INTO users (id, email, password_hash, created_at, disabled) \
-             VALUES ('{bad}', '{bad_email}', 'x', {created_at}, false)"
-        ))
-        .await
-        .unwrap();
+    let bad = db.insert_unreadable_user().await;
     let list = jwt_auth(&["user", "list"], &[("DATABASE_URL", &db.url)], None);
     let (out, err) = (text(&list.stdout), text(&list.stderr));
     assert!(list.status.success(), "{err}");
