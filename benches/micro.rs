@@ -164,6 +164,7 @@ fn consume(c: &mut Criterion) {
                     let session = ready(store.rotate(Rotation {
                         presented: tokens[cursor],
                         successor,
+                        previous_successor: None,
                         now,
                         idle_expires_at: None,
                         reuse_grace_secs: 5,

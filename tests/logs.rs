@@ -31,6 +31,8 @@ async fn canary_password_and_tokens_never_reach_the_logs() {
     let refresh_token = login.refresh_cookie().unwrap();
     let access = login.access_token();
     let rotated = app.refresh(Some(&refresh_token)).await;
+    app.refresh(Some(&refresh_token)).await; // a replay inside the grace window: logged
+    app.clock.advance(5);
     app.refresh(Some(&refresh_token)).await; // reuse: logged as an event
     app.me(&access).await;
     app.me(&format!("{access}x")).await;
@@ -40,6 +42,7 @@ async fn canary_password_and_tokens_never_reach_the_logs() {
 
     let logs = captured.text();
     assert!(logs.contains("login_failed"), "logs were captured: {logs}");
+    assert!(logs.contains("refresh_replayed"), "a replay is logged");
     assert!(logs.contains("refresh_token_reuse"), "reuse is logged");
     // ... with what an operator needs to investigate it.
     let reuse = logs

@@ -4,3 +4,6 @@ ALTER TABLE sessions ADD COLUMN idle_expires_at timestamptz;
 -- From now on every session has a last use (its login, then each refresh): the per-user
 -- session cap ends the least recently used, and the sessions list shows it.
 UPDATE sessions SET last_used_at = created_at WHERE last_used_at IS NULL;
+-- For the purge: sessions past their idle end.
+CREATE INDEX sessions_idle_expires_at_idx ON sessions (idle_expires_at)
+    WHERE idle_expires_at IS NOT NULL;

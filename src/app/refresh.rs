@@ -35,11 +35,13 @@ impl Refresh {
             presented.ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
         let now = self.clock.now();
         let successor = self.successors.successor_of(&presented);
+        let previous = self.successors.previous_successor_of(&presented);
         let rotated = self
             .sessions
             .rotate(Rotation {
                 presented: presented.hash(),
                 successor: successor.hash(),
+                previous_successor: previous.as_ref().map(RefreshToken::hash),
                 now,
                 idle_expires_at: self.policy.idle_end(now),
                 reuse_grace_secs: self.policy.reuse_grace_secs,
@@ -50,14 +52,21 @@ impl Refresh {
             tracing::info!(
                 event = "refresh_replayed",
                 session = %rotated.session.id,
+                client = client.as_str(),
                 "refresh token presented again within the grace window; same successor"
             );
         }
+        // The one the store made (or found) current: under the previous key only when an
+        // instance still on it rotated this token.
+        let current = match previous {
+            Some(old) if rotated.successor == old.hash() => old,
+            _ => successor,
+        };
         Ok(issue_tokens(
             &self.issuer,
             self.policy,
             &rotated.session,
-            successor,
+            current,
             now,
         )?)
     }
@@ -138,6 +147,10 @@ mod tests {
         fn successor_of(&self, token: &RefreshToken) -> RefreshToken {
             RefreshToken::parse(&token.as_str().chars().rev().collect::<String>()).unwrap()
         }
+
+        fn previous_successor_of(&self, _: &RefreshToken) -> Option<RefreshToken> {
+            None
+        }
     }
 
     fn presented() -> RefreshToken {
@@ -148,6 +161,7 @@ mod tests {
         crate::ports::Rotated {
             session,
             replayed: false,
+            successor: RefreshToken::generate().hash(),
         }
     }
 

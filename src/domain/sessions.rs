@@ -7,8 +7,10 @@ use super::{ClientAddress, Session, Timestamp};
 pub const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// A client's `User-Agent`, as text for the owner to read in their sessions list: never
-/// parsed or acted on. Cut to `MAX_USER_AGENT_CHARS`; control characters become U+FFFD, so
-/// it cannot break a log line or a terminal.
+/// parsed or acted on. Cut to `MAX_USER_AGENT_CHARS`; control characters and the invisible
+/// ones that reorder or hide text (bidi controls, zero-width characters, line and paragraph
+/// separators) become U+FFFD, so it can neither break a log line or a terminal nor pass for
+/// another device in a sessions list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAgent(String);
 
@@ -19,7 +21,7 @@ impl UserAgent {
             .trim()
             .chars()
             .take(MAX_USER_AGENT_CHARS)
-            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .map(|c| if shown_as_is(c) { c } else { '\u{fffd}' })
             .collect();
         (!cleaned.is_empty()).then_some(Self(cleaned))
     }
@@ -27,6 +29,13 @@ impl UserAgent {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn shown_as_is(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'))
 }
 
 /// Where a session was opened, recorded at login.
@@ -69,6 +78,8 @@ mod tests {
         assert_eq!(UserAgent::parse(""), None);
         let ua = UserAgent::parse(" Mozilla/5.0\n\u{1b}[31m ").unwrap();
         assert_eq!(ua.as_str(), "Mozilla/5.0\u{fffd}\u{fffd}[31m");
+        let spoof = UserAgent::parse("Phone\u{202e}\u{200b}x\u{2028}y").unwrap();
+        assert_eq!(spoof.as_str(), "Phone\u{fffd}\u{fffd}x\u{fffd}y");
         let long = "é".repeat(10_000);
         let ua = UserAgent::parse(&long).unwrap();
         assert_eq!(ua.as_str().chars().count(), MAX_USER_AGENT_CHARS);

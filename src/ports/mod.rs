@@ -61,8 +61,12 @@ impl RotateError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     pub presented: RefreshTokenHash,
-    /// The hash of `presented`'s derived successor (`RefreshToken::successor`).
+    /// The hash of `presented`'s derived successor (`Successors::successor_of`).
     pub successor: RefreshTokenHash,
+    /// Its successor as derived under the previous server key (`JWT_PREVIOUS_SECRET_KEY`),
+    /// if one is configured: a replay whose current successor is that one, made by an
+    /// instance still on the old key, is answered with it.
+    pub previous_successor: Option<RefreshTokenHash>,
     pub now: Timestamp,
     /// The session's idle end once rotated (`now` plus the idle timeout); the store never
     /// keeps one later than the absolute end. `None`: no idle timeout.
@@ -80,6 +84,9 @@ pub struct Rotated {
     /// `true` when the token had been consumed moments before and its successor was handed
     /// out again (`RotationVerdict::Replay`); nothing was written.
     pub replayed: bool,
+    /// The hash of the session's current token now: `Rotation::successor`, or on a replay
+    /// `previous_successor` when that is the one an instance on the old key made current.
+    pub successor: RefreshTokenHash,
 }
 
 /// Token signing or verification failed.
@@ -233,6 +240,10 @@ pub trait TokenIssuer: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 pub trait Successors: Send + Sync {
     fn successor_of(&self, token: &RefreshToken) -> RefreshToken;
+
+    /// The successor under the previous key, while one is configured (a key rotation in
+    /// progress): instances still on it derive that one.
+    fn previous_successor_of(&self, token: &RefreshToken) -> Option<RefreshToken>;
 }
 
 /// Sessions (refresh-token families) and the hashes of their tokens.
@@ -335,6 +346,15 @@ pub trait RefreshStore: Send + Sync {
         session: SessionId,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError>;
+
+    /// Brings the idle end of every live session down to its last use plus `idle_ttl_secs`
+    /// (never past its absolute end) where it is later or unset; returns how many changed.
+    /// Run at start-up, so that a newly set or shortened `REFRESH_IDLE_TIMEOUT_DAYS` reaches
+    /// the sessions opened before, not only those refreshed after. Never lengthens one.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn tighten_idle_ends(&self, idle_ttl_secs: u64) -> Result<u64, StoreError>;
 
     /// Forgets up to `limit` sessions that ended or were revoked before `now`, with their
     /// tokens; returns how many were removed. Bounded so one run has a bounded cost.

@@ -124,7 +124,14 @@ impl Adapters {
             issuer: token_issuer(settings)?,
             // From the signing secret, so every instance configured alike derives the same
             // successors; in `dev` without a usable secret, random for the process as it is.
-            successors: Arc::new(HmacSuccessors::from_secret(&settings.signing_secret().0)),
+            successors: Arc::new(
+                HmacSuccessors::from_secret(&settings.signing_secret().0).with_previous(
+                    settings
+                        .jwt_previous_secret_key
+                        .as_ref()
+                        .map(|s: &Secret| s.expose().as_bytes()),
+                ),
+            ),
             clock,
             database: None,
         })
@@ -252,12 +259,26 @@ impl UseCases {
     }
 
     /// What the profile requires of the stores before serving: the demo account exists in
-    /// `dev` and is disabled in `prod` (see `demo`).
+    /// `dev` and is disabled in `prod` (see `demo`); every session's idle end is within the
+    /// configured idle timeout.
     ///
     /// # Errors
     /// When a store or the hasher fails.
     pub async fn prepare(&self, profile: Profile) -> anyhow::Result<()> {
-        demo::prepare(profile, &self.register, &self.set_disabled).await
+        demo::prepare(profile, &self.register, &self.set_disabled).await?;
+        // The idle timeout as configured now reaches the sessions opened before it was set
+        // or shortened, not only those refreshed from now on.
+        if let Some(ttl) = self.refresh.policy.idle_ttl_secs {
+            let changed = self.refresh.sessions.tighten_idle_ends(ttl).await?;
+            if changed > 0 {
+                tracing::info!(
+                    event = "idle_ends_tightened",
+                    sessions = changed,
+                    "sessions brought under REFRESH_IDLE_TIMEOUT_DAYS"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The HTTP edge's state.

@@ -77,6 +77,7 @@ fn strict(presented: RefreshTokenHash, successor: RefreshTokenHash, now: Timesta
     Rotation {
         presented,
         successor,
+        previous_successor: None,
         now,
         idle_expires_at: None,
         reuse_grace_secs: 0,

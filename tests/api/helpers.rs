@@ -232,6 +232,10 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.live_session_user(s, now).await
     }
+    async fn tighten_idle_ends(&self, ttl: u64) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.tighten_idle_ends(ttl).await
+    }
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.purge(now, limit).await

@@ -68,6 +68,10 @@ on_every_store!(
     another_users_session_is_not_found_and_untouched [],
     logout_others_keeps_this_session_and_global_ends_all [],
     a_stale_cookie_cannot_sign_its_owner_out_everywhere [],
+    an_ended_sessions_cookie_cannot_sign_its_owner_out_everywhere
+        ["REFRESH_TOKEN_EXPIRES_DAYS" = "1"],
+    turning_on_the_idle_timeout_reaches_sessions_opened_before [],
+    a_secret_rotation_does_not_turn_a_racing_tab_into_reuse [],
 );
 
 const DAY: u64 = 86_400;
@@ -407,6 +411,104 @@ pub async fn a_stale_cookie_cannot_sign_its_owner_out_everywhere(app: TestApp) {
     assert_eq!(app.me(&other.access_token()).await.status, 200);
 }
 
+pub async fn an_ended_sessions_cookie_cannot_sign_its_owner_out_everywhere(app: TestApp) {
+    let ended = app.login_demo().await.refresh_cookie().unwrap();
+    app.clock.advance(DAY / 2);
+    let live = app.login_demo().await;
+    app.clock.advance(DAY / 2 + 60);
+    // `ended` reached its absolute end; the purge has not run yet.
+    assert_eq!(logout_scoped(&app, &ended, "global").await.status, 204);
+    assert_eq!(logout_scoped(&app, &ended, "others").await.status, 204);
+    assert_eq!(
+        app.refresh(live.refresh_cookie().as_deref()).await.status,
+        200
+    );
+}
+
+/// Sessions opened while no idle timeout was configured are brought under one as soon as a
+/// service starts with it, not only once refreshed.
+pub async fn turning_on_the_idle_timeout_reaches_sessions_opened_before(app: TestApp) {
+    let old = app.login_demo().await.refresh_cookie().unwrap();
+    let kept = app.login_demo().await.refresh_cookie().unwrap();
+    let TestApp {
+        users,
+        sessions,
+        memory,
+        db,
+        ..
+    } = app;
+    let stores = Stores {
+        users: users.inner.clone(),
+        sessions: sessions.inner.clone(),
+        memory,
+        db,
+    };
+    let strict = spawn_app_from(stores, &[("REFRESH_IDLE_TIMEOUT_DAYS", "1")]).await;
+    strict.clock.advance(DAY - 1);
+    let resp = strict.refresh(Some(&kept)).await;
+    assert_eq!(resp.status, 200, "refreshed in time: {}", resp.body);
+    strict.clock.advance(1);
+    strict
+        .refresh(Some(&old))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    assert_eq!(
+        strict
+            .refresh(resp.refresh_cookie().as_deref())
+            .await
+            .status,
+        200
+    );
+}
+
+/// During a secret rotation, tab A refreshes at an instance still on the old secret and tab B
+/// presents the same cookie at once to one on the new secret (with the old as
+/// `JWT_PREVIOUS_SECRET_KEY`): B gets A's successor, and the session lives on.
+pub async fn a_secret_rotation_does_not_turn_a_racing_tab_into_reuse(app: TestApp) {
+    let cookie = app.login_demo().await.refresh_cookie().unwrap();
+    let TestApp {
+        users,
+        sessions,
+        memory,
+        db,
+        client,
+        ..
+    } = app;
+    let stores = Stores {
+        users: users.inner.clone(),
+        sessions: sessions.inner.clone(),
+        memory,
+        db,
+    };
+    let rotated = spawn_app_from(
+        stores,
+        &[
+            (
+                "JWT_SECRET_KEY",
+                "a-new-secret-9876543210-zyxwvutsrqponmlkjihgfedcba",
+            ),
+            ("JWT_PREVIOUS_SECRET_KEY", TEST_SECRET),
+        ],
+    )
+    .await;
+    let on_old = client
+        .post("/auth/refresh")
+        .header("cookie", format!("refresh_token={cookie}"))
+        .send()
+        .await;
+    let on_old = Resp::read(on_old.0).await;
+    assert_eq!(on_old.status, 200);
+    let on_new = rotated.refresh(Some(&cookie)).await;
+    assert_eq!(on_new.status, 200, "{}", on_new.body);
+    assert_eq!(
+        on_new.refresh_cookie(),
+        on_old.refresh_cookie(),
+        "A's successor"
+    );
+    let next = rotated.refresh(on_new.refresh_cookie().as_deref()).await;
+    assert_eq!(next.status, 200, "the session lives on");
+}
+
 // ---- not per store ----
 
 #[tokio::test]
@@ -473,6 +575,8 @@ async fn an_unknown_logout_scope_is_400_and_ends_nothing() {
         "",
         "local&scope=global",
         "global&scope=global",
+        "local&%73cope=global",
+        "global&sc%6fpe=local",
     ] {
         logout_scoped(&app, &cookie, scope)
             .await

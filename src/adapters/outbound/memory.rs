@@ -389,6 +389,16 @@ impl RefreshStore for InMemoryRefreshStore {
             return Err(RotationRefusal::NotFound.into());
         };
         // A revoked session is removed at once, so a found session is never revoked.
+        // The session's current token, when it is the successor derived now (or under the
+        // previous key) of the presented one.
+        let current_child = [Some(successor), rotation.previous_successor]
+            .into_iter()
+            .flatten()
+            .find(|hash| {
+                f.tokens
+                    .get(hash)
+                    .is_some_and(|t| t.session == token.session && !t.consumed)
+            });
         let read = f.sessions.get(&token.session).map(|r| {
             let replayable = token.consumed && r.consumed.back() == Some(&presented);
             PresentedToken {
@@ -399,10 +409,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 consumed_at: token
                     .consumed
                     .then(|| Timestamp::from_unix(r.last_used_at.into())),
-                successor_is_current: replayable
-                    && f.tokens
-                        .get(&successor)
-                        .is_some_and(|t| t.session == token.session && !t.consumed),
+                successor_is_current: replayable && current_child.is_some(),
                 user_active: self.users.active(r.user),
             }
         });
@@ -413,6 +420,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 return Ok(Rotated {
                     session,
                     replayed: true,
+                    successor: current_child.unwrap_or(successor),
                 });
             }
             RotationVerdict::Refuse(why) => {
@@ -467,6 +475,7 @@ impl RefreshStore for InMemoryRefreshStore {
         Ok(Rotated {
             session: rotated,
             replayed: false,
+            successor,
         })
     }
 
@@ -486,7 +495,9 @@ impl RefreshStore for InMemoryRefreshStore {
             return Ok(0);
         };
         let user = record.user;
-        let fresh = f.is_fresh(record, &presented, token, now, reuse_grace_secs);
+        // The cookie of an ended session speaks for nobody: it ends its own session only.
+        let fresh =
+            record.live_at(now) && f.is_fresh(record, &presented, token, now, reuse_grace_secs);
         Ok(match scope {
             LogoutScope::Others if fresh => f.remove_user(user, Some(token.session)),
             LogoutScope::Global if fresh => f.remove_user(user, None),
@@ -549,6 +560,20 @@ impl RefreshStore for InMemoryRefreshStore {
 
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
         Ok(self.lock().remove_user(user, None))
+    }
+
+    async fn tighten_idle_ends(&self, idle_ttl_secs: u64) -> Result<u64, StoreError> {
+        let mut f = self.lock();
+        let ttl = u32::try_from(idle_ttl_secs).unwrap_or(u32::MAX);
+        let mut changed = 0;
+        for s in f.sessions.values_mut() {
+            let end = s.last_used_at.saturating_add(ttl).min(s.expires_at).max(1);
+            if s.idle_expires_at == 0 || s.idle_expires_at > end {
+                s.idle_expires_at = end;
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {

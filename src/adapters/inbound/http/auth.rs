@@ -181,12 +181,9 @@ impl AuthApi {
             return LogoutResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
         // Which of two scopes counts is not guessed at: a proxy or a log may read the other.
-        let scopes = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| pair.split('=').next() == Some("scope"))
+        // Keys are counted decoded, as the framework reads them (`%73cope` is `scope`).
+        let scopes = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .filter(|(key, _)| key == "scope")
             .count();
         if scopes > 1 {
             return LogoutResponse::BadRequest(INVALID_REQUEST.body_with("scope is given twice"));

@@ -54,8 +54,7 @@ pub(crate) struct Queries {
     pub cap_sessions: &'static str,
     /// `hash, session_id, issued_at`.
     pub insert_first_token: &'static str,
-    /// `hash, successor` → `PresentedRow`, locking the session row where the database locks
-    /// rows.
+    /// `hash` → `PresentedRow`, locking the session row where the database locks rows.
     pub read_presented: &'static str,
     /// `hash` → a row when a token with this hash is stored; no lock.
     pub token_known: &'static str,
@@ -71,7 +70,7 @@ pub(crate) struct Queries {
     pub revoke_session: &'static str,
     /// `hash`, revoked at the database's clock.
     pub revoke_by_token: &'static str,
-    /// `hash` → `OwnerRow` of a live session's token.
+    /// `hash, now` → `OwnerRow` of a live session's token (not revoked, neither end reached).
     pub token_owner: &'static str,
     /// `user_id, kept session_id`, revoked at the database's clock.
     pub revoke_other_sessions: &'static str,
@@ -85,6 +84,8 @@ pub(crate) struct Queries {
     pub live_session_user: &'static str,
     /// `now, limit`.
     pub purge: &'static str,
+    /// `idle ttl secs`.
+    pub tighten_idle_ends: &'static str,
 }
 
 /// Maps a driver error: lost or unreachable connections are `Unavailable` (retryable,
@@ -152,7 +153,8 @@ pub(crate) type UserRow<I> = (I, String, String, i64, bool);
 pub(crate) type SessionRow<I> = (I, I, i64, i64, Option<i64>);
 
 /// `session id, user id, created_at, expires_at, idle_expires_at, revoked, consumed_at,
-/// successor is current, user active, generation` of a presented token.
+/// the hash of its successor if that is current, user active, generation` of a presented
+/// token.
 pub(crate) type PresentedRow<I> = (
     I,
     I,
@@ -161,7 +163,7 @@ pub(crate) type PresentedRow<I> = (
     Option<i64>,
     bool,
     Option<i64>,
-    bool,
+    Option<Vec<u8>>,
     bool,
     i64,
 );
@@ -235,33 +237,32 @@ pub(crate) fn idle_end(idle: Option<Timestamp>, expires_at: Timestamp) -> Option
     idle.map(|t| to_db(t.min(expires_at)))
 }
 
-/// The session a presented token belongs to, and what the rotation rule needs to know.
+/// The session a presented token belongs to, what the rotation rule needs to know, the
+/// token's generation, and its current successor when that is one of `derived` (the
+/// successors this request derived).
 pub(crate) fn presented_of<I>(
     row: PresentedRow<I>,
     uuid: UuidOf<I>,
-) -> Result<(Session, PresentedToken, i64), StoreError> {
-    let (
-        id,
-        user,
-        created,
-        expires,
-        idle,
-        revoked,
-        consumed_at,
-        successor_current,
-        active,
-        generation,
-    ) = row;
+    derived: [Option<RefreshTokenHash>; 2],
+) -> Result<(Session, PresentedToken, i64, Option<RefreshTokenHash>), StoreError> {
+    let (id, user, created, expires, idle, revoked, consumed_at, current_child, active, generation) =
+        row;
     let session = session_of((id, user, created, expires, idle), uuid)?;
+    let current_child = current_child.and_then(|child| {
+        derived
+            .into_iter()
+            .flatten()
+            .find(|hash| hash.as_bytes().as_slice() == child.as_slice())
+    });
     let token = PresentedToken {
         session_expires_at: session.expires_at,
         session_idle_expires_at: session.idle_expires_at,
         session_revoked: revoked,
         consumed_at: consumed_at.map(from_db),
-        successor_is_current: successor_current,
+        successor_is_current: current_child.is_some(),
         user_active: active,
     };
-    Ok((session, token, generation))
+    Ok((session, token, generation, current_child))
 }
 
 /// Whether a logout's token speaks for its session's holder now: the current token, or its
@@ -507,7 +508,7 @@ macro_rules! sql_stores {
                 let $crate::ports::Rotation { presented, successor, now, .. } = rotation;
                 $(
                     if let Some(session) = $fast(&self.pool, &rotation).await? {
-                        return Ok(Rotated { session, replayed: false });
+                        return Ok(Rotated { session, replayed: false, successor });
                     }
                     // Nothing changed: the transaction below decides. It also rotates if the
                     // token turns out to be current after all.
@@ -532,26 +533,30 @@ macro_rules! sql_stores {
                 // under the lock, sees the winner's rotation: the replay it is.
                 let mut second_read = false;
                 loop {
+                    let derived = [Some(successor), rotation.previous_successor];
                     let family =
                         sqlx::query_as::<_, common::PresentedRow<Id>>(SQL.read_presented)
                             .bind(common::hash_bytes(&presented))
-                            .bind(common::hash_bytes(&successor))
                             .fetch_optional(&mut *tx)
                             .await
                             .map_err(store)?
-                            .map(|row| common::presented_of(row, uuid))
+                            .map(|row| common::presented_of(row, uuid, derived))
                             .transpose()?;
-                    let read = family.as_ref().map(|(_, token, _)| *token);
+                    let read = family.as_ref().map(|(_, token, _, _)| *token);
                     let verdict =
                         $crate::domain::judge_rotation(read, now, rotation.reuse_grace_secs);
-                    let Some((session, _, generation)) = family else {
+                    let Some((session, _, generation, current_child)) = family else {
                         return Err(RotationRefusal::NotFound.into());
                     };
                     match verdict {
                         RotationVerdict::Consume => {}
                         RotationVerdict::Replay => {
                             // Read only: the transaction ends with nothing to commit.
-                            return Ok(Rotated { session, replayed: true });
+                            return Ok(Rotated {
+                                session,
+                                replayed: true,
+                                successor: current_child.unwrap_or(successor),
+                            });
                         }
                         RotationVerdict::Refuse(why) => return Err(why.into()),
                         RotationVerdict::RevokeAndRefuse(why) => {
@@ -617,7 +622,11 @@ macro_rules! sql_stores {
                         idle_expires_at: idle.map(common::from_db),
                         ..session
                     };
-                    return Ok(Rotated { session, replayed: false });
+                    return Ok(Rotated {
+                        session,
+                        replayed: false,
+                        successor,
+                    });
                 }
             }
 
@@ -640,6 +649,7 @@ macro_rules! sql_stores {
                 let Some((session, user, consumed_at, successor_current)) =
                     sqlx::query_as::<_, common::OwnerRow<Id>>(SQL.token_owner)
                         .bind(common::hash_bytes(&presented))
+                        .bind(common::to_db(now))
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(store)?
@@ -721,6 +731,18 @@ macro_rules! sql_stores {
                     .await
                     .map_err(store)
                     .map(|row| row.and_then(|row| common::user_of(row, uuid)))
+            }
+
+            async fn tighten_idle_ends(
+                &self,
+                idle_ttl_secs: u64,
+            ) -> Result<u64, $crate::ports::StoreError> {
+                Ok(sqlx::query(SQL.tighten_idle_ends)
+                    .bind(i64::try_from(idle_ttl_secs).unwrap_or(i64::MAX))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected())
             }
 
             async fn purge(

@@ -145,7 +145,8 @@ const SQL: Queries = Queries {
                                   AND expires_at > to_timestamp($2) \
                                   AND (idle_expires_at IS NULL \
                                        OR idle_expires_at > to_timestamp($2)) \
-                                ORDER BY last_used_at DESC, created_at DESC, id \
+                                ORDER BY coalesce(last_used_at, created_at) DESC, \
+                                         created_at DESC, id \
                                 OFFSET $3)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES ($1, $2, to_timestamp($3))",
@@ -155,9 +156,8 @@ const SQL: Queries = Queries {
                             extract(epoch FROM s.expires_at)::int8, \
                             extract(epoch FROM s.idle_expires_at)::int8, \
                             s.revoked_at IS NOT NULL, extract(epoch FROM t.consumed_at)::int8, \
-                            EXISTS (SELECT 1 FROM refresh_tokens c \
-                                    WHERE c.parent_hash = t.hash AND c.hash = $2 \
-                                      AND c.consumed_at IS NULL), \
+                            (SELECT c.hash FROM refresh_tokens c \
+                                    WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL), \
                             u.id IS NOT NULL AND NOT u.disabled, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                           LEFT JOIN users u ON u.id = s.user_id \
@@ -183,7 +183,9 @@ const SQL: Queries = Queries {
                          EXISTS (SELECT 1 FROM refresh_tokens c \
                                  WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL) \
                   FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-                  WHERE t.hash = $1 AND s.revoked_at IS NULL",
+                  WHERE t.hash = $1 AND s.revoked_at IS NULL \
+                    AND s.expires_at > to_timestamp($2) \
+                    AND (s.idle_expires_at IS NULL OR s.idle_expires_at > to_timestamp($2))",
     revoke_other_sessions: "UPDATE sessions SET revoked_at = now() \
                             WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
     revoke_owned_session: "UPDATE sessions SET revoked_at = to_timestamp($3) \
@@ -209,6 +211,14 @@ const SQL: Queries = Queries {
                           AND s.expires_at > to_timestamp($2) \
                           AND (s.idle_expires_at IS NULL \
                                OR s.idle_expires_at > to_timestamp($2))",
+    tighten_idle_ends: "UPDATE sessions \
+                        SET idle_expires_at = LEAST(coalesce(last_used_at, created_at) \
+                                                    + $1::int8 * interval '1 second', \
+                                                    expires_at) \
+                        WHERE revoked_at IS NULL \
+                          AND (idle_expires_at IS NULL OR idle_expires_at > \
+                               LEAST(coalesce(last_used_at, created_at) \
+                                     + $1::int8 * interval '1 second', expires_at))",
     // SKIP LOCKED: instances purging at once take different rows instead of queueing.
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \

@@ -130,16 +130,16 @@ const SQL: Queries = Queries {
                                 WHERE user_id = ?1 AND id <> ?4 AND revoked_at IS NULL \
                                   AND expires_at > ?2 \
                                   AND (idle_expires_at IS NULL OR idle_expires_at > ?2) \
-                                ORDER BY last_used_at DESC, created_at DESC, id \
+                                ORDER BY coalesce(last_used_at, created_at) DESC, \
+                                         created_at DESC, id \
                                 LIMIT -1 OFFSET ?3)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES (?1, ?2, ?3)",
     token_known: "SELECT 1 FROM refresh_tokens WHERE hash = ?1",
     read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, \
                             s.revoked_at IS NOT NULL, t.consumed_at, \
-                            EXISTS (SELECT 1 FROM refresh_tokens c \
-                                    WHERE c.parent_hash = t.hash AND c.hash = ?2 \
-                                      AND c.consumed_at IS NULL), \
+                            (SELECT c.hash FROM refresh_tokens c \
+                                    WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL), \
                             u.id IS NOT NULL AND u.disabled = 0, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                           LEFT JOIN users u ON u.id = s.user_id \
@@ -167,7 +167,8 @@ const SQL: Queries = Queries {
                          EXISTS (SELECT 1 FROM refresh_tokens c \
                                  WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL) \
                   FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-                  WHERE t.hash = ?1 AND s.revoked_at IS NULL",
+                  WHERE t.hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
+                    AND (s.idle_expires_at IS NULL OR s.idle_expires_at > ?2)",
     revoke_other_sessions: concat!(
         "UPDATE sessions SET revoked_at = ",
         sql_now!(),
@@ -188,6 +189,12 @@ const SQL: Queries = Queries {
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
                           AND (s.idle_expires_at IS NULL OR s.idle_expires_at > ?2)",
+    tighten_idle_ends: "UPDATE sessions \
+                        SET idle_expires_at = min(coalesce(last_used_at, created_at) + ?1, \
+                                                  expires_at) \
+                        WHERE revoked_at IS NULL \
+                          AND (idle_expires_at IS NULL OR idle_expires_at > \
+                               min(coalesce(last_used_at, created_at) + ?1, expires_at))",
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \
                 WHERE revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1 \
