@@ -65,9 +65,10 @@ psql "$ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" >/dev/null
 start_server() {
     local log="$WORK/server-$1.log"
     mkdir -p "$WORK/run"
+    # Every worker is the demo account: the session cap is raised to hold all its sessions.
     (cd "$WORK/run" && exec env -i PATH="$PATH" \
         ENV=dev HOST=127.0.0.1 PORT=0 BCRYPT_COST=4 LOGIN_THROTTLE_ENABLED=false \
-        REFRESH_REUSE_GRACE_SECS=60 \
+        REFRESH_REUSE_GRACE_SECS=60 MAX_SESSIONS_PER_USER=1000 \
         JWT_SECRET_KEY="crash-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz" \
         DATABASE_URL="$DB_URL" RUST_LOG=warn,jwt_auth=info NO_COLOR=1 \
         "$BIN") >"$log" 2>&1 &
