@@ -147,10 +147,10 @@
       return true;
     }
     if (resp.status === 401) {
+      log(access ? 'Refresh refused (401): the session is over.' : 'No session yet (refresh answered 401).');
       showSignedOut(access
         ? 'Your session has ended (signed out here or elsewhere, or it expired). Sign in again.'
         : 'Not signed in.');
-      log('Refresh refused (401): the session is over.');
       return false;
     }
     // 429, 503 (with Retry-After), other 5xx: the session may well be fine.
