@@ -96,7 +96,8 @@ async function settled(page) {
 }
 
 async function refreshCookie(context) {
-  const c = (await context.cookies(baseUrl)).find((k) => k.name === 'refresh_token');
+  // The cookie's Path is /auth, so ask for the cookies a request there would carry.
+  const c = (await context.cookies(`${baseUrl}/auth/refresh`)).find((k) => k.name === 'refresh_token');
   return c && c.value;
 }
 
