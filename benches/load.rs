@@ -86,7 +86,8 @@ fn rss_bytes() -> u64 {
 fn memory_child(n: usize) {
     use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
     use jwt_auth::domain::{
-        Email, PasswordHash, RefreshToken, Session, SessionId, Timestamp, User, UserId,
+        ClientAddress, Email, PasswordHash, RefreshToken, Session, SessionId, SessionOrigin,
+        Timestamp, User, UserId,
     };
     use jwt_auth::ports::{RefreshStore, UserRepo};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -109,6 +110,11 @@ fn memory_child(n: usize) {
             .unwrap();
         }
     });
+    // No user agent: what a session costs by itself (a login's origin adds its text).
+    let origin = SessionOrigin {
+        user_agent: None,
+        client: ClientAddress::unknown(),
+    };
     let before = rss_bytes();
     rt.block_on(async {
         for i in 0..n {
@@ -117,9 +123,15 @@ fn memory_child(n: usize) {
                 user_id: users[i % users.len()],
                 created_at: Timestamp::from_unix(1_800_000_000),
                 expires_at: Timestamp::from_unix(1_800_000_000 + 30 * 86_400),
+                idle_expires_at: None,
             };
             assert!(store
-                .create_session(&session, RefreshToken::generate().hash())
+                .create_session(
+                    &session,
+                    RefreshToken::generate().hash(),
+                    &origin,
+                    usize::MAX
+                )
                 .await
                 .unwrap());
         }

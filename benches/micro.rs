@@ -15,10 +15,10 @@ use jwt_auth::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use jwt_auth::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use jwt_auth::adapters::outbound::verified_cache::{self, VerifiedCache};
 use jwt_auth::domain::{
-    AccessClaims, Email, PasswordHash, RefreshTokenHash, Session, SessionId, SigningAlgorithm,
-    Timestamp, User, UserId,
+    AccessClaims, ClientAddress, Email, PasswordHash, RefreshTokenHash, Session, SessionId,
+    SessionOrigin, SigningAlgorithm, Timestamp, User, UserId,
 };
-use jwt_auth::ports::{RefreshStore, TokenIssuer, UserRepo};
+use jwt_auth::ports::{RefreshStore, Rotation, TokenIssuer, UserRepo};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -71,9 +71,14 @@ fn populated(n: usize, rng: &mut Bytes32) -> (InMemoryRefreshStore, Vec<RefreshT
             user_id: user,
             created_at: Timestamp::from_unix(NOW),
             expires_at: Timestamp::from_unix(NOW + 30 * 86_400),
+            idle_expires_at: None,
         };
         let token = rng.next();
-        assert!(ready(store.create_session(&session, token)).unwrap());
+        let origin = SessionOrigin {
+            user_agent: None,
+            client: ClientAddress::unknown(),
+        };
+        assert!(ready(store.create_session(&session, token, &origin, usize::MAX)).unwrap());
         tokens.push(token);
     }
     (store, tokens)
@@ -156,7 +161,13 @@ fn consume(c: &mut Criterion) {
                     }
                     let successor = rng.next();
                     let started = Instant::now();
-                    let session = ready(store.rotate(tokens[cursor], successor, now));
+                    let session = ready(store.rotate(Rotation {
+                        presented: tokens[cursor],
+                        successor,
+                        now,
+                        idle_expires_at: None,
+                        reuse_grace_secs: 5,
+                    }));
                     total += started.elapsed();
                     assert!(session.is_ok());
                     cursor += 1;

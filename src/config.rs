@@ -15,6 +15,10 @@ use crate::domain::SigningAlgorithm;
 
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// The longest refresh grace window accepted: enough for tabs racing on a slow network, short
+/// enough that a replay long after a rotation is still caught as reuse.
+const MAX_REUSE_GRACE_SECS: u64 = 60;
+
 /// Every key the service reads, in its environment spelling. Others are ignored.
 pub const KEYS: &[&str] = &[
     "APP_NAME",
@@ -62,6 +66,9 @@ pub const KEYS: &[&str] = &[
     "SEND_TIMEOUT_SECS",
     "DOCS_ENABLED",
     "HASH_QUEUE_MAX",
+    "REFRESH_REUSE_GRACE_SECS",
+    "REFRESH_IDLE_TIMEOUT_DAYS",
+    "MAX_SESSIONS_PER_USER",
     "DEMO_PAGE_ENABLED",
 ];
 
@@ -174,6 +181,13 @@ pub struct Settings {
     /// Password hashes waiting for a hashing thread; 0 means 64 per thread. A full queue
     /// answers 503 at once.
     pub hash_queue_max: usize,
+    /// A refresh token presented again this long after its rotation, while its successor is
+    /// still current, gets that same successor (concurrent tabs); 0: strict single use.
+    pub refresh_reuse_grace_secs: u64,
+    /// A session not refreshed for this many days ends; unset: only the absolute end.
+    pub refresh_idle_timeout_days: Option<u64>,
+    /// Live sessions one account may have; a login beyond it ends the least recently used.
+    pub max_sessions_per_user: usize,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -233,6 +247,19 @@ impl Settings {
         }
         if self.refresh_token_expires_days == 0 || self.refresh_token_expires_days > 365 {
             return bad("REFRESH_TOKEN_EXPIRES_DAYS", "must be between 1 and 365");
+        }
+        // A long window would hand a stolen, already rotated token a live successor.
+        if self.refresh_reuse_grace_secs > MAX_REUSE_GRACE_SECS {
+            return bad("REFRESH_REUSE_GRACE_SECS", "must be between 0 and 60");
+        }
+        if self
+            .refresh_idle_timeout_days
+            .is_some_and(|d| d == 0 || d > 365)
+        {
+            return bad("REFRESH_IDLE_TIMEOUT_DAYS", "must be between 1 and 365");
+        }
+        if !(1..=1000).contains(&self.max_sessions_per_user) {
+            return bad("MAX_SESSIONS_PER_USER", "must be between 1 and 1000");
         }
         if !(4..=31).contains(&self.bcrypt_cost) {
             return bad("BCRYPT_COST", "must be between 4 and 31");

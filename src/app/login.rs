@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{
     Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Reservation,
-    Session, SessionId, User,
+    Session, SessionId, SessionOrigin, User, UserAgent,
 };
 use crate::ports::{
     Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
@@ -16,6 +16,8 @@ pub struct LoginCommand {
     pub password: Password,
     /// The client's address as the edge sees it; the key of the per-address throttle.
     pub client: ClientAddress,
+    /// Recorded with the session, for its owner's sessions list.
+    pub user_agent: Option<UserAgent>,
 }
 
 /// Checks a password and opens a new session (a new refresh-token family).
@@ -101,18 +103,30 @@ impl Login {
         };
 
         let now = self.clock.now();
+        let expires_at = now.plus_secs(self.policy.session_ttl_secs);
         let session = Session {
             id: SessionId::new_random(),
             user_id: user.id,
             created_at: now,
-            expires_at: now.plus_secs(self.policy.session_ttl_secs),
+            expires_at,
+            idle_expires_at: self.policy.idle_end(now).map(|t| t.min(expires_at)),
         };
         let refresh_token = RefreshToken::generate();
+        let origin = SessionOrigin {
+            user_agent: cmd.user_agent.clone(),
+            client: cmd.client.clone(),
+        };
         // The store checks the account again, atomically with the insert: it may have been
-        // disabled (and its sessions revoked) while the password was being checked.
+        // disabled (and its sessions revoked) while the password was being checked. It also
+        // ends the least recently used sessions beyond the cap, in the same step.
         let created = self
             .sessions
-            .create_session(&session, refresh_token.hash())
+            .create_session(
+                &session,
+                refresh_token.hash(),
+                &origin,
+                self.policy.max_sessions_per_user,
+            )
             .await;
         if matches!(created, Ok(false)) {
             return Err(self.failed(attempt, Some(&user), &cmd).await);
@@ -189,10 +203,7 @@ mod tests {
                 throttle,
                 upgrades: Arc::new(self.upgrades),
                 clock: Arc::new(clock_at(NOW)),
-                policy: TokenPolicy {
-                    access_ttl_secs: 900,
-                    session_ttl_secs: 30 * 86_400,
-                },
+                policy: policy(),
                 refused: None,
             }
         }
@@ -203,6 +214,7 @@ mod tests {
             email: Email::parse("jywan@test.com").unwrap(),
             password: Password::parse("test".into()).unwrap(),
             client: ClientAddress::from_ip([127, 0, 0, 1].into()),
+            user_agent: None,
         }
     }
 
@@ -221,13 +233,16 @@ mod tests {
         let user_id = user.id;
         m.sessions
             .expect_create_session()
-            .withf(move |s, _| {
+            .withf(move |s, _, origin, max| {
                 s.user_id == user_id
                     && s.expires_at.unix() == NOW + 30 * 86_400
                     && s.created_at.unix() == NOW
+                    && s.idle_expires_at.is_none()
+                    && origin.client.as_str() == "127.0.0.1"
+                    && *max == 20
             })
             .times(1)
-            .return_once(|_, _| Ok(true));
+            .return_once(|_, _, _, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .withf(move |c| c.sub == user_id && c.exp.unix() - c.iat.unix() == 900)
@@ -306,7 +321,7 @@ mod tests {
             .return_once(move |_| Ok(Some(u)));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(true));
+            .return_once(|_, _, _, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
@@ -375,7 +390,7 @@ mod tests {
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Err(down()));
+            .return_once(|_, _, _, _| Err(down()));
         m.issuer.expect_issue_access().never();
         let err = m
             .build(ThrottleSettings::default())
@@ -407,7 +422,7 @@ mod tests {
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(true));
+            .return_once(|_, _, _, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));
@@ -479,7 +494,7 @@ mod tests {
         m.hasher.expect_verify().return_once(|_, _| Ok(true));
         m.sessions
             .expect_create_session()
-            .return_once(|_, _| Ok(true));
+            .return_once(|_, _, _, _| Ok(true));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Ok(AccessToken::new("jwt".into())));
@@ -507,7 +522,7 @@ mod tests {
         m.sessions
             .expect_create_session()
             .times(1)
-            .return_once(|_, _| Ok(false));
+            .return_once(|_, _, _, _| Ok(false));
         m.issuer.expect_issue_access().never();
         let mut throttle = MockLoginAttempts::new();
         throttle.expect_begin().return_once(admitted);

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::domain::{AccessToken, MeError, User};
+use crate::domain::{AccessClaims, AccessToken, MeError, User};
 use crate::ports::{Clock, RefreshStore, TokenError, TokenIssuer};
 
 /// The query behind `/auth/me`: who holds this access token.
@@ -21,6 +21,18 @@ impl Me {
     /// another user's, or whose user is gone or disabled; `Infra` when a store or the
     /// verifier fails.
     pub async fn execute(&self, bearer: &AccessToken) -> Result<User, MeError> {
+        self.authenticate(bearer).await.map(|(user, _)| user)
+    }
+
+    /// `execute`, with the token's claims: for the operations that act on the caller's own
+    /// sessions.
+    ///
+    /// # Errors
+    /// As `execute`.
+    pub async fn authenticate(
+        &self,
+        bearer: &AccessToken,
+    ) -> Result<(User, AccessClaims), MeError> {
         let now = self.clock.now();
         let claims = self
             .issuer
@@ -37,7 +49,7 @@ impl Me {
                 Err(MeError::InvalidToken("session of another user".into()))
             }
             Some(user) if user.disabled => Err(MeError::InvalidToken("user disabled".into())),
-            Some(user) => Ok(user),
+            Some(user) => Ok((user, claims)),
         }
     }
 }
@@ -46,7 +58,7 @@ impl Me {
 mod tests {
     use super::*;
     use crate::app::test_support::*;
-    use crate::domain::{AccessClaims, InfraError, SessionId, Timestamp};
+    use crate::domain::{InfraError, SessionId, Timestamp};
     use crate::ports::{MockRefreshStore, MockTokenIssuer, StoreError};
 
     fn tok() -> AccessToken {

@@ -8,6 +8,7 @@ mod logout;
 mod me;
 mod refresh;
 mod register;
+mod sessions;
 mod set_disabled;
 
 pub use login::{Login, LoginCommand};
@@ -15,6 +16,7 @@ pub use logout::Logout;
 pub use me::Me;
 pub use refresh::Refresh;
 pub use register::Register;
+pub use sessions::{SessionList, Sessions, MAX_LISTED_SESSIONS};
 pub use set_disabled::{SetDisabled, SetDisabledOutcome};
 // The policy lives in the domain; configuration names it here.
 pub use crate::domain::ThrottleSettings;
@@ -48,11 +50,24 @@ infra_from_ports!(
     SetDisabledError
 );
 
-/// Lifetimes the use cases issue tokens with.
+/// Lifetimes the use cases issue tokens with, and the rules sessions live by.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenPolicy {
     pub access_ttl_secs: u64,
     pub session_ttl_secs: u64,
+    /// `REFRESH_IDLE_TIMEOUT_DAYS` in seconds; `None`: no idle timeout.
+    pub idle_ttl_secs: Option<u64>,
+    /// `REFRESH_REUSE_GRACE_SECS`.
+    pub reuse_grace_secs: u64,
+    /// `MAX_SESSIONS_PER_USER`.
+    pub max_sessions_per_user: usize,
+}
+
+impl TokenPolicy {
+    /// The idle end of a session used at `now`.
+    pub fn idle_end(&self, now: Timestamp) -> Option<Timestamp> {
+        self.idle_ttl_secs.map(|secs| now.plus_secs(secs))
+    }
 }
 
 /// Signs an access token for `session` at `now` and bundles it with the session's refresh
@@ -76,7 +91,7 @@ fn issue_tokens(
         access_token: issuer.issue_access(&claims)?,
         expires_in: policy.access_ttl_secs,
         refresh_token,
-        session_expires_at: session.expires_at,
+        session_expires_at: session.ends_at(),
     })
 }
 
@@ -110,6 +125,17 @@ pub(crate) mod test_support {
             user_id: user.id,
             created_at: Timestamp::from_unix(NOW - 100),
             expires_at: Timestamp::from_unix(NOW + 1_000),
+            idle_expires_at: None,
+        }
+    }
+
+    pub fn policy() -> super::TokenPolicy {
+        super::TokenPolicy {
+            access_ttl_secs: 900,
+            session_ttl_secs: 30 * 86_400,
+            idle_ttl_secs: None,
+            reuse_grace_secs: 5,
+            max_sessions_per_user: 20,
         }
     }
 

@@ -2,17 +2,21 @@ use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{ClientAddress, IssuedTokens, RefreshError, RefreshToken, RotationRefusal};
-use crate::ports::{Clock, RefreshStore, RotateError, TokenIssuer};
+use crate::ports::{Clock, RefreshStore, RotateError, Rotation, Successors, TokenIssuer};
 
 /// Consumes a refresh token and issues its successor in the same session.
 ///
-/// The store's rotation checks the user too, so once it has consumed the token nothing is
-/// left that can fail on I/O: a client never ends up holding a spent cookie.
+/// The successor is derived from the presented token (`Successors`), so the
+/// requests of several tabs that present one token at once all get the one successor the
+/// first of them made current, within the grace window. The store's rotation checks the user
+/// too, so once it has consumed the token nothing is left that can fail on I/O: a client
+/// never ends up holding a spent cookie.
 pub struct Refresh {
     pub issuer: Arc<dyn TokenIssuer>,
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
     pub policy: TokenPolicy,
+    pub successors: Arc<dyn Successors>,
 }
 
 impl Refresh {
@@ -30,16 +34,29 @@ impl Refresh {
         let presented =
             presented.ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
         let now = self.clock.now();
-        let successor = RefreshToken::generate();
-        let session = self
+        let successor = self.successors.successor_of(&presented);
+        let rotated = self
             .sessions
-            .rotate(presented.hash(), successor.hash(), now)
+            .rotate(Rotation {
+                presented: presented.hash(),
+                successor: successor.hash(),
+                now,
+                idle_expires_at: self.policy.idle_end(now),
+                reuse_grace_secs: self.policy.reuse_grace_secs,
+            })
             .await
             .map_err(|e| refused(e, client))?;
+        if rotated.replayed {
+            tracing::info!(
+                event = "refresh_replayed",
+                session = %rotated.session.id,
+                "refresh token presented again within the grace window; same successor"
+            );
+        }
         Ok(issue_tokens(
             &self.issuer,
             self.policy,
-            &session,
+            &rotated.session,
             successor,
             now,
         )?)
@@ -108,16 +125,30 @@ mod tests {
                 issuer: Arc::new(self.issuer),
                 sessions: Arc::new(self.sessions),
                 clock: Arc::new(clock_at(NOW)),
-                policy: TokenPolicy {
-                    access_ttl_secs: 900,
-                    session_ttl_secs: 30 * 86_400,
-                },
+                policy: policy(),
+                successors: Arc::new(Reversed),
             }
+        }
+    }
+
+    /// A stand-in derivation: the token's text reversed.
+    struct Reversed;
+
+    impl Successors for Reversed {
+        fn successor_of(&self, token: &RefreshToken) -> RefreshToken {
+            RefreshToken::parse(&token.as_str().chars().rev().collect::<String>()).unwrap()
         }
     }
 
     fn presented() -> RefreshToken {
         RefreshToken::generate()
+    }
+
+    fn rotated(session: crate::domain::Session) -> crate::ports::Rotated {
+        crate::ports::Rotated {
+            session,
+            replayed: false,
+        }
     }
 
     #[tokio::test]
@@ -127,11 +158,18 @@ mod tests {
         let old_hash = old.hash();
         let mut m = Mocks::new();
         let s = session.clone();
+        let want = Reversed.successor_of(&old).hash();
         m.sessions
             .expect_rotate()
-            .withf(move |p, succ, now| *p == old_hash && *succ != old_hash && now.unix() == NOW)
+            .withf(move |r| {
+                r.presented == old_hash
+                    && r.successor == want
+                    && r.now.unix() == NOW
+                    && r.reuse_grace_secs == 5
+                    && r.idle_expires_at.is_none()
+            })
             .times(1)
-            .return_once(move |_, _, _| Ok(s));
+            .return_once(move |_| Ok(rotated(s)));
         let sid = session.id;
         m.issuer
             .expect_issue_access()
@@ -143,6 +181,7 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(tokens.refresh_token, old);
+        assert_eq!(tokens.refresh_token, Reversed.successor_of(&old));
         assert_eq!(tokens.session_expires_at, session.expires_at);
     }
 
@@ -180,9 +219,7 @@ mod tests {
         ];
         for (make, want) in cases {
             let mut m = Mocks::new();
-            m.sessions
-                .expect_rotate()
-                .return_once(move |_, _, _| Err(make()));
+            m.sessions.expect_rotate().return_once(move |_| Err(make()));
             m.issuer.expect_issue_access().never();
             let got = match m
                 .build()
@@ -207,7 +244,7 @@ mod tests {
         m.sessions
             .expect_rotate()
             .times(1)
-            .return_once(move |_, _, _| Ok(session));
+            .return_once(move |_| Ok(rotated(session)));
         m.sessions.expect_revoke_user_sessions().never();
         m.issuer
             .expect_issue_access()
@@ -225,7 +262,7 @@ mod tests {
         let mut m = Mocks::new();
         m.sessions
             .expect_rotate()
-            .return_once(move |_, _, _| Ok(session));
+            .return_once(move |_| Ok(rotated(session)));
         m.issuer
             .expect_issue_access()
             .return_once(|_| Err(TokenError::Unknown(anyhow::anyhow!("signer"))));

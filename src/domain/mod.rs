@@ -7,6 +7,7 @@ mod errors;
 mod ids;
 mod rotation;
 mod secrets;
+mod sessions;
 mod signing;
 mod throttle;
 mod time;
@@ -24,6 +25,7 @@ pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,
     MIN_NEW_PASSWORD_CHARS,
 };
+pub use sessions::{LogoutScope, SessionInfo, SessionOrigin, UserAgent, MAX_USER_AGENT_CHARS};
 pub use signing::SigningAlgorithm;
 pub use throttle::{
     Attempt, FailureCount, MinuteRate, Reservation, ThrottleDecision, ThrottleSettings,
@@ -72,6 +74,7 @@ pub struct IssuedTokens {
     /// Lifetime of the access token in seconds.
     pub expires_in: u64,
     pub refresh_token: RefreshToken,
-    /// The session's absolute end; rotation never moves it.
+    /// When the session ends unless refreshed again: its absolute end, or its idle end if
+    /// that is earlier. The cookie's `Max-Age` promises no more.
     pub session_expires_at: Timestamp,
 }

@@ -15,8 +15,15 @@ pub const KEPT_CONSUMED_TOKENS: u64 = 4;
 pub struct PresentedToken {
     /// The end of the token's session; rotation never moves it.
     pub session_expires_at: Timestamp,
+    /// When the session ends if it is not refreshed before (`REFRESH_IDLE_TIMEOUT_DAYS`);
+    /// `None` when no idle timeout applied at its last login or refresh.
+    pub session_idle_expires_at: Option<Timestamp>,
     pub session_revoked: bool,
-    pub consumed: bool,
+    /// When the token was consumed; `None` while it is its session's current token.
+    pub consumed_at: Option<Timestamp>,
+    /// The token that replaced it is the session's current token and is the successor this
+    /// request derived (`RefreshToken::successor`): only then may a replay be answered.
+    pub successor_is_current: bool,
     /// The session's user exists and is not disabled.
     pub user_active: bool,
 }
@@ -43,6 +50,9 @@ pub enum RotationRefusal {
 pub enum RotationVerdict {
     /// Consume it and issue the successor.
     Consume,
+    /// A concurrent request of the same client already consumed it, moments ago: answer with
+    /// the same successor (which the caller derives again), changing nothing.
+    Replay,
     /// Refuse, changing nothing.
     Refuse(RotationRefusal),
     /// Revoke the session, then refuse.
@@ -51,69 +61,160 @@ pub enum RotationVerdict {
     RevokeUserAndRefuse(RotationRefusal),
 }
 
-/// Unknown or revoked → `NotFound`; the session's end reached (at exactly `expires_at`) →
-/// revoke, `Expired`; consumed → revoke, `Reused`; the user disabled or gone → revoke all
-/// their sessions, `UserInactive`; else consume. `token` is `None` for a token no session
-/// holds.
-pub fn judge_rotation(token: Option<PresentedToken>, now: Timestamp) -> RotationVerdict {
+/// Unknown or revoked → `NotFound`; the session's absolute or idle end reached (at exactly
+/// that second) → revoke, `Expired`; consumed → `Replay` when it was consumed less than
+/// `reuse_grace_secs` ago and its successor is still current, else revoke, `Reused`; the user
+/// disabled or gone → revoke all their sessions, `UserInactive`; else consume. `token` is
+/// `None` for a token no session holds.
+///
+/// Only the immediate predecessor of the current token can be replayed: once its successor is
+/// consumed in turn, the window is closed whatever the clock says. A window of 0 is strict
+/// single use.
+pub fn judge_rotation(
+    token: Option<PresentedToken>,
+    now: Timestamp,
+    reuse_grace_secs: u64,
+) -> RotationVerdict {
     use RotationRefusal::{Expired, NotFound, Reused, UserInactive};
-    match token {
-        None => RotationVerdict::Refuse(NotFound),
-        Some(t) if t.session_revoked => RotationVerdict::Refuse(NotFound),
-        Some(t) if now >= t.session_expires_at => RotationVerdict::RevokeAndRefuse(Expired),
-        Some(t) if t.consumed => RotationVerdict::RevokeAndRefuse(Reused),
-        Some(t) if !t.user_active => RotationVerdict::RevokeUserAndRefuse(UserInactive),
-        Some(_) => RotationVerdict::Consume,
+    let Some(t) = token else {
+        return RotationVerdict::Refuse(NotFound);
+    };
+    if t.session_revoked {
+        return RotationVerdict::Refuse(NotFound);
+    }
+    let idle_ended = t.session_idle_expires_at.is_some_and(|end| now >= end);
+    if now >= t.session_expires_at || idle_ended {
+        return RotationVerdict::RevokeAndRefuse(Expired);
+    }
+    if let Some(consumed_at) = t.consumed_at {
+        let within_window = now < consumed_at.plus_secs(reuse_grace_secs);
+        if !(within_window && t.successor_is_current) {
+            return RotationVerdict::RevokeAndRefuse(Reused);
+        }
+    }
+    if !t.user_active {
+        return RotationVerdict::RevokeUserAndRefuse(UserInactive);
+    }
+    if t.consumed_at.is_some() {
+        RotationVerdict::Replay
+    } else {
+        RotationVerdict::Consume
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use RotationRefusal::{Expired, NotFound, Reused, UserInactive};
 
-    fn token(revoked: bool, consumed: bool) -> Option<PresentedToken> {
-        Some(PresentedToken {
-            session_expires_at: Timestamp::from_unix(200),
-            session_revoked: revoked,
-            consumed,
+    const GRACE: u64 = 5;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix(secs)
+    }
+
+    fn current() -> PresentedToken {
+        PresentedToken {
+            session_expires_at: at(200),
+            session_idle_expires_at: None,
+            session_revoked: false,
+            consumed_at: None,
+            successor_is_current: false,
             user_active: true,
-        })
+        }
+    }
+
+    fn consumed_at(secs: u64, successor_is_current: bool) -> PresentedToken {
+        PresentedToken {
+            consumed_at: Some(at(secs)),
+            successor_is_current,
+            ..current()
+        }
+    }
+
+    fn judge(t: PresentedToken, now: u64) -> RotationVerdict {
+        judge_rotation(Some(t), at(now), GRACE)
     }
 
     #[test]
-    fn revoked_then_expired_then_consumed_then_inactive_user() {
-        use RotationRefusal::{Expired, NotFound, Reused, UserInactive};
-        let at = Timestamp::from_unix;
+    fn unknown_and_revoked_are_not_found_whatever_else_holds() {
         assert_eq!(
-            judge_rotation(None, at(150)),
+            judge_rotation(None, at(150), GRACE),
             RotationVerdict::Refuse(NotFound)
         );
-        // Revoked wins over everything: the family is gone.
+        let revoked = PresentedToken {
+            session_revoked: true,
+            ..consumed_at(100, false)
+        };
+        assert_eq!(judge(revoked, 250), RotationVerdict::Refuse(NotFound));
+    }
+
+    #[test]
+    fn the_absolute_and_the_idle_end_are_reached_at_their_second() {
+        assert_eq!(judge(current(), 199), RotationVerdict::Consume);
         assert_eq!(
-            judge_rotation(token(true, true), at(250)),
-            RotationVerdict::Refuse(NotFound)
-        );
-        // Expired is checked before consumed, and is reached at exactly expires_at.
-        assert_eq!(
-            judge_rotation(token(false, true), at(200)),
+            judge(current(), 200),
             RotationVerdict::RevokeAndRefuse(Expired)
         );
+        let idle = PresentedToken {
+            session_idle_expires_at: Some(at(120)),
+            ..current()
+        };
+        assert_eq!(judge(idle, 119), RotationVerdict::Consume);
+        assert_eq!(judge(idle, 120), RotationVerdict::RevokeAndRefuse(Expired));
+        // Expiry is checked before reuse: a stale cookie of an ended session is not a theft.
         assert_eq!(
-            judge_rotation(token(false, true), at(199)),
+            judge(consumed_at(100, false), 200),
+            RotationVerdict::RevokeAndRefuse(Expired)
+        );
+    }
+
+    #[test]
+    fn a_replay_of_the_immediate_predecessor_inside_the_window_gets_the_same_successor() {
+        assert_eq!(judge(consumed_at(100, true), 100), RotationVerdict::Replay);
+        assert_eq!(judge(consumed_at(100, true), 104), RotationVerdict::Replay);
+    }
+
+    #[test]
+    fn after_the_window_or_two_generations_old_a_replay_is_reuse() {
+        // The window is half-open: 5 s after the consumption it is closed.
+        assert_eq!(
+            judge(consumed_at(100, true), 105),
             RotationVerdict::RevokeAndRefuse(Reused)
         );
+        // The successor was consumed in turn (or is not the one derived): two generations old.
         assert_eq!(
-            judge_rotation(token(false, false), at(199)),
-            RotationVerdict::Consume
+            judge(consumed_at(100, false), 101),
+            RotationVerdict::RevokeAndRefuse(Reused)
         );
-        // A current token of a disabled or deleted user consumes nothing.
-        let inactive = token(false, false).map(|t| PresentedToken {
+    }
+
+    #[test]
+    fn a_window_of_zero_is_strict_single_use() {
+        assert_eq!(
+            judge_rotation(Some(consumed_at(100, true)), at(100), 0),
+            RotationVerdict::RevokeAndRefuse(Reused)
+        );
+    }
+
+    #[test]
+    fn an_inactive_user_gets_nothing_not_even_a_replay() {
+        let inactive = |t: PresentedToken| PresentedToken {
             user_active: false,
             ..t
-        });
+        };
         assert_eq!(
-            judge_rotation(inactive, at(199)),
+            judge(inactive(current()), 150),
             RotationVerdict::RevokeUserAndRefuse(UserInactive)
+        );
+        assert_eq!(
+            judge(inactive(consumed_at(150, true)), 151),
+            RotationVerdict::RevokeUserAndRefuse(UserInactive)
+        );
+        // A theft is still a theft: reuse outside the window revokes the session first.
+        assert_eq!(
+            judge(inactive(consumed_at(100, true)), 150),
+            RotationVerdict::RevokeAndRefuse(Reused)
         );
     }
 }

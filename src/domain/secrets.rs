@@ -112,6 +112,11 @@ impl RefreshToken {
         Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// The token these 256 bits encode (a derived successor, see `ports::Successors`).
+    pub fn from_bytes(bytes: [u8; REFRESH_TOKEN_BYTES]) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
     /// Accepts only the shape this service issues; anything else is not a refresh token.
     pub fn parse(raw: &str) -> Option<Self> {
         let well_formed = raw.len() == REFRESH_TOKEN_LEN

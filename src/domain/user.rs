@@ -104,6 +104,17 @@ pub struct Session {
     pub user_id: UserId,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The end it reaches if not refreshed before (`REFRESH_IDLE_TIMEOUT_DAYS`), set at login
+    /// and moved by each refresh; never after `expires_at`. `None`: no idle timeout.
+    pub idle_expires_at: Option<Timestamp>,
+}
+
+impl Session {
+    /// The earlier of the two ends: what a cookie may promise.
+    pub fn ends_at(&self) -> Timestamp {
+        self.idle_expires_at
+            .map_or(self.expires_at, |idle| idle.min(self.expires_at))
+    }
 }
 
 #[cfg(test)]

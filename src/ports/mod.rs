@@ -7,9 +7,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, Password, PasswordHash,
-    RefreshTokenHash, Reservation, RotationRefusal, Session, SessionId, ThrottleDecision,
-    Timestamp, User, UserId,
+    AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, LogoutScope, Password,
+    PasswordHash, RefreshToken, RefreshTokenHash, Reservation, RotationRefusal, Session, SessionId,
+    SessionInfo, SessionOrigin, ThrottleDecision, Timestamp, User, UserId,
 };
 
 /// A backing store failed; no partial write is left behind. `Unavailable`: the store cannot
@@ -55,6 +55,31 @@ impl RotateError {
             session: Some(session),
         }
     }
+}
+
+/// What a refresh asks of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub presented: RefreshTokenHash,
+    /// The hash of `presented`'s derived successor (`RefreshToken::successor`).
+    pub successor: RefreshTokenHash,
+    pub now: Timestamp,
+    /// The session's idle end once rotated (`now` plus the idle timeout); the store never
+    /// keeps one later than the absolute end. `None`: no idle timeout.
+    pub idle_expires_at: Option<Timestamp>,
+    /// `REFRESH_REUSE_GRACE_SECS`: how long after its consumption a token may be replayed for
+    /// the same successor.
+    pub reuse_grace_secs: u64,
+}
+
+/// A rotation that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// The session, with its idle end as it now is.
+    pub session: Session,
+    /// `true` when the token had been consumed moments before and its successor was handed
+    /// out again (`RotationVerdict::Replay`); nothing was written.
+    pub replayed: bool,
 }
 
 /// Token signing or verification failed.
@@ -200,15 +225,28 @@ pub trait TokenIssuer: Send + Sync {
     fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
 }
 
+/// The successor of a refresh token: a keyed one-way function of it under a server key.
+/// Derived, not drawn, so concurrent requests presenting one token (several tabs) can all be
+/// answered with the one successor the first of them made current, while the stores keep
+/// hashes only; every instance holding the key derives the same one, before or after a
+/// crash. Without the key a successor is as unpredictable as a random token.
+#[cfg_attr(test, mockall::automock)]
+pub trait Successors: Send + Sync {
+    fn successor_of(&self, token: &RefreshToken) -> RefreshToken;
+}
+
 /// Sessions (refresh-token families) and the hashes of their tokens.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
-    /// Stores a new session whose first (current) token hash is `first`, only if its user
-    /// exists and is enabled, checked atomically with the insert: a login that verified the
-    /// password before the account was disabled must not leave a session that the disabling
-    /// missed and that would be live again once the account is enabled. Returns whether it
-    /// was stored; `Ok(false)` (user disabled or gone) stores nothing.
+    /// Stores a new session whose first (current) token hash is `first`, recording `origin`
+    /// and the session's creation as its last use, only if its user exists and is enabled,
+    /// checked atomically with the insert: a login that verified the password before the
+    /// account was disabled must not leave a session that the disabling missed and that would
+    /// be live again once the account is enabled. Then, in the same atomic step, revokes the
+    /// user's least recently used live sessions beyond `max_per_user` (the new one counts),
+    /// so concurrent logins of one user cannot overshoot the cap. Returns whether it was
+    /// stored; `Ok(false)` (user disabled or gone) stores nothing.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached; nothing is stored then.
@@ -216,35 +254,57 @@ pub trait RefreshStore: Send + Sync {
         &self,
         session: &Session,
         first: RefreshTokenHash,
+        origin: &SessionOrigin,
+        max_per_user: usize,
     ) -> Result<bool, StoreError>;
 
-    /// Atomically consumes `presented` and makes `successor` the session's current token.
-    /// Of concurrent calls with one token, exactly one succeeds. Only the current token and
-    /// the `KEPT_CONSUMED_TOKENS` before it are kept: an older one is forgotten, as if never
-    /// issued. Nothing is consumed for a user who is disabled or gone, so a caller has nothing
-    /// fallible left to do after a success but sign.
+    /// Atomically consumes `rotation.presented`, makes `rotation.successor` the session's
+    /// current token, records `now` as the session's last use and moves its idle end. Of
+    /// concurrent calls with one token, exactly one consumes it; the others, inside the grace
+    /// window, are answered as replays (`Rotated::replayed`) of that same successor, which
+    /// stays the one current token. Only the current token and the `KEPT_CONSUMED_TOKENS`
+    /// before it are kept: an older one is forgotten, as if never issued. Nothing is consumed
+    /// for a user who is disabled or gone, so a caller has nothing fallible left to do after a
+    /// success but sign.
     ///
     /// # Errors
     /// `RotateError::Refused` with `RotationRefusal::NotFound` for a token no live session
-    /// holds (never issued, forgotten, revoked or purged); `Reused` for a consumed token (the
-    /// session is revoked, its newest token too); `Expired` when `now` is at or past the
-    /// session's end (the session is revoked); `UserInactive` when the session's user is
-    /// disabled or gone (every session of that user is revoked); `RotateError::Store` when
-    /// the store cannot be reached (nothing changes).
-    async fn rotate(
+    /// holds (never issued, forgotten, revoked or purged); `Reused` for a consumed token that
+    /// is not a replay within the window (the session is revoked, its newest token too);
+    /// `Expired` when `now` is at or past the session's absolute or idle end (the session is
+    /// revoked); `UserInactive` when the session's user is disabled or gone (every session of
+    /// that user is revoked); `RotateError::Store` when the store cannot be reached (nothing
+    /// changes).
+    async fn rotate(&self, rotation: Rotation) -> Result<Rotated, RotateError>;
+
+    /// Ends sessions by a refresh token of theirs, whether it is current or a kept consumed
+    /// one: `Local` its own session; `Others` and `Global` every other (or every) live session
+    /// of its user, but only for a session's current token or a replay within
+    /// `reuse_grace_secs`: an older token ends only its own session, so a stale cookie cannot
+    /// sign its owner out everywhere. Returns how many live sessions were revoked; an unknown
+    /// (or forgotten) token revokes nothing.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn revoke_by_token(
         &self,
         presented: RefreshTokenHash,
-        successor: RefreshTokenHash,
+        scope: LogoutScope,
         now: Timestamp,
-    ) -> Result<Session, RotateError>;
+        reuse_grace_secs: u64,
+    ) -> Result<u64, StoreError>;
 
-    /// Revokes the session that `presented` belongs to, whether it is current or a kept
-    /// consumed one. Returns whether a session was revoked; an unknown (or forgotten) token is
-    /// `Ok(false)`.
+    /// Revokes `session` if it is a live session of `user`; returns whether it did. Someone
+    /// else's session, an ended one and an unknown id all answer `false` alike.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
-    async fn revoke_by_token(&self, presented: RefreshTokenHash) -> Result<bool, StoreError>;
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Revokes every session of the user; returns how many were live.
     ///
@@ -252,8 +312,20 @@ pub trait RefreshStore: Send + Sync {
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
 
+    /// The user's live sessions at `now` (not revoked, neither end reached), most recently
+    /// used first, at most `limit`.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionInfo>, StoreError>;
+
     /// The user who owns the session, disabled or not, when the session exists, is not
-    /// revoked and has not reached its end at `now`; `None` otherwise (also for an owner
+    /// revoked and has reached neither of its ends at `now`; `None` otherwise (also for an owner
     /// whose stored record does not parse). One look-up, for `/auth/me`.
     ///
     /// # Errors

@@ -24,11 +24,13 @@ use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
+use crate::adapters::outbound::successors::HmacSuccessors;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
-use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
+use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
 use crate::ports::{
-    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
+    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, Successors, TokenIssuer,
+    UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -40,6 +42,7 @@ pub struct Adapters {
     pub hasher: Arc<dyn PasswordHasher>,
     pub upgrades: Arc<dyn PasswordUpgrades>,
     pub issuer: Arc<dyn TokenIssuer>,
+    pub successors: Arc<dyn Successors>,
     pub clock: Arc<dyn Clock>,
     database: Option<Database>,
 }
@@ -119,6 +122,9 @@ impl Adapters {
             )),
             hasher,
             issuer: token_issuer(settings)?,
+            // From the signing secret, so every instance configured alike derives the same
+            // successors; in `dev` without a usable secret, random for the process as it is.
+            successors: Arc::new(HmacSuccessors::from_secret(&settings.signing_secret().0)),
             clock,
             database: None,
         })
@@ -183,6 +189,7 @@ pub struct UseCases {
     pub refresh: Refresh,
     pub logout: Logout,
     pub me: Me,
+    pub sessions: Sessions,
     pub register: Register,
     pub set_disabled: SetDisabled,
 }
@@ -192,6 +199,14 @@ impl UseCases {
         let policy = TokenPolicy {
             access_ttl_secs: settings.access_token_expires_min * 60,
             session_ttl_secs: settings.refresh_token_expires_days * 86_400,
+            idle_ttl_secs: settings.refresh_idle_timeout_days.map(|d| d * 86_400),
+            reuse_grace_secs: settings.refresh_reuse_grace_secs,
+            max_sessions_per_user: settings.max_sessions_per_user,
+        };
+        let me = || Me {
+            issuer: a.issuer.clone(),
+            sessions: a.sessions.clone(),
+            clock: a.clock.clone(),
         };
         Self {
             login: Login {
@@ -210,12 +225,16 @@ impl UseCases {
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
                 policy,
+                successors: a.successors.clone(),
             },
             logout: Logout {
                 sessions: a.sessions.clone(),
+                clock: a.clock.clone(),
+                reuse_grace_secs: policy.reuse_grace_secs,
             },
-            me: Me {
-                issuer: a.issuer.clone(),
+            me: me(),
+            sessions: Sessions {
+                auth: me(),
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
             },
@@ -248,6 +267,7 @@ impl UseCases {
             refresh: self.refresh,
             logout: self.logout,
             me: self.me,
+            my_sessions: self.sessions,
             register: self.register,
             users: a.users.clone(),
             sessions: a.sessions.clone(),

@@ -8,10 +8,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use jwt_auth::domain::{
-    Email, PasswordHash, RefreshToken, RefreshTokenHash, RotationRefusal, Session, SessionId,
-    Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
+    ClientAddress, Email, LogoutScope, PasswordHash, RefreshToken, RefreshTokenHash,
+    RotationRefusal, Session, SessionId, SessionOrigin, Timestamp, User, UserId,
+    KEPT_CONSUMED_TOKENS,
 };
-use jwt_auth::ports::{CreateUserError, RotateError, StoreError};
+use jwt_auth::ports::{CreateUserError, RotateError, Rotated, Rotation, StoreError};
 
 use crate::db::{Store, Stores};
 
@@ -51,10 +52,44 @@ async fn session(s: &Stores, user: UserId) -> (Session, RefreshTokenHash) {
         user_id: user,
         created_at: at(T0),
         expires_at: at(T0 + 30 * DAY),
+        idle_expires_at: None,
     };
     let first = token();
-    assert!(s.sessions.create_session(&session, first).await.unwrap());
+    assert!(s
+        .sessions
+        .create_session(&session, first, &origin(), 20)
+        .await
+        .unwrap());
     (session, first)
+}
+
+/// Where a test session was opened.
+fn origin() -> SessionOrigin {
+    SessionOrigin {
+        user_agent: None,
+        client: ClientAddress::unknown(),
+    }
+}
+
+/// A rotation to `successor` without a grace window: strict single use, which the cases
+/// written before the window was added rely on. The window's own cases build theirs.
+fn strict(presented: RefreshTokenHash, successor: RefreshTokenHash, now: Timestamp) -> Rotation {
+    Rotation {
+        presented,
+        successor,
+        now,
+        idle_expires_at: None,
+        reuse_grace_secs: 0,
+    }
+}
+
+/// A local logout by `presented`: whether it ended a session.
+async fn revoke_local(s: &Stores, presented: RefreshTokenHash) -> bool {
+    s.sessions
+        .revoke_by_token(presented, LogoutScope::Local, at(T0), 0)
+        .await
+        .unwrap()
+        > 0
 }
 
 fn name(e: &RotateError) -> &'static str {
@@ -81,7 +116,7 @@ fn name(e: &RotateError) -> &'static str {
 }
 
 #[track_caller]
-fn assert_refused(result: Result<Session, RotateError>, want: &str) {
+fn assert_refused(result: Result<Rotated, RotateError>, want: &str) {
     match result {
         Ok(s) => panic!("expected {want}, got Ok({s:?})"),
         Err(e) => assert_eq!(name(&e), want, "{e:?}"),
@@ -235,21 +270,28 @@ async fn rotation_succeeds_and_the_successor_is_usable(s: Stores) {
     let uid = owner(&s).await;
     let (sess, first) = session(&s, uid).await;
     let second = token();
-    let rotated = s.sessions.rotate(first, second, at(T0 + 60)).await.unwrap();
-    assert_eq!(rotated, sess, "the same session, its end unchanged");
+    let rotated = s
+        .sessions
+        .rotate(strict(first, second, at(T0 + 60)))
+        .await
+        .unwrap();
+    assert_eq!(rotated.session, sess, "the same session, its end unchanged");
     let third = token();
     let again = s
         .sessions
-        .rotate(second, third, at(T0 + 120))
+        .rotate(strict(second, third, at(T0 + 120)))
         .await
         .unwrap();
-    assert_eq!(again.expires_at, sess.expires_at, "rotation never extends");
+    assert_eq!(
+        again.session.expires_at, sess.expires_at,
+        "rotation never extends"
+    );
     assert!(is_live(&s, sess.id, at(T0 + 120)).await);
 }
 
 async fn unknown_token_is_not_found(s: Stores) {
     assert_refused(
-        s.sessions.rotate(token(), token(), at(T0)).await,
+        s.sessions.rotate(strict(token(), token(), at(T0))).await,
         "NotFound",
     );
 }
@@ -258,8 +300,11 @@ async fn reuse_revokes_the_session_and_the_newest_token(s: Stores) {
     let uid = owner(&s).await;
     let (sess, first) = session(&s, uid).await;
     let second = token();
-    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
-    match s.sessions.rotate(first, token(), at(T0 + 2)).await {
+    s.sessions
+        .rotate(strict(first, second, at(T0 + 1)))
+        .await
+        .unwrap();
+    match s.sessions.rotate(strict(first, token(), at(T0 + 2))).await {
         Err(RotateError::Refused {
             why: RotationRefusal::Reused,
             session: Some(reported),
@@ -267,13 +312,13 @@ async fn reuse_revokes_the_session_and_the_newest_token(s: Stores) {
         other => panic!("expected Reused with its session, got {other:?}"),
     }
     assert_refused(
-        s.sessions.rotate(second, token(), at(T0 + 3)).await,
+        s.sessions.rotate(strict(second, token(), at(T0 + 3))).await,
         "NotFound",
     );
     assert!(!is_live(&s, sess.id, at(T0 + 3)).await);
     // Replaying the consumed token again finds nothing live either.
     assert_refused(
-        s.sessions.rotate(first, token(), at(T0 + 4)).await,
+        s.sessions.rotate(strict(first, token(), at(T0 + 4))).await,
         "NotFound",
     );
 }
@@ -283,23 +328,34 @@ async fn expired_at_exactly_expires_at_and_then_revoked(s: Stores) {
     let (sess, first) = session(&s, uid).await;
     let end = T0 + 30 * DAY;
     let second = token();
-    s.sessions.rotate(first, second, at(end - 1)).await.unwrap();
-    assert_refused(s.sessions.rotate(second, token(), at(end)).await, "Expired");
+    s.sessions
+        .rotate(strict(first, second, at(end - 1)))
+        .await
+        .unwrap();
     assert_refused(
-        s.sessions.rotate(second, token(), at(end)).await,
+        s.sessions.rotate(strict(second, token(), at(end))).await,
+        "Expired",
+    );
+    assert_refused(
+        s.sessions.rotate(strict(second, token(), at(end))).await,
         "NotFound",
     );
     // The expired session was revoked: nothing of it works even with an earlier clock.
     assert!(!is_live(&s, sess.id, at(T0)).await);
-    assert!(!s.sessions.revoke_by_token(second).await.unwrap());
+    assert!(!revoke_local(&s, second).await);
 }
 
 async fn a_consumed_token_of_an_expired_session_is_expired(s: Stores) {
     let uid = owner(&s).await;
     let (_, first) = session(&s, uid).await;
-    s.sessions.rotate(first, token(), at(T0 + 1)).await.unwrap();
+    s.sessions
+        .rotate(strict(first, token(), at(T0 + 1)))
+        .await
+        .unwrap();
     assert_refused(
-        s.sessions.rotate(first, token(), at(T0 + 30 * DAY)).await,
+        s.sessions
+            .rotate(strict(first, token(), at(T0 + 30 * DAY)))
+            .await,
         "Expired",
     );
 }
@@ -307,33 +363,33 @@ async fn a_consumed_token_of_an_expired_session_is_expired(s: Stores) {
 async fn revoked_session_token_is_not_found(s: Stores) {
     let uid = owner(&s).await;
     let (sess, first) = session(&s, uid).await;
-    assert!(s.sessions.revoke_by_token(first).await.unwrap());
+    assert!(revoke_local(&s, first).await);
     assert_refused(
-        s.sessions.rotate(first, token(), at(T0 + 1)).await,
+        s.sessions.rotate(strict(first, token(), at(T0 + 1))).await,
         "NotFound",
     );
     assert!(!is_live(&s, sess.id, at(T0 + 1)).await);
-    assert!(
-        !s.sessions.revoke_by_token(first).await.unwrap(),
-        "already revoked"
-    );
+    assert!(!revoke_local(&s, first).await, "already revoked");
 }
 
 async fn revoke_by_token_accepts_a_consumed_token(s: Stores) {
     let uid = owner(&s).await;
     let (sess, first) = session(&s, uid).await;
     let second = token();
-    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
-    assert!(s.sessions.revoke_by_token(first).await.unwrap());
+    s.sessions
+        .rotate(strict(first, second, at(T0 + 1)))
+        .await
+        .unwrap();
+    assert!(revoke_local(&s, first).await);
     assert_refused(
-        s.sessions.rotate(second, token(), at(T0 + 2)).await,
+        s.sessions.rotate(strict(second, token(), at(T0 + 2))).await,
         "NotFound",
     );
     assert!(!is_live(&s, sess.id, at(T0 + 2)).await);
 }
 
 async fn revoke_by_unknown_token_is_false(s: Stores) {
-    assert!(!s.sessions.revoke_by_token(token()).await.unwrap());
+    assert!(!revoke_local(&s, token()).await);
 }
 
 async fn revoke_user_sessions_counts_live_ones_and_spares_others(s: Stores) {
@@ -342,18 +398,20 @@ async fn revoke_user_sessions_counts_live_ones_and_spares_others(s: Stores) {
     let (a2, _) = session(&s, alice).await;
     let (a3, a3_first) = session(&s, alice).await;
     let (b1, b1_first) = session(&s, bob).await;
-    s.sessions.revoke_by_token(a3_first).await.unwrap();
+    revoke_local(&s, a3_first).await;
     assert_eq!(s.sessions.revoke_user_sessions(alice).await.unwrap(), 2);
     for id in [a1.id, a2.id, a3.id] {
         assert!(!is_live(&s, id, at(T0 + 1)).await);
     }
     assert_refused(
-        s.sessions.rotate(a1_first, token(), at(T0 + 1)).await,
+        s.sessions
+            .rotate(strict(a1_first, token(), at(T0 + 1)))
+            .await,
         "NotFound",
     );
     assert!(is_live(&s, b1.id, at(T0 + 1)).await);
     s.sessions
-        .rotate(b1_first, token(), at(T0 + 1))
+        .rotate(strict(b1_first, token(), at(T0 + 1)))
         .await
         .unwrap();
     assert_eq!(s.sessions.revoke_user_sessions(alice).await.unwrap(), 0);
@@ -378,9 +436,14 @@ async fn purge_is_bounded_by_its_limit_and_spares_live_sessions(s: Stores) {
         user_id: uid,
         created_at: at(T0),
         expires_at: at(T0 + 60 * DAY),
+        idle_expires_at: None,
     };
     let live_first = token();
-    assert!(s.sessions.create_session(&live, live_first).await.unwrap());
+    assert!(s
+        .sessions
+        .create_session(&live, live_first, &origin(), 20)
+        .await
+        .unwrap());
 
     let now = at(T0 + 30 * DAY);
     assert_eq!(s.sessions.purge(now, 0).await.unwrap(), 0);
@@ -388,26 +451,38 @@ async fn purge_is_bounded_by_its_limit_and_spares_live_sessions(s: Stores) {
     assert_eq!(s.sessions.purge(now, 100).await.unwrap(), 1, "the rest");
     assert_eq!(s.sessions.purge(now, 100).await.unwrap(), 0);
     for (_, first) in &ended {
-        assert_refused(s.sessions.rotate(*first, token(), now).await, "NotFound");
+        assert_refused(
+            s.sessions.rotate(strict(*first, token(), now)).await,
+            "NotFound",
+        );
     }
     assert!(is_live(&s, live.id, now).await);
-    s.sessions.rotate(live_first, token(), now).await.unwrap();
+    s.sessions
+        .rotate(strict(live_first, token(), now))
+        .await
+        .unwrap();
 }
 
 async fn purge_forgets_revoked_sessions(s: Stores) {
     let uid = owner(&s).await;
     let (sess, first) = session(&s, uid).await;
     let second = token();
-    s.sessions.rotate(first, second, at(T0 + 1)).await.unwrap();
-    s.sessions.revoke_by_token(second).await.unwrap();
+    s.sessions
+        .rotate(strict(first, second, at(T0 + 1)))
+        .await
+        .unwrap();
+    revoke_local(&s, second).await;
     // The in-memory store forgets a revoked session at once (0 here); a database keeps the
     // row until the purge (1). Either way nothing of it is left afterwards.
     assert!(s.sessions.purge(at(T0 + 2), 100).await.unwrap() <= 1);
     assert_eq!(s.sessions.purge(at(T0 + 2), 100).await.unwrap(), 0);
     assert!(!is_live(&s, sess.id, at(T0 + 2)).await);
     for t in [first, second] {
-        assert_refused(s.sessions.rotate(t, token(), at(T0 + 3)).await, "NotFound");
-        assert!(!s.sessions.revoke_by_token(t).await.unwrap());
+        assert_refused(
+            s.sessions.rotate(strict(t, token(), at(T0 + 3))).await,
+            "NotFound",
+        );
+        assert!(!revoke_local(&s, t).await);
     }
 }
 
@@ -424,7 +499,7 @@ async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) 
             barrier.wait().await;
             (
                 successor,
-                sessions.rotate(first, successor, at(T0 + 5)).await,
+                sessions.rotate(strict(first, successor, at(T0 + 5))).await,
             )
         });
     }
@@ -433,7 +508,7 @@ async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) 
     while let Some(joined) = tasks.join_next().await {
         match joined.unwrap() {
             (successor, Ok(session)) => {
-                assert_eq!(session.id, sess.id);
+                assert_eq!(session.session.id, sess.id);
                 winners.push(successor);
             }
             (_, Err(e)) => refusals.push(name(&e)),
@@ -452,7 +527,9 @@ async fn concurrent_rotations_of_one_token_yield_exactly_one_success(s: Stores) 
     assert!(kinds.contains("Reused"), "the first loser detected reuse");
     // Reuse revoked the family: the winner's successor is dead too.
     assert_refused(
-        s.sessions.rotate(winners[0], token(), at(T0 + 6)).await,
+        s.sessions
+            .rotate(strict(winners[0], token(), at(T0 + 6)))
+            .await,
         "NotFound",
     );
 }
@@ -476,7 +553,10 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
             let (mut current, mut consumed) = (first, None);
             for i in 0..25 {
                 let next = token();
-                match sessions.rotate(current, next, at(T0 + 10 + i)).await {
+                match sessions
+                    .rotate(strict(current, next, at(T0 + 10 + i)))
+                    .await
+                {
                     Ok(_) => (consumed, current) = (Some(current), next),
                     Err(RotateError::Refused {
                         why: RotationRefusal::NotFound,
@@ -494,7 +574,7 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
         for t in revoked {
             tokio::task::yield_now().await;
             sessions
-                .revoke_by_token(t)
+                .revoke_by_token(t, LogoutScope::Local, at(T0), 0)
                 .await
                 .map_err(|e| format!("revoke: {e}"))?;
         }
@@ -526,7 +606,9 @@ async fn rotations_racing_revocation_and_purge_never_fail(s: Stores) {
     for t in firsts.iter().skip(1).step_by(2) {
         let consumed = last_consumed[t].expect("a live session rotated");
         assert_refused(
-            s.sessions.rotate(consumed, token(), at(T0 + 50)).await,
+            s.sessions
+                .rotate(strict(consumed, token(), at(T0 + 50)))
+                .await,
             "Reused",
         );
     }
@@ -558,7 +640,7 @@ async fn every_session_keeps_a_bounded_token_history(s: Stores) {
     for i in 0..1_000 {
         let next = token();
         s.sessions
-            .rotate(chain[chain.len() - 1], next, at(T0 + 1 + i / 10))
+            .rotate(strict(chain[chain.len() - 1], next, at(T0 + 1 + i / 10)))
             .await
             .unwrap();
         chain.push(next);
@@ -575,14 +657,17 @@ async fn every_session_keeps_a_bounded_token_history(s: Stores) {
     let kept = usize::try_from(KEPT_CONSUMED_TOKENS).unwrap();
     // Forgotten: refused as unknown, and the session lives on.
     for old in [chain[0], chain[chain.len() - 2 - kept]] {
-        assert_refused(s.sessions.rotate(old, token(), now).await, "NotFound");
-        assert!(!s.sessions.revoke_by_token(old).await.unwrap());
+        assert_refused(
+            s.sessions.rotate(strict(old, token(), now)).await,
+            "NotFound",
+        );
+        assert!(!revoke_local(&s, old).await);
     }
     assert!(is_live(&s, sess.id, now).await);
     // The oldest kept consumed token is still reuse: the session is revoked.
     assert_refused(
         s.sessions
-            .rotate(chain[chain.len() - 1 - kept], token(), now)
+            .rotate(strict(chain[chain.len() - 1 - kept], token(), now))
             .await,
         "Reused",
     );
@@ -601,7 +686,9 @@ async fn rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_session
     s.users.set_disabled(&alice_email, true).await.unwrap();
     let before = stored_hashes(&s).await;
     assert_refused(
-        s.sessions.rotate(a1_first, token(), at(T0 + 1)).await,
+        s.sessions
+            .rotate(strict(a1_first, token(), at(T0 + 1)))
+            .await,
         "UserInactive",
     );
     assert!(stored_hashes(&s).await <= before, "no successor stored");
@@ -612,10 +699,13 @@ async fn rotation_for_a_disabled_user_consumes_nothing_and_revokes_their_session
     // Enabled again, the revoked sessions stay dead; the other user's session rotates.
     s.users.set_disabled(&alice_email, false).await.unwrap();
     for t in [a1_first, a2_first] {
-        assert_refused(s.sessions.rotate(t, token(), at(T0 + 2)).await, "NotFound");
+        assert_refused(
+            s.sessions.rotate(strict(t, token(), at(T0 + 2))).await,
+            "NotFound",
+        );
     }
     s.sessions
-        .rotate(b1_first, token(), at(T0 + 2))
+        .rotate(strict(b1_first, token(), at(T0 + 2)))
         .await
         .unwrap();
 }
@@ -633,9 +723,14 @@ async fn create_session_for_a_disabled_or_unknown_user_stores_nothing(s: Stores)
         user_id: alice,
         created_at: at(T0),
         expires_at: at(T0 + 30 * DAY),
+        idle_expires_at: None,
     };
     let first = token();
-    assert!(!s.sessions.create_session(&refused, first).await.unwrap());
+    assert!(!s
+        .sessions
+        .create_session(&refused, first, &origin(), 20)
+        .await
+        .unwrap());
     assert_eq!(stored_hashes(&s).await, before, "no token stored");
     assert!(!is_live(&s, refused.id, at(T0)).await);
     s.users.set_disabled(&email, false).await.unwrap();
@@ -644,19 +739,27 @@ async fn create_session_for_a_disabled_or_unknown_user_stores_nothing(s: Stores)
         "not live after enable"
     );
     assert_refused(
-        s.sessions.rotate(first, token(), at(T0 + 1)).await,
+        s.sessions.rotate(strict(first, token(), at(T0 + 1))).await,
         "NotFound",
     );
-    assert!(!s.sessions.revoke_by_token(first).await.unwrap());
+    assert!(!revoke_local(&s, first).await);
     // The same session id is free to be created now that the account is enabled.
-    assert!(s.sessions.create_session(&refused, token()).await.unwrap());
+    assert!(s
+        .sessions
+        .create_session(&refused, token(), &origin(), 20)
+        .await
+        .unwrap());
     assert!(is_live(&s, refused.id, at(T0)).await);
     let nobody = Session {
         user_id: UserId::new_random(),
         id: SessionId::new_random(),
         ..refused
     };
-    assert!(!s.sessions.create_session(&nobody, token()).await.unwrap());
+    assert!(!s
+        .sessions
+        .create_session(&nobody, token(), &origin(), 20)
+        .await
+        .unwrap());
     assert!(!is_live(&s, nobody.id, at(T0)).await);
 }
 
@@ -688,7 +791,7 @@ async fn live_session_user_is_the_owner_of_a_live_session_only(s: Stores) {
         s.sessions.live_session_user(sess.id, at(T0)).await.unwrap(),
         Some(disabled)
     );
-    s.sessions.revoke_by_token(first).await.unwrap();
+    revoke_local(&s, first).await;
     assert_eq!(owner_of(sess.id, T0).await, None, "revoked");
 }
 
@@ -826,17 +929,24 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
         user_id: UserId::new_random(),
         created_at: at(T0),
         expires_at: at(T0 + DAY),
+        idle_expires_at: None,
     };
     unavailable(
-        s.sessions.create_session(&sess, token()).await.map(drop),
+        s.sessions
+            .create_session(&sess, token(), &origin(), 20)
+            .await
+            .map(drop),
         "create_session",
     );
     assert_refused(
-        s.sessions.rotate(token(), token(), at(T0)).await,
+        s.sessions.rotate(strict(token(), token(), at(T0))).await,
         "Unavailable",
     );
     unavailable(
-        s.sessions.revoke_by_token(token()).await.map(drop),
+        s.sessions
+            .revoke_by_token(token(), LogoutScope::Local, at(T0), 0)
+            .await
+            .map(drop),
         "revoke_by_token",
     );
     unavailable(

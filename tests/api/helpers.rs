@@ -21,11 +21,12 @@ use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
-    Email, Password, PasswordHash, RefreshTokenHash, Session, SessionId, Timestamp, User, UserId,
+    Email, LogoutScope, Password, PasswordHash, RefreshTokenHash, Session, SessionId, SessionInfo,
+    SessionOrigin, Timestamp, User, UserId,
 };
 use jwt_auth::ports::{
-    Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, StoreError,
-    UserRepo,
+    Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, Rotated,
+    Rotation, StoreError, UserRepo,
 };
 use jwt_auth::startup::{Adapters, UseCases};
 pub use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
@@ -179,22 +180,45 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         &self,
         session: &Session,
         first: RefreshTokenHash,
+        origin: &SessionOrigin,
+        max_per_user: usize,
     ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.create_session(session, first).await
+        self.inner
+            .create_session(session, first, origin, max_per_user)
+            .await
     }
-    async fn rotate(
+    async fn rotate(&self, rotation: Rotation) -> Result<Rotated, RotateError> {
+        self.check()?;
+        self.inner.rotate(rotation).await
+    }
+    async fn revoke_by_token(
         &self,
         p: RefreshTokenHash,
-        s: RefreshTokenHash,
+        scope: LogoutScope,
         now: Timestamp,
-    ) -> Result<Session, RotateError> {
+        grace: u64,
+    ) -> Result<u64, StoreError> {
         self.check()?;
-        self.inner.rotate(p, s, now).await
+        self.inner.revoke_by_token(p, scope, now, grace).await
     }
-    async fn revoke_by_token(&self, p: RefreshTokenHash) -> Result<bool, StoreError> {
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.revoke_by_token(p).await
+        self.inner.revoke_session(user, session, now).await
+    }
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        self.check()?;
+        self.inner.list_sessions(user, now, limit).await
     }
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
         self.check()?;

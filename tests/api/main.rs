@@ -20,6 +20,7 @@ mod input;
 mod login;
 mod openapi;
 mod rotation;
+mod sessions;
 mod shutdown;
 mod slow_clients;
 mod smoke;

@@ -9,10 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use async_trait::async_trait;
 
 use crate::domain::{
-    judge_rotation, Email, PasswordHash, PresentedToken, RefreshTokenHash, RotationRefusal,
-    RotationVerdict, Session, SessionId, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
+    judge_rotation, Email, LogoutScope, PasswordHash, PresentedToken, RefreshTokenHash,
+    RotationRefusal, RotationVerdict, Session, SessionId, SessionInfo, SessionOrigin, Timestamp,
+    User, UserId, KEPT_CONSUMED_TOKENS,
 };
-use crate::ports::{CreateUserError, RefreshStore, RotateError, StoreError, UserRepo};
+use crate::ports::{
+    CreateUserError, RefreshStore, RotateError, Rotated, Rotation, StoreError, UserRepo,
+};
 
 /// Accounts in a map, with an index by normalized email. Clones share the accounts.
 #[derive(Debug, Default, Clone)]
@@ -111,14 +114,27 @@ impl UserRepo for InMemoryUserRepo {
     }
 }
 
-/// A live session, kept compact: about 48 bytes with its key, plus its recent tokens.
+/// A live session, kept compact: about 64 bytes with its key, plus its recent tokens and,
+/// when the login sent any, its origin.
 #[derive(Debug, Clone)]
 struct SessionRecord {
     user: UserId,
     created_at: u32,
     expires_at: u32,
+    /// The last login or rotation: when the newest consumed token was consumed.
+    last_used_at: u32,
+    /// 0: no idle timeout.
+    idle_expires_at: u32,
     /// The consumed tokens still kept, oldest first: at most `KEPT_CONSUMED_TOKENS`.
     consumed: VecDeque<RefreshTokenHash>,
+    /// Boxed: a pointer in the record, the text only where there is some.
+    origin: Option<Box<Origin>>,
+}
+
+#[derive(Debug, Clone)]
+struct Origin {
+    user_agent: Option<Box<str>>,
+    client: Box<str>,
 }
 
 /// A token hash's owner. A consumed entry stays while it is among its session's
@@ -133,6 +149,9 @@ struct TokenRecord {
 struct Families {
     sessions: HashMap<SessionId, SessionRecord>,
     tokens: HashMap<RefreshTokenHash, TokenRecord>,
+    /// Each user's sessions, so the per-user operations (the cap at every login, the list,
+    /// revoking a user's sessions) cost what the user has, not what the store holds.
+    by_user: HashMap<UserId, Vec<SessionId>>,
 }
 
 /// Sessions and token hashes behind one mutex: every operation is a few map accesses, so the
@@ -166,6 +185,15 @@ impl InMemoryRefreshStore {
         let f = self.lock();
         (f.sessions.len(), f.tokens.len())
     }
+
+    /// Unconsumed token hashes of live sessions: one per session, whatever the races.
+    pub fn current_tokens(&self) -> usize {
+        let f = self.lock();
+        f.tokens
+            .values()
+            .filter(|t| !t.consumed && f.sessions.contains_key(&t.session))
+            .count()
+    }
 }
 
 /// Seconds fit in `u32` until 2106; saturate rather than wrap beyond.
@@ -180,12 +208,40 @@ impl SessionRecord {
             user_id: self.user,
             created_at: Timestamp::from_unix(self.created_at.into()),
             expires_at: Timestamp::from_unix(self.expires_at.into()),
+            idle_expires_at: (self.idle_expires_at != 0)
+                .then(|| Timestamp::from_unix(self.idle_expires_at.into())),
         }
     }
 
     fn live_at(&self, now: Timestamp) -> bool {
-        now.unix() < u64::from(self.expires_at)
+        now < self.to_session_end()
     }
+
+    fn to_session_end(&self) -> Timestamp {
+        let end = if self.idle_expires_at == 0 {
+            self.expires_at
+        } else {
+            self.idle_expires_at.min(self.expires_at)
+        };
+        Timestamp::from_unix(end.into())
+    }
+
+    fn info(&self, id: SessionId) -> SessionInfo {
+        SessionInfo {
+            session: self.to_session(id),
+            last_used_at: Timestamp::from_unix(self.last_used_at.into()),
+            user_agent: self
+                .origin
+                .as_ref()
+                .and_then(|o| o.user_agent.as_deref().map(str::to_owned)),
+            client_address: self.origin.as_ref().map(|o| o.client.to_string()),
+        }
+    }
+}
+
+/// An idle end no later than the absolute one; 0 for none.
+fn idle32(idle: Option<Timestamp>, expires_at: u32) -> u32 {
+    idle.map_or(0, |t| secs32(t).min(expires_at).max(1))
 }
 
 /// A refusal that names the session it concerned, when there was one.
@@ -196,12 +252,92 @@ fn refusal(why: RotationRefusal, id: SessionId, record: Option<&SessionRecord>) 
     }
 }
 
+impl Families {
+    fn add(&mut self, id: SessionId, record: SessionRecord) {
+        self.by_user.entry(record.user).or_default().push(id);
+        self.sessions.insert(id, record);
+    }
+
+    /// Removes a session (revocation or purge); its tokens become orphans.
+    fn remove(&mut self, id: &SessionId) -> Option<SessionRecord> {
+        let record = self.sessions.remove(id)?;
+        if let Some(ids) = self.by_user.get_mut(&record.user) {
+            if let Some(at) = ids.iter().position(|s| s == id) {
+                ids.swap_remove(at);
+            }
+            if ids.is_empty() {
+                self.by_user.remove(&record.user);
+            }
+        }
+        Some(record)
+    }
+
+    /// Removes every session of `user` but `keep`; returns how many.
+    fn remove_user(&mut self, user: UserId, keep: Option<SessionId>) -> u64 {
+        let ids = self.by_user.get(&user).cloned().unwrap_or_default();
+        let mut removed = 0;
+        for id in ids.iter().filter(|id| Some(**id) != keep) {
+            removed += u64::from(self.remove(id).is_some());
+        }
+        removed
+    }
+
+    /// The user's sessions live at `now`.
+    fn live_of(&self, user: UserId, now: Timestamp) -> Vec<(SessionId, &SessionRecord)> {
+        self.by_user.get(&user).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter_map(|id| self.sessions.get(id).map(|s| (*id, s)))
+                .filter(|(_, s)| s.live_at(now))
+                .collect()
+        })
+    }
+
+    /// Whether `presented` is the session's current token, or its immediate predecessor
+    /// consumed less than `grace` seconds before `now` while its successor is still current:
+    /// a token that speaks for the session's holder now.
+    fn is_fresh(
+        &self,
+        record: &SessionRecord,
+        presented: &RefreshTokenHash,
+        token: TokenRecord,
+        now: Timestamp,
+        grace: u64,
+    ) -> bool {
+        !token.consumed
+            || (record.consumed.back() == Some(presented)
+                && now < Timestamp::from_unix(record.last_used_at.into()).plus_secs(grace))
+    }
+
+    /// Revokes the user's least recently used live sessions beyond `max` at `now`, never
+    /// `new` (the login that asks).
+    fn cap(&mut self, user: UserId, new: SessionId, max: usize, now: Timestamp) {
+        if self.by_user.get(&user).is_none_or(|ids| ids.len() <= max) {
+            return;
+        }
+        let mut others: Vec<(u32, u32, SessionId)> = self
+            .live_of(user, now)
+            .into_iter()
+            .filter(|(id, _)| *id != new)
+            .map(|(id, s)| (s.last_used_at, s.created_at, id))
+            .collect();
+        if others.len() < max {
+            return;
+        }
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, _, id) in others.into_iter().skip(max - 1) {
+            self.remove(&id);
+        }
+    }
+}
+
 #[async_trait]
 impl RefreshStore for InMemoryRefreshStore {
     async fn create_session(
         &self,
         session: &Session,
         first: RefreshTokenHash,
+        origin: &SessionOrigin,
+        max_per_user: usize,
     ) -> Result<bool, StoreError> {
         let mut f = self.lock();
         // Under this lock, so a disabling either sees the new session when it revokes the
@@ -209,13 +345,20 @@ impl RefreshStore for InMemoryRefreshStore {
         if !self.users.active(session.user_id) {
             return Ok(false);
         }
-        f.sessions.insert(
+        let expires_at = secs32(session.expires_at);
+        f.add(
             session.id,
             SessionRecord {
                 user: session.user_id,
                 created_at: secs32(session.created_at),
-                expires_at: secs32(session.expires_at),
+                expires_at,
+                last_used_at: secs32(session.created_at),
+                idle_expires_at: idle32(session.idle_expires_at, expires_at),
                 consumed: VecDeque::new(),
+                origin: Some(Box::new(Origin {
+                    user_agent: origin.user_agent.as_ref().map(|ua| ua.as_str().into()),
+                    client: origin.client.as_str().into(),
+                })),
             },
         );
         f.tokens.insert(
@@ -225,35 +368,60 @@ impl RefreshStore for InMemoryRefreshStore {
                 consumed: false,
             },
         );
+        f.cap(
+            session.user_id,
+            session.id,
+            max_per_user.max(1),
+            session.created_at,
+        );
         Ok(true)
     }
 
-    async fn rotate(
-        &self,
-        presented: RefreshTokenHash,
-        successor: RefreshTokenHash,
-        now: Timestamp,
-    ) -> Result<Session, RotateError> {
+    async fn rotate(&self, rotation: Rotation) -> Result<Rotated, RotateError> {
+        let Rotation {
+            presented,
+            successor,
+            now,
+            ..
+        } = rotation;
         let mut f = self.lock();
         let Some(token) = f.tokens.get(&presented).copied() else {
             return Err(RotationRefusal::NotFound.into());
         };
         // A revoked session is removed at once, so a found session is never revoked.
-        let read = f.sessions.get(&token.session).map(|r| PresentedToken {
-            session_expires_at: Timestamp::from_unix(r.expires_at.into()),
-            session_revoked: false,
-            consumed: token.consumed,
-            user_active: self.users.active(r.user),
+        let read = f.sessions.get(&token.session).map(|r| {
+            let replayable = token.consumed && r.consumed.back() == Some(&presented);
+            PresentedToken {
+                session_expires_at: Timestamp::from_unix(r.expires_at.into()),
+                session_idle_expires_at: (r.idle_expires_at != 0)
+                    .then(|| Timestamp::from_unix(r.idle_expires_at.into())),
+                session_revoked: false,
+                consumed_at: token
+                    .consumed
+                    .then(|| Timestamp::from_unix(r.last_used_at.into())),
+                successor_is_current: replayable
+                    && f.tokens
+                        .get(&successor)
+                        .is_some_and(|t| t.session == token.session && !t.consumed),
+                user_active: self.users.active(r.user),
+            }
         });
-        match judge_rotation(read, now) {
+        match judge_rotation(read, now, rotation.reuse_grace_secs) {
             RotationVerdict::Consume => {}
+            RotationVerdict::Replay => {
+                let session = f.sessions[&token.session].to_session(token.session);
+                return Ok(Rotated {
+                    session,
+                    replayed: true,
+                });
+            }
             RotationVerdict::Refuse(why) => {
                 // The session is gone: drop its orphaned token now.
                 f.tokens.remove(&presented);
                 return Err(why.into());
             }
             RotationVerdict::RevokeAndRefuse(why) => {
-                let session = f.sessions.remove(&token.session);
+                let session = f.remove(&token.session);
                 if why == RotationRefusal::Expired {
                     f.tokens.remove(&presented);
                 }
@@ -262,12 +430,14 @@ impl RefreshStore for InMemoryRefreshStore {
             RotationVerdict::RevokeUserAndRefuse(why) => {
                 let session = f.sessions.get(&token.session).cloned();
                 if let Some(user) = session.as_ref().map(|r| r.user) {
-                    f.sessions.retain(|_, s| s.user != user);
+                    f.remove_user(user, None);
                 }
                 return Err(refusal(why, token.session, session.as_ref()));
             }
         }
-        let Families { sessions, tokens } = &mut *f;
+        let Families {
+            sessions, tokens, ..
+        } = &mut *f;
         let Some(record) = sessions.get_mut(&token.session) else {
             return Err(RotationRefusal::NotFound.into());
         };
@@ -277,6 +447,8 @@ impl RefreshStore for InMemoryRefreshStore {
                 tokens.remove(&forgotten);
             }
         }
+        record.last_used_at = secs32(now);
+        record.idle_expires_at = idle32(rotation.idle_expires_at, record.expires_at);
         let rotated = record.to_session(token.session);
         tokens.insert(
             presented,
@@ -292,7 +464,73 @@ impl RefreshStore for InMemoryRefreshStore {
                 consumed: false,
             },
         );
-        Ok(rotated)
+        Ok(Rotated {
+            session: rotated,
+            replayed: false,
+        })
+    }
+
+    async fn revoke_by_token(
+        &self,
+        presented: RefreshTokenHash,
+        scope: LogoutScope,
+        now: Timestamp,
+        reuse_grace_secs: u64,
+    ) -> Result<u64, StoreError> {
+        let mut f = self.lock();
+        let Some(token) = f.tokens.get(&presented).copied() else {
+            return Ok(0);
+        };
+        let Some(record) = f.sessions.get(&token.session) else {
+            f.tokens.remove(&presented);
+            return Ok(0);
+        };
+        let user = record.user;
+        let fresh = f.is_fresh(record, &presented, token, now, reuse_grace_secs);
+        Ok(match scope {
+            LogoutScope::Others if fresh => f.remove_user(user, Some(token.session)),
+            LogoutScope::Global if fresh => f.remove_user(user, None),
+            _ => {
+                f.tokens.remove(&presented);
+                u64::from(f.remove(&token.session).is_some())
+            }
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut f = self.lock();
+        let owned = f
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.user == user && s.live_at(now));
+        if owned {
+            f.remove(&session);
+        }
+        Ok(owned)
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let f = self.lock();
+        let mut live: Vec<SessionInfo> = f
+            .live_of(user, now)
+            .into_iter()
+            .map(|(id, s)| s.info(id))
+            .collect();
+        live.sort_by(|a, b| {
+            (b.last_used_at, b.session.created_at).cmp(&(a.last_used_at, a.session.created_at))
+        });
+        live.truncate(limit);
+        Ok(live)
     }
 
     async fn live_session_user(
@@ -309,19 +547,8 @@ impl RefreshStore for InMemoryRefreshStore {
         Ok(owner.and_then(|id| self.users.read().by_id.get(&id).cloned()))
     }
 
-    async fn revoke_by_token(&self, presented: RefreshTokenHash) -> Result<bool, StoreError> {
-        let mut f = self.lock();
-        let Some(token) = f.tokens.remove(&presented) else {
-            return Ok(false);
-        };
-        Ok(f.sessions.remove(&token.session).is_some())
-    }
-
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
-        let mut f = self.lock();
-        let before = f.sessions.len();
-        f.sessions.retain(|_, s| s.user != user);
-        Ok((before - f.sessions.len()) as u64)
+        Ok(self.lock().remove_user(user, None))
     }
 
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -334,9 +561,11 @@ impl RefreshStore for InMemoryRefreshStore {
             .take(limit)
             .collect();
         for id in &ended {
-            f.sessions.remove(id);
+            f.remove(id);
         }
-        let Families { sessions, tokens } = &mut *f;
+        let Families {
+            sessions, tokens, ..
+        } = &mut *f;
         let mut dropped = 0usize;
         tokens.retain(|_, t| {
             if dropped < limit && !sessions.contains_key(&t.session) {

@@ -3,26 +3,30 @@
 
 use std::sync::Arc;
 
+use poem::http::header;
 use poem::web::Data;
 use poem::Request;
-use poem_openapi::param::Cookie;
+use poem_openapi::param::{Cookie, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::bearer::{bearer_token, BearerAuth};
-use super::dto::{LoginRequest, RegisterRequest, TokenBody, UserBody};
+use super::dto::{
+    LoginRequest, RegisterRequest, ScopeParam, SessionBody, SessionsBody, TokenBody, UserBody,
+};
 use super::errors::{
     BEARER_CHALLENGE, EMAIL_TAKEN, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, INVALID_REQUEST,
     INVALID_TOKEN, NOT_FOUND, TOO_MANY_REQUESTS, UNSUPPORTED_MEDIA_TYPE,
 };
 use super::responses::{
-    infra_failure, LogoutResponse, MeResponse, RegisterResponse, TokenResponse,
+    infra_failure, EndSessionResponse, LogoutResponse, MeResponse, RegisterResponse,
+    SessionsResponse, TokenResponse,
 };
 use super::{client_ip, cookie, AppState, Tag};
 use crate::app::LoginCommand;
 use crate::domain::{
-    ClientAddress, Email, IssuedTokens, LoginError, LogoutError, MeError, Password, RefreshError,
-    RegisterError,
+    AccessToken, ClientAddress, Email, IssuedTokens, LoginError, LogoutError, LogoutScope, MeError,
+    Password, RefreshError, RegisterError, SessionId, UserAgent,
 };
 
 /// The `/auth/*` operations. Stateless, so the spec can be produced without adapters; each
@@ -49,6 +53,28 @@ fn token_ok(state: &AppState, tokens: IssuedTokens) -> TokenResponse {
 fn client_address(state: &AppState, req: &Request) -> ClientAddress {
     let s = &state.settings;
     client_ip::client_address(req, s.trusted_proxy_header.as_deref(), s.trusted_proxy_hops)
+}
+
+/// The `User-Agent`, as text to show its owner (bytes that are not UTF-8 become U+FFFD).
+fn user_agent(req: &Request) -> Option<UserAgent> {
+    let raw = req.headers().get(header::USER_AGENT)?;
+    UserAgent::parse(&String::from_utf8_lossy(raw.as_bytes()))
+}
+
+/// The bearer token, or the refusal every Bearer operation gives without one.
+fn bearer_or_refusal(req: &Request) -> Option<AccessToken> {
+    let token = bearer_token(req);
+    if token.is_none() {
+        tracing::info!(
+            event = "bearer_refused",
+            reason = "malformed Authorization header"
+        );
+    }
+    token
+}
+
+fn bearer_refused(reason: &str) {
+    tracing::info!(event = "bearer_refused", reason = %reason);
 }
 
 /// A body-less cookie POST may carry no body or JSON; the CORS-simple types a cross-site form
@@ -85,6 +111,7 @@ impl AuthApi {
             email,
             password,
             client: client_address(state, req),
+            user_agent: user_agent(req),
         };
         match state.login.execute(cmd).await {
             Ok(tokens) => token_ok(state, tokens),
@@ -133,26 +160,115 @@ impl AuthApi {
 
     /// Log out
     ///
-    /// Revokes the session of the `refresh_token` cookie, if any, and clears the cookie.
-    /// Idempotent: without a cookie or with an unknown one it still answers 204. With more
-    /// than one `refresh_token` cookie it revokes nothing.
+    /// Ends sessions by the `refresh_token` cookie. `scope=local` (the default): its own
+    /// session, and the cookie is cleared. `scope=others`: every other session of the user
+    /// ("sign out my other devices"); this one stays, with its cookie. `scope=global`: every
+    /// session of the user, and the cookie is cleared. Ended sessions' refresh tokens are
+    /// refused and their access tokens stop at `/auth/me` at once. `others` and `global` need
+    /// the session's current cookie (or one rotated within the grace window): an older one
+    /// ends only its own session. Idempotent: without a cookie or with an unknown one it
+    /// still answers 204. With more than one `refresh_token` cookie it revokes nothing.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
         Data(state): Data<&Arc<AppState>>,
         req: &Request,
         #[oai(name = "refresh_token")] cookie: Cookie<Option<String>>,
+        /// `local` (default), `others` or `global`.
+        scope: Query<Option<ScopeParam>>,
     ) -> LogoutResponse {
         if has_simple_content_type(req) {
             return LogoutResponse::UnsupportedMediaType(UNSUPPORTED_MEDIA_TYPE.body());
         }
+        // Which of two scopes counts is not guessed at: a proxy or a log may read the other.
+        let scopes = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| pair.split('=').next() == Some("scope"))
+            .count();
+        if scopes > 1 {
+            return LogoutResponse::BadRequest(INVALID_REQUEST.body_with("scope is given twice"));
+        }
+        let scope = LogoutScope::from(scope.0.unwrap_or_default());
         match state
             .logout
-            .execute(cookie::presented(req.headers(), &cookie))
+            .execute(cookie::presented(req.headers(), &cookie), scope)
             .await
         {
-            Ok(()) => LogoutResponse::NoContent(cleared_cookie(state)),
+            Ok(_) if scope == LogoutScope::Others => LogoutResponse::NoContent(None),
+            Ok(_) => LogoutResponse::NoContent(Some(cleared_cookie(state))),
             Err(LogoutError::Infra(e)) => infra_failure("logout", e),
+        }
+    }
+
+    /// Where am I signed in
+    ///
+    /// The caller's live sessions (not ended, neither lifetime reached), most recently used
+    /// first, each with where it was opened; `current` marks the one of this access token.
+    #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
+    async fn list_sessions(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        req: &Request,
+        _scheme: BearerAuth,
+    ) -> SessionsResponse {
+        let refused =
+            || SessionsResponse::Unauthorized(INVALID_TOKEN.body(), BEARER_CHALLENGE.to_owned());
+        let Some(token) = bearer_or_refusal(req) else {
+            return refused();
+        };
+        match state.my_sessions.list(&token).await {
+            Ok(list) => SessionsResponse::Ok(Json(SessionsBody {
+                sessions: list
+                    .sessions
+                    .into_iter()
+                    .map(|s| SessionBody::new(s, list.current))
+                    .collect(),
+            })),
+            Err(MeError::InvalidToken(reason)) => {
+                bearer_refused(&reason);
+                refused()
+            }
+            Err(MeError::Infra(e)) => infra_failure("list sessions", e),
+        }
+    }
+
+    /// End one of my sessions
+    ///
+    /// Ends a live session of the caller (this one included): its refresh token is refused
+    /// from now on and its access tokens stop at `/auth/me` at once. Someone else's session,
+    /// an ended one and an unknown id all answer the same 404.
+    #[oai(path = "/sessions/:id", method = "delete", operation_id = "endSession")]
+    async fn end_session(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        req: &Request,
+        _scheme: BearerAuth,
+        /// A session `id` from `GET /auth/sessions`.
+        id: Path<String>,
+    ) -> EndSessionResponse {
+        let refused =
+            || EndSessionResponse::Unauthorized(INVALID_TOKEN.body(), BEARER_CHALLENGE.to_owned());
+        let Some(token) = bearer_or_refusal(req) else {
+            return refused();
+        };
+        // Authenticated first, so an unauthenticated caller learns nothing, not even which
+        // ids are well formed.
+        let session = id.0.parse::<SessionId>().ok();
+        let outcome = match session {
+            Some(session) => state.my_sessions.end(&token, session).await,
+            None => state.me.execute(&token).await.map(|_| false),
+        };
+        match outcome {
+            Ok(true) => EndSessionResponse::NoContent,
+            Ok(false) => EndSessionResponse::NotFound(NOT_FOUND.body()),
+            Err(MeError::InvalidToken(reason)) => {
+                bearer_refused(&reason);
+                refused()
+            }
+            Err(MeError::Infra(e)) => infra_failure("end session", e),
         }
     }
 

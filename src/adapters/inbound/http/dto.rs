@@ -3,10 +3,10 @@
 //! string field of a request body is a `JsonString`: a JSON string and nothing else.
 
 use poem_openapi::types::Example;
-use poem_openapi::Object;
+use poem_openapi::{Enum, Object};
 
 use super::json_string::{JsonString, LoginEmailField, NewEmailField, PasswordField};
-use crate::domain::User;
+use crate::domain::{LogoutScope, SessionId, SessionInfo, Timestamp, User};
 
 /// Credentials.
 #[derive(Debug, Object)]
@@ -75,6 +75,73 @@ impl From<&User> for UserBody {
         Self {
             id: user.id.to_string(),
             email: user.email.to_string(),
+        }
+    }
+}
+
+/// One live session of the caller. Times are Unix seconds (as JWT's `iat` and `exp`).
+#[derive(Debug, Object)]
+pub struct SessionBody {
+    /// Pass to `DELETE /auth/sessions/{id}` to end it.
+    pub id: String,
+    /// The login that opened it.
+    pub created_at: u64,
+    /// The last login or refresh.
+    pub last_used_at: u64,
+    /// The absolute end: no refresh extends it.
+    pub expires_at: u64,
+    /// When it ends unless refreshed before (`REFRESH_IDLE_TIMEOUT_DAYS`); `null` when no
+    /// idle timeout applies.
+    pub idle_expires_at: Option<u64>,
+    /// The `User-Agent` sent at login, as text (at most 256 characters); never interpreted.
+    pub user_agent: Option<String>,
+    /// The client address seen at login (the one the login throttle counts).
+    pub client_address: Option<String>,
+    /// `true` for the session of the access token that asked.
+    pub current: bool,
+}
+
+impl SessionBody {
+    pub fn new(info: SessionInfo, current: SessionId) -> Self {
+        let s = info.session;
+        Self {
+            id: s.id.to_string(),
+            created_at: s.created_at.unix(),
+            last_used_at: info.last_used_at.unix(),
+            expires_at: s.expires_at.unix(),
+            idle_expires_at: s.idle_expires_at.map(Timestamp::unix),
+            user_agent: info.user_agent,
+            client_address: info.client_address,
+            current: s.id == current,
+        }
+    }
+}
+
+/// The caller's live sessions, most recently used first.
+#[derive(Debug, Object)]
+pub struct SessionsBody {
+    pub sessions: Vec<SessionBody>,
+}
+
+/// Which sessions `POST /auth/logout` ends.
+#[derive(Debug, Clone, Copy, Default, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ScopeParam {
+    /// This session (the cookie's).
+    #[default]
+    Local,
+    /// Every other session of the user; this one stays, with its cookie.
+    Others,
+    /// Every session of the user.
+    Global,
+}
+
+impl From<ScopeParam> for LogoutScope {
+    fn from(scope: ScopeParam) -> Self {
+        match scope {
+            ScopeParam::Local => Self::Local,
+            ScopeParam::Others => Self::Others,
+            ScopeParam::Global => Self::Global,
         }
     }
 }

@@ -31,10 +31,12 @@ fn same_origin(origin: &str, req: &Request, public_url: Option<&str>) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-/// A POST to `/auth/*` that a browser marks as cross-site, or whose `Origin` is neither ours
-/// nor allow-listed (API.md "Cross-site requests").
+/// A POST or DELETE to `/auth/*` that a browser marks as cross-site, or whose `Origin` is
+/// neither ours nor allow-listed (API.md "Cross-site requests"). Every method that changes
+/// something, whether it is authenticated by the cookie or by a bearer token.
 fn is_cross_site_auth_post(req: &Request, settings: &HttpSettings) -> bool {
-    if req.method() != Method::POST || !req.uri().path().starts_with("/auth/") {
+    let changes = matches!(*req.method(), Method::POST | Method::DELETE);
+    if !changes || !req.uri().path().starts_with("/auth/") {
         return false;
     }
     let fetch_site = req
@@ -161,7 +163,7 @@ pub async fn edge<E: Endpoint>(
         tracing::info!(
             event = "cross_site_refused",
             path = req.uri().path(),
-            "cross-site POST refused"
+            "cross-site request refused"
         );
         errors::response(StatusCode::FORBIDDEN)
     } else {

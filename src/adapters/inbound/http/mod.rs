@@ -24,7 +24,7 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::app::{Login, Logout, Me, Refresh, Register};
+use crate::app::{Login, Logout, Me, Refresh, Register, Sessions};
 use crate::ports::{Clock, RefreshStore, UserRepo};
 
 #[derive(Tags)]
@@ -64,6 +64,8 @@ pub struct AppState {
     pub refresh: Refresh,
     pub logout: Logout,
     pub me: Me,
+    /// The caller's own sessions (`/auth/sessions`).
+    pub my_sessions: Sessions,
     pub register: Register,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,

@@ -4,7 +4,7 @@
 use poem_openapi::payload::Json;
 use poem_openapi::ApiResponse;
 
-use super::dto::{HealthBody, TokenBody, UserBody};
+use super::dto::{HealthBody, SessionsBody, TokenBody, UserBody};
 use super::errors::{ErrorBody, INTERNAL_ERROR, UNAVAILABLE};
 use crate::domain::InfraError;
 use crate::ports::HasherBusy;
@@ -53,9 +53,13 @@ pub enum TokenResponse {
 
 #[derive(ApiResponse)]
 pub enum LogoutResponse {
-    /// Session revoked (if there was one) and cookie cleared.
+    /// Sessions ended as the scope says (if the cookie named a live one). The cookie is
+    /// cleared, except with `scope=others`, whose session stays.
     #[oai(status = 204)]
-    NoContent(#[oai(header = "Set-Cookie")] String),
+    NoContent(#[oai(header = "Set-Cookie")] Option<String>),
+    /// `invalid_request`: an unknown `scope`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -88,6 +92,63 @@ pub enum MeResponse {
     /// `invalid_token`, with `WWW-Authenticate: Bearer error="invalid_token"`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: a store is down; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionsResponse {
+    /// The caller's live sessions, most recently used first; `current` marks the caller's.
+    #[oai(status = 200)]
+    Ok(Json<SessionsBody>),
+    /// `invalid_token`, with `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `payload_too_large`: a body over the limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names (answered by the
+    /// edge before the operation runs).
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: a store is down; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum EndSessionResponse {
+    /// The session is ended: its refresh token is refused and its access tokens stop at
+    /// `/auth/me` at once.
+    #[oai(status = 204)]
+    NoContent,
+    /// `invalid_token`, with `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `forbidden_origin`: a cross-site request.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `not_found`: no live session of the caller has this id (someone else's, an ended one
+    /// and an unknown one alike).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `request_timeout`: the declared body did not arrive in time; the connection is closed.
+    #[oai(status = 408)]
+    Timeout(Json<ErrorBody>),
     /// `payload_too_large`: a body over the limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -200,4 +261,11 @@ macro_rules! infra_failure_responses {
     )*};
 }
 
-infra_failure_responses!(TokenResponse, LogoutResponse, MeResponse, RegisterResponse);
+infra_failure_responses!(
+    TokenResponse,
+    LogoutResponse,
+    MeResponse,
+    SessionsResponse,
+    EndSessionResponse,
+    RegisterResponse
+);

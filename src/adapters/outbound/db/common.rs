@@ -8,8 +8,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::domain::{
-    Email, PasswordHash, PresentedToken, RefreshTokenHash, Session, SessionId, Timestamp, User,
-    UserId, KEPT_CONSUMED_TOKENS,
+    Email, PasswordHash, PresentedToken, RefreshTokenHash, Session, SessionId, SessionInfo,
+    Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::StoreError;
 
@@ -46,12 +46,16 @@ pub(crate) struct Queries {
     pub replace_password_hash: &'static str,
     /// → `UserRow`, oldest first.
     pub list_users: &'static str,
-    /// `id, user_id, created_at, expires_at`: inserts nothing unless the user exists and is
-    /// enabled.
+    /// `id, user_id, created_at, expires_at, idle_expires_at, user_agent, client_addr`, the
+    /// creation being the first use: inserts nothing unless the user exists and is enabled.
     pub insert_session: &'static str,
+    /// `user_id, now, others, new session_id`: revokes the user's least recently used live
+    /// sessions but the new one beyond `others` of them.
+    pub cap_sessions: &'static str,
     /// `hash, session_id, issued_at`.
     pub insert_first_token: &'static str,
-    /// `hash` → `PresentedRow`, locking the session row where the database locks rows.
+    /// `hash, successor` → `PresentedRow`, locking the session row where the database locks
+    /// rows.
     pub read_presented: &'static str,
     /// `hash` → a row when a token with this hash is stored; no lock.
     pub token_known: &'static str,
@@ -61,12 +65,20 @@ pub(crate) struct Queries {
     pub insert_successor: &'static str,
     /// `session_id, generation`: forgets the session's tokens at or below `generation`.
     pub forget_tokens: &'static str,
-    /// `session_id, now`.
+    /// `session_id, now, idle_expires_at`.
     pub touch_session: &'static str,
     /// `session_id, now`.
     pub revoke_session: &'static str,
     /// `hash`, revoked at the database's clock.
     pub revoke_by_token: &'static str,
+    /// `hash` → `OwnerRow` of a live session's token.
+    pub token_owner: &'static str,
+    /// `user_id, kept session_id`, revoked at the database's clock.
+    pub revoke_other_sessions: &'static str,
+    /// `session_id, user_id, now`: only a live session of that user.
+    pub revoke_owned_session: &'static str,
+    /// `user_id, now, limit` → `InfoRow`, most recently used first.
+    pub list_sessions: &'static str,
     /// `user_id`, revoked at the database's clock.
     pub revoke_user_sessions: &'static str,
     /// `session_id, now` → `UserRow` of a live session's owner.
@@ -136,9 +148,38 @@ pub(crate) type UuidOf<I> = fn(I, &str) -> Result<Uuid, StoreError>;
 /// `id, email, password_hash, created_at, disabled`, times as Unix seconds.
 pub(crate) type UserRow<I> = (I, String, String, i64, bool);
 
-/// `session id, user id, created_at, expires_at, revoked, consumed, user active, generation`
-/// of a presented token.
-pub(crate) type PresentedRow<I> = (I, I, i64, i64, bool, bool, bool, i64);
+/// `id, user id, created_at, expires_at, idle_expires_at` of a session.
+pub(crate) type SessionRow<I> = (I, I, i64, i64, Option<i64>);
+
+/// `session id, user id, created_at, expires_at, idle_expires_at, revoked, consumed_at,
+/// successor is current, user active, generation` of a presented token.
+pub(crate) type PresentedRow<I> = (
+    I,
+    I,
+    i64,
+    i64,
+    Option<i64>,
+    bool,
+    Option<i64>,
+    bool,
+    bool,
+    i64,
+);
+
+/// `session id, user id, consumed_at, successor is current` of a live session's token.
+pub(crate) type OwnerRow<I> = (I, I, Option<i64>, bool);
+
+/// `SessionRow`, then `last_used_at, user_agent, client_addr`.
+pub(crate) type InfoRow<I> = (
+    I,
+    I,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 /// The account a row holds, or `None` (with a warning naming the row's id, never its
 /// contents) when it does not parse: a row written by hand or by an older version must not
@@ -177,7 +218,7 @@ pub(crate) fn forgotten_below(generation: i64) -> i64 {
 }
 
 pub(crate) fn session_of<I>(
-    (id, user, created, expires): (I, I, i64, i64),
+    (id, user, created, expires, idle): SessionRow<I>,
     uuid: UuidOf<I>,
 ) -> Result<Session, StoreError> {
     Ok(Session {
@@ -185,7 +226,13 @@ pub(crate) fn session_of<I>(
         user_id: UserId::from_uuid(uuid(user, "user id")?),
         created_at: from_db(created),
         expires_at: from_db(expires),
+        idle_expires_at: idle.map(from_db),
     })
+}
+
+/// The idle end a store keeps: never after the absolute end.
+pub(crate) fn idle_end(idle: Option<Timestamp>, expires_at: Timestamp) -> Option<i64> {
+    idle.map(|t| to_db(t.min(expires_at)))
 }
 
 /// The session a presented token belongs to, and what the rotation rule needs to know.
@@ -193,15 +240,53 @@ pub(crate) fn presented_of<I>(
     row: PresentedRow<I>,
     uuid: UuidOf<I>,
 ) -> Result<(Session, PresentedToken, i64), StoreError> {
-    let (id, user, created, expires, revoked, consumed, user_active, generation) = row;
-    let session = session_of((id, user, created, expires), uuid)?;
+    let (
+        id,
+        user,
+        created,
+        expires,
+        idle,
+        revoked,
+        consumed_at,
+        successor_current,
+        active,
+        generation,
+    ) = row;
+    let session = session_of((id, user, created, expires, idle), uuid)?;
     let token = PresentedToken {
         session_expires_at: session.expires_at,
+        session_idle_expires_at: session.idle_expires_at,
         session_revoked: revoked,
-        consumed,
-        user_active,
+        consumed_at: consumed_at.map(from_db),
+        successor_is_current: successor_current,
+        user_active: active,
     };
     Ok((session, token, generation))
+}
+
+/// Whether a logout's token speaks for its session's holder now: the current token, or its
+/// immediate predecessor consumed less than `grace` seconds ago (a request that raced the
+/// rotation). See `RefreshStore::revoke_by_token`.
+pub(crate) fn is_fresh(
+    consumed_at: Option<i64>,
+    successor_current: bool,
+    now: Timestamp,
+    grace: u64,
+) -> bool {
+    match consumed_at {
+        None => true,
+        Some(at) => successor_current && now < from_db(at).plus_secs(grace),
+    }
+}
+
+pub(crate) fn info_of<I>(row: InfoRow<I>, uuid: UuidOf<I>) -> Result<SessionInfo, StoreError> {
+    let (id, user, created, expires, idle, last_used, user_agent, client) = row;
+    Ok(SessionInfo {
+        session: session_of((id, user, created, expires, idle), uuid)?,
+        last_used_at: from_db(last_used),
+        user_agent,
+        client_address: client,
+    })
 }
 
 /// Stamps the `UserRepo` and `RefreshStore` of one sqlx driver from one body. A macro rather
@@ -373,6 +458,8 @@ macro_rules! sql_stores {
                 &self,
                 session: &$crate::domain::Session,
                 first: $crate::domain::RefreshTokenHash,
+                origin: &$crate::domain::SessionOrigin,
+                max_per_user: usize,
             ) -> Result<bool, $crate::ports::StoreError> {
                 let mut tx = begin_write(&self.pool).await.map_err(store)?;
                 let inserted = sqlx::query(SQL.insert_session)
@@ -380,6 +467,9 @@ macro_rules! sql_stores {
                     .bind(id(*session.user_id.as_uuid()))
                     .bind(common::to_db(session.created_at))
                     .bind(common::to_db(session.expires_at))
+                    .bind(common::idle_end(session.idle_expires_at, session.expires_at))
+                    .bind(origin.user_agent.as_ref().map(|ua| ua.as_str()))
+                    .bind(origin.client.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(store)?
@@ -395,21 +485,29 @@ macro_rules! sql_stores {
                     .execute(&mut *tx)
                     .await
                     .map_err(store)?;
+                sqlx::query(SQL.cap_sessions)
+                    .bind(id(*session.user_id.as_uuid()))
+                    .bind(common::to_db(session.created_at))
+                    // The new session always stays: the others may keep `max - 1` places.
+                    .bind(common::limit_to_db(max_per_user.max(1) - 1))
+                    .bind(id(*session.id.as_uuid()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store)?;
                 tx.commit().await.map_err(store)?;
                 Ok(true)
             }
 
             async fn rotate(
                 &self,
-                presented: $crate::domain::RefreshTokenHash,
-                successor: $crate::domain::RefreshTokenHash,
-                now: $crate::domain::Timestamp,
-            ) -> Result<$crate::domain::Session, $crate::ports::RotateError> {
+                rotation: $crate::ports::Rotation,
+            ) -> Result<$crate::ports::Rotated, $crate::ports::RotateError> {
                 use $crate::domain::{RotationRefusal, RotationVerdict};
-                use $crate::ports::RotateError;
+                use $crate::ports::{RotateError, Rotated};
+                let $crate::ports::Rotation { presented, successor, now, .. } = rotation;
                 $(
-                    if let Some(session) = $fast(&self.pool, &presented, &successor, now).await? {
-                        return Ok(session);
+                    if let Some(session) = $fast(&self.pool, &rotation).await? {
+                        return Ok(Rotated { session, replayed: false });
                     }
                     // Nothing changed: the transaction below decides. It also rotates if the
                     // token turns out to be current after all.
@@ -428,88 +526,175 @@ macro_rules! sql_stores {
                 // Takes the write lock (or the family's row lock) before reading: concurrent
                 // rotations of one token queue here.
                 let mut tx = begin_write(&self.pool).await.map_err(store)?;
-                let family = sqlx::query_as::<_, common::PresentedRow<Id>>(SQL.read_presented)
-                    .bind(common::hash_bytes(&presented))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(store)?
-                    .map(|row| common::presented_of(row, uuid))
-                    .transpose()?;
-                let read = family.as_ref().map(|(_, token, _)| *token);
-                let verdict = $crate::domain::judge_rotation(read, now);
-                let Some((session, _, generation)) = family else {
-                    return Err(RotationRefusal::NotFound.into());
-                };
-                match verdict {
-                    RotationVerdict::Consume => {}
-                    RotationVerdict::Refuse(why) => return Err(why.into()),
-                    RotationVerdict::RevokeAndRefuse(why) => {
+                // Read at most twice. A PostgreSQL waiter that queued on the session's lock
+                // behind the winner may see the token as it was before (its statement's
+                // snapshot); the one-shot consumption below catches that, and a second read,
+                // under the lock, sees the winner's rotation: the replay it is.
+                let mut second_read = false;
+                loop {
+                    let family =
+                        sqlx::query_as::<_, common::PresentedRow<Id>>(SQL.read_presented)
+                            .bind(common::hash_bytes(&presented))
+                            .bind(common::hash_bytes(&successor))
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(store)?
+                            .map(|row| common::presented_of(row, uuid))
+                            .transpose()?;
+                    let read = family.as_ref().map(|(_, token, _)| *token);
+                    let verdict =
+                        $crate::domain::judge_rotation(read, now, rotation.reuse_grace_secs);
+                    let Some((session, _, generation)) = family else {
+                        return Err(RotationRefusal::NotFound.into());
+                    };
+                    match verdict {
+                        RotationVerdict::Consume => {}
+                        RotationVerdict::Replay => {
+                            // Read only: the transaction ends with nothing to commit.
+                            return Ok(Rotated { session, replayed: true });
+                        }
+                        RotationVerdict::Refuse(why) => return Err(why.into()),
+                        RotationVerdict::RevokeAndRefuse(why) => {
+                            revoke_session(&mut tx, session.id, now).await?;
+                            tx.commit().await.map_err(store)?;
+                            return Err(RotateError::refused_in(why, session));
+                        }
+                        RotationVerdict::RevokeUserAndRefuse(why) => {
+                            sqlx::query(SQL.revoke_user_sessions)
+                                .bind(id(*session.user_id.as_uuid()))
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(store)?;
+                            tx.commit().await.map_err(store)?;
+                            return Err(RotateError::refused_in(why, session));
+                        }
+                    }
+                    // The one-shot consumption: must affect exactly one row.
+                    let consumed = sqlx::query(SQL.consume_token)
+                        .bind(common::hash_bytes(&presented))
+                        .bind(common::to_db(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store)?
+                        .rows_affected();
+                    if consumed != 1 {
+                        if !second_read {
+                            second_read = true;
+                            continue;
+                        }
+                        // Consumed under our lock yet read as current: the rule cannot
+                        // tell what happened, so it fails safe.
                         revoke_session(&mut tx, session.id, now).await?;
                         tx.commit().await.map_err(store)?;
-                        return Err(RotateError::refused_in(why, session));
+                        return Err(RotateError::refused_in(RotationRefusal::Reused, session));
                     }
-                    RotationVerdict::RevokeUserAndRefuse(why) => {
-                        sqlx::query(SQL.revoke_user_sessions)
-                            .bind(id(*session.user_id.as_uuid()))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(store)?;
-                        tx.commit().await.map_err(store)?;
-                        return Err(RotateError::refused_in(why, session));
-                    }
-                }
-                // The one-shot consumption: must affect exactly one row. A waiter that queued
-                // behind the winner may have read the token before it was consumed; this
-                // catches it.
-                let consumed = sqlx::query(SQL.consume_token)
-                    .bind(common::hash_bytes(&presented))
-                    .bind(common::to_db(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store)?
-                    .rows_affected();
-                if consumed != 1 {
-                    revoke_session(&mut tx, session.id, now).await?;
+                    sqlx::query(SQL.insert_successor)
+                        .bind(common::hash_bytes(&successor))
+                        .bind(id(*session.id.as_uuid()))
+                        .bind(common::hash_bytes(&presented))
+                        .bind(common::to_db(now))
+                        .bind(generation.saturating_add(1))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store)?;
+                    // Bounded history: what reuse detection no longer needs goes now.
+                    sqlx::query(SQL.forget_tokens)
+                        .bind(id(*session.id.as_uuid()))
+                        .bind(common::forgotten_below(generation))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store)?;
+                    let idle = common::idle_end(rotation.idle_expires_at, session.expires_at);
+                    sqlx::query(SQL.touch_session)
+                        .bind(id(*session.id.as_uuid()))
+                        .bind(common::to_db(now))
+                        .bind(idle)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store)?;
                     tx.commit().await.map_err(store)?;
-                    return Err(RotateError::refused_in(RotationRefusal::Reused, session));
+                    let session = $crate::domain::Session {
+                        idle_expires_at: idle.map(common::from_db),
+                        ..session
+                    };
+                    return Ok(Rotated { session, replayed: false });
                 }
-                sqlx::query(SQL.insert_successor)
-                    .bind(common::hash_bytes(&successor))
-                    .bind(id(*session.id.as_uuid()))
-                    .bind(common::hash_bytes(&presented))
-                    .bind(common::to_db(now))
-                    .bind(generation.saturating_add(1))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store)?;
-                // Bounded history: what reuse detection no longer needs goes now.
-                sqlx::query(SQL.forget_tokens)
-                    .bind(id(*session.id.as_uuid()))
-                    .bind(common::forgotten_below(generation))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store)?;
-                sqlx::query(SQL.touch_session)
-                    .bind(id(*session.id.as_uuid()))
-                    .bind(common::to_db(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store)?;
-                tx.commit().await.map_err(store)?;
-                Ok(session)
             }
 
             async fn revoke_by_token(
                 &self,
                 presented: $crate::domain::RefreshTokenHash,
+                scope: $crate::domain::LogoutScope,
+                now: $crate::domain::Timestamp,
+                reuse_grace_secs: u64,
+            ) -> Result<u64, $crate::ports::StoreError> {
+                use $crate::domain::LogoutScope;
+                if scope == LogoutScope::Local {
+                    return Ok(sqlx::query(SQL.revoke_by_token)
+                        .bind(common::hash_bytes(&presented))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(store)?
+                        .rows_affected());
+                }
+                let Some((session, user, consumed_at, successor_current)) =
+                    sqlx::query_as::<_, common::OwnerRow<Id>>(SQL.token_owner)
+                        .bind(common::hash_bytes(&presented))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(store)?
+                else {
+                    return Ok(0);
+                };
+                let fresh = common::is_fresh(consumed_at, successor_current, now, reuse_grace_secs);
+                let query = match scope {
+                    LogoutScope::Others if fresh => sqlx::query(SQL.revoke_other_sessions)
+                        .bind(user)
+                        .bind(session),
+                    LogoutScope::Global if fresh => {
+                        sqlx::query(SQL.revoke_user_sessions).bind(user)
+                    }
+                    // A stale token ends its own session only.
+                    _ => sqlx::query(SQL.revoke_session)
+                        .bind(session)
+                        .bind(common::to_db(now)),
+                };
+                Ok(query.execute(&self.pool).await.map_err(store)?.rows_affected())
+            }
+
+            async fn revoke_session(
+                &self,
+                user: $crate::domain::UserId,
+                session: $crate::domain::SessionId,
+                now: $crate::domain::Timestamp,
             ) -> Result<bool, $crate::ports::StoreError> {
-                let revoked = sqlx::query(SQL.revoke_by_token)
-                    .bind(common::hash_bytes(&presented))
+                Ok(sqlx::query(SQL.revoke_owned_session)
+                    .bind(id(*session.as_uuid()))
+                    .bind(id(*user.as_uuid()))
+                    .bind(common::to_db(now))
                     .execute(&self.pool)
                     .await
                     .map_err(store)?
-                    .rows_affected();
-                Ok(revoked > 0)
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn list_sessions(
+                &self,
+                user: $crate::domain::UserId,
+                now: $crate::domain::Timestamp,
+                limit: usize,
+            ) -> Result<Vec<$crate::domain::SessionInfo>, $crate::ports::StoreError> {
+                sqlx::query_as::<_, common::InfoRow<Id>>(SQL.list_sessions)
+                    .bind(id(*user.as_uuid()))
+                    .bind(common::to_db(now))
+                    .bind(common::limit_to_db(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .into_iter()
+                    .map(|row| common::info_of(row, uuid))
+                    .collect()
             }
 
             async fn revoke_user_sessions(

@@ -116,6 +116,33 @@ impl Database {
         result.map_err(|e| anyhow::anyhow!("migrating {} failed: {e}", self.describe()))
     }
 
+    /// Applies the embedded migrations up to and including `version` only: a database as an
+    /// older release left it, for the tests that upgrade one in place.
+    ///
+    /// # Errors
+    /// As `migrate`.
+    pub async fn migrate_up_to(&self, version: i64) -> anyhow::Result<()> {
+        fn upto(m: &sqlx::migrate::Migrator, version: i64) -> sqlx::migrate::Migrator {
+            let mut older = sqlx::migrate::Migrator {
+                migrations: m.migrations.clone(),
+                ..sqlx::migrate::Migrator::DEFAULT
+            };
+            older.migrations = older
+                .migrations
+                .iter()
+                .filter(|mig| mig.version <= version)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            older
+        }
+        let result = match &self.pool {
+            Pool::Postgres(pool) => upto(&postgres::MIGRATOR, version).run(pool).await,
+            Pool::Sqlite(pool) => upto(&sqlite::MIGRATOR, version).run(pool).await,
+        };
+        result.map_err(|e| anyhow::anyhow!("migrating {} failed: {e}", self.describe()))
+    }
+
     /// How many embedded migrations the database has not applied (all of them on an empty
     /// database); for `RUN_MIGRATIONS=false`, where the service must not run on an old schema.
     ///

@@ -13,8 +13,8 @@ use sqlx::{Connection, PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::common::{self, PoolSettings, Queries};
-use crate::domain::{RefreshTokenHash, Session, Timestamp};
-use crate::ports::StoreError;
+use crate::domain::Session;
+use crate::ports::{Rotation, StoreError};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -130,19 +130,34 @@ const SQL: Queries = Queries {
         user_columns!(),
         " FROM users ORDER BY created_at, email"
     ),
-    // FOR SHARE: a disabling that updated the row first is waited for and then seen; one
-    // that comes later waits for this transaction, so its revocation sees the session.
-    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
-                     SELECT $1, $2, to_timestamp($3), to_timestamp($4) \
+    // FOR UPDATE of the user: a disabling that updated the row first is waited for and then
+    // seen; one that comes later waits for this transaction, so its revocation sees the
+    // session. Logins of one user queue here too, so each one's cap sees the others.
+    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at, last_used_at, \
+                                           idle_expires_at, user_agent, client_addr) \
+                     SELECT $1, $2, to_timestamp($3), to_timestamp($4), to_timestamp($3), \
+                            to_timestamp($5), $6, $7 \
                      WHERE EXISTS (SELECT 1 FROM users \
-                                   WHERE id = $2 AND NOT disabled FOR SHARE)",
+                                   WHERE id = $2 AND NOT disabled FOR UPDATE)",
+    cap_sessions: "UPDATE sessions SET revoked_at = to_timestamp($2) \
+                   WHERE id IN (SELECT id FROM sessions \
+                                WHERE user_id = $1 AND id <> $4 AND revoked_at IS NULL \
+                                  AND expires_at > to_timestamp($2) \
+                                  AND (idle_expires_at IS NULL \
+                                       OR idle_expires_at > to_timestamp($2)) \
+                                ORDER BY last_used_at DESC, created_at DESC, id \
+                                OFFSET $3)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES ($1, $2, to_timestamp($3))",
     // Locks the family first (the session row): concurrent rotations of one token queue here.
     token_known: "SELECT 1 FROM refresh_tokens WHERE hash = $1",
     read_presented: "SELECT s.id, s.user_id, extract(epoch FROM s.created_at)::int8, \
                             extract(epoch FROM s.expires_at)::int8, \
-                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \
+                            extract(epoch FROM s.idle_expires_at)::int8, \
+                            s.revoked_at IS NOT NULL, extract(epoch FROM t.consumed_at)::int8, \
+                            EXISTS (SELECT 1 FROM refresh_tokens c \
+                                    WHERE c.parent_hash = t.hash AND c.hash = $2 \
+                                      AND c.consumed_at IS NULL), \
                             u.id IS NOT NULL AND NOT u.disabled, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                           LEFT JOIN users u ON u.id = s.user_id \
@@ -154,7 +169,9 @@ const SQL: Queries = Queries {
                            (hash, session_id, parent_hash, issued_at, generation) \
                        VALUES ($1, $2, $3, to_timestamp($4), $5)",
     forget_tokens: "DELETE FROM refresh_tokens WHERE session_id = $1 AND generation <= $2",
-    touch_session: "UPDATE sessions SET last_used_at = to_timestamp($2) WHERE id = $1",
+    touch_session: "UPDATE sessions \
+                    SET last_used_at = to_timestamp($2), idle_expires_at = to_timestamp($3) \
+                    WHERE id = $1",
     revoke_session: "UPDATE sessions SET revoked_at = to_timestamp($2) \
                      WHERE id = $1 AND revoked_at IS NULL",
     revoke_by_token: "UPDATE sessions SET revoked_at = now() \
@@ -162,15 +179,41 @@ const SQL: Queries = Queries {
                         AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)",
     revoke_user_sessions: "UPDATE sessions SET revoked_at = now() \
                            WHERE user_id = $1 AND revoked_at IS NULL",
+    token_owner: "SELECT s.id, s.user_id, extract(epoch FROM t.consumed_at)::int8, \
+                         EXISTS (SELECT 1 FROM refresh_tokens c \
+                                 WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL) \
+                  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                  WHERE t.hash = $1 AND s.revoked_at IS NULL",
+    revoke_other_sessions: "UPDATE sessions SET revoked_at = now() \
+                            WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+    revoke_owned_session: "UPDATE sessions SET revoked_at = to_timestamp($3) \
+                           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
+                             AND expires_at > to_timestamp($3) \
+                             AND (idle_expires_at IS NULL \
+                                  OR idle_expires_at > to_timestamp($3))",
+    list_sessions: "SELECT id, user_id, extract(epoch FROM created_at)::int8, \
+                           extract(epoch FROM expires_at)::int8, \
+                           extract(epoch FROM idle_expires_at)::int8, \
+                           extract(epoch FROM coalesce(last_used_at, created_at))::int8, \
+                           user_agent, client_addr \
+                    FROM sessions \
+                    WHERE user_id = $1 AND revoked_at IS NULL \
+                      AND expires_at > to_timestamp($2) \
+                      AND (idle_expires_at IS NULL OR idle_expires_at > to_timestamp($2)) \
+                    ORDER BY coalesce(last_used_at, created_at) DESC, created_at DESC, id \
+                    LIMIT $3",
     live_session_user: "SELECT u.id, u.email, u.password_hash, \
                                extract(epoch FROM u.created_at)::int8, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = $1 AND s.revoked_at IS NULL \
-                          AND s.expires_at > to_timestamp($2)",
+                          AND s.expires_at > to_timestamp($2) \
+                          AND (s.idle_expires_at IS NULL \
+                               OR s.idle_expires_at > to_timestamp($2))",
     // SKIP LOCKED: instances purging at once take different rows instead of queueing.
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \
                 WHERE revoked_at IS NOT NULL OR expires_at <= to_timestamp($1) \
+                   OR idle_expires_at <= to_timestamp($1) \
                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
 };
 
@@ -178,11 +221,12 @@ const SQL: Queries = Queries {
 /// round trip, one commit). `family` locks the session row first — the lock order used
 /// everywhere — and selects it only in the `RotationVerdict::Consume` case of
 /// `domain::judge_rotation`: the token is current, the session is not revoked, its user
-/// exists and is enabled, and `now` is before its end (compared in whole seconds, as the rule
-/// does). `consumed` is the one-shot consumption: a rotation that queued on the lock behind a
-/// winner re-reads the token row there and matches nothing. Only then are the successor
-/// inserted, the tokens beyond the kept history (`$4` consumed ones) forgotten and the
-/// session touched. No row back: nothing was changed.
+/// exists and is enabled, and `now` is before both its ends (compared in whole seconds, as the
+/// rule does). `consumed` is the one-shot consumption: a rotation that queued on the lock
+/// behind a winner re-reads the token row there and matches nothing. Only then are the
+/// successor inserted, the tokens beyond the kept history (`$4` consumed ones) forgotten and
+/// the session touched (last use, and the idle end `$5`, never past the absolute end). No row
+/// back: nothing was changed.
 const ROTATE: &str = "\
     WITH family AS MATERIALIZED ( \
         SELECT s.id, s.user_id, s.created_at, s.expires_at, t.generation \
@@ -190,6 +234,8 @@ const ROTATE: &str = "\
              JOIN users u ON u.id = s.user_id \
         WHERE t.hash = $1 AND t.consumed_at IS NULL AND s.revoked_at IS NULL \
           AND NOT u.disabled AND extract(epoch FROM s.expires_at)::int8 > $3 \
+          AND (s.idle_expires_at IS NULL \
+               OR extract(epoch FROM s.idle_expires_at)::int8 > $3) \
         FOR UPDATE OF s), \
     consumed AS ( \
         UPDATE refresh_tokens t SET consumed_at = to_timestamp($3) \
@@ -202,26 +248,27 @@ const ROTATE: &str = "\
     forgotten AS ( \
         DELETE FROM refresh_tokens t USING consumed c \
         WHERE t.session_id = c.id AND t.generation <= c.generation - $4), \
+    idle AS ( \
+        SELECT CASE WHEN $5::int8 IS NULL THEN NULL \
+                    ELSE LEAST($5::int8, extract(epoch FROM expires_at)::int8) END AS at \
+        FROM consumed), \
     touched AS ( \
-        UPDATE sessions s SET last_used_at = to_timestamp($3) \
-        FROM consumed c WHERE s.id = c.id) \
-    SELECT id, user_id, extract(epoch FROM created_at)::int8, \
-           extract(epoch FROM expires_at)::int8 \
-    FROM consumed";
+        UPDATE sessions s \
+        SET last_used_at = to_timestamp($3), idle_expires_at = to_timestamp(i.at) \
+        FROM consumed c, idle i WHERE s.id = c.id) \
+    SELECT c.id, c.user_id, extract(epoch FROM c.created_at)::int8, \
+           extract(epoch FROM c.expires_at)::int8, i.at \
+    FROM consumed c, idle i";
 
 /// The common case of `rotate` in one round trip: the rotated session, or `None` when the
 /// statement changed nothing (a refusal or a lost race, for the transaction to diagnose).
-async fn rotate_at_once(
-    pool: &PgPool,
-    presented: &RefreshTokenHash,
-    successor: &RefreshTokenHash,
-    now: Timestamp,
-) -> Result<Option<Session>, StoreError> {
-    sqlx::query_as::<_, (Id, Id, i64, i64)>(ROTATE)
-        .bind(common::hash_bytes(presented))
-        .bind(common::hash_bytes(successor))
-        .bind(common::to_db(now))
+async fn rotate_at_once(pool: &PgPool, rotation: &Rotation) -> Result<Option<Session>, StoreError> {
+    sqlx::query_as::<_, common::SessionRow<Id>>(ROTATE)
+        .bind(common::hash_bytes(&rotation.presented))
+        .bind(common::hash_bytes(&rotation.successor))
+        .bind(common::to_db(rotation.now))
         .bind(common::kept_consumed())
+        .bind(rotation.idle_expires_at.map(common::to_db))
         .fetch_optional(pool)
         .await
         .map_err(store)?

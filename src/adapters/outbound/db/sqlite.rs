@@ -121,14 +121,25 @@ const SQL: Queries = Queries {
         " FROM users ORDER BY created_at, email"
     ),
     // The write transaction (BEGIN IMMEDIATE) makes the check and the insert one step.
-    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at) \
-                     SELECT ?1, ?2, ?3, ?4 \
+    insert_session: "INSERT INTO sessions (id, user_id, created_at, expires_at, last_used_at, \
+                                           idle_expires_at, user_agent, client_addr) \
+                     SELECT ?1, ?2, ?3, ?4, ?3, ?5, ?6, ?7 \
                      WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND disabled = 0)",
+    cap_sessions: "UPDATE sessions SET revoked_at = ?2 \
+                   WHERE id IN (SELECT id FROM sessions \
+                                WHERE user_id = ?1 AND id <> ?4 AND revoked_at IS NULL \
+                                  AND expires_at > ?2 \
+                                  AND (idle_expires_at IS NULL OR idle_expires_at > ?2) \
+                                ORDER BY last_used_at DESC, created_at DESC, id \
+                                LIMIT -1 OFFSET ?3)",
     insert_first_token: "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
                          VALUES (?1, ?2, ?3)",
     token_known: "SELECT 1 FROM refresh_tokens WHERE hash = ?1",
-    read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, \
-                            s.revoked_at IS NOT NULL, t.consumed_at IS NOT NULL, \
+    read_presented: "SELECT s.id, s.user_id, s.created_at, s.expires_at, s.idle_expires_at, \
+                            s.revoked_at IS NOT NULL, t.consumed_at, \
+                            EXISTS (SELECT 1 FROM refresh_tokens c \
+                                    WHERE c.parent_hash = t.hash AND c.hash = ?2 \
+                                      AND c.consumed_at IS NULL), \
                             u.id IS NOT NULL AND u.disabled = 0, t.generation \
                      FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                           LEFT JOIN users u ON u.id = s.user_id \
@@ -139,7 +150,7 @@ const SQL: Queries = Queries {
                            (hash, session_id, parent_hash, issued_at, generation) \
                        VALUES (?1, ?2, ?3, ?4, ?5)",
     forget_tokens: "DELETE FROM refresh_tokens WHERE session_id = ?1 AND generation <= ?2",
-    touch_session: "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
+    touch_session: "UPDATE sessions SET last_used_at = ?2, idle_expires_at = ?3 WHERE id = ?1",
     revoke_session: "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
     revoke_by_token: concat!(
         "UPDATE sessions SET revoked_at = ",
@@ -152,12 +163,34 @@ const SQL: Queries = Queries {
         sql_now!(),
         " WHERE user_id = ?1 AND revoked_at IS NULL"
     ),
+    token_owner: "SELECT s.id, s.user_id, t.consumed_at, \
+                         EXISTS (SELECT 1 FROM refresh_tokens c \
+                                 WHERE c.parent_hash = t.hash AND c.consumed_at IS NULL) \
+                  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                  WHERE t.hash = ?1 AND s.revoked_at IS NULL",
+    revoke_other_sessions: concat!(
+        "UPDATE sessions SET revoked_at = ",
+        sql_now!(),
+        " WHERE user_id = ?1 AND id <> ?2 AND revoked_at IS NULL"
+    ),
+    revoke_owned_session: "UPDATE sessions SET revoked_at = ?3 \
+                           WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL \
+                             AND expires_at > ?3 \
+                             AND (idle_expires_at IS NULL OR idle_expires_at > ?3)",
+    list_sessions: "SELECT id, user_id, created_at, expires_at, idle_expires_at, \
+                           coalesce(last_used_at, created_at), user_agent, client_addr \
+                    FROM sessions \
+                    WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+                      AND (idle_expires_at IS NULL OR idle_expires_at > ?2) \
+                    ORDER BY coalesce(last_used_at, created_at) DESC, created_at DESC, id \
+                    LIMIT ?3",
     live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
-                        WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
+                        WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
+                          AND (s.idle_expires_at IS NULL OR s.idle_expires_at > ?2)",
     purge: "DELETE FROM sessions WHERE id IN ( \
                 SELECT id FROM sessions \
-                WHERE revoked_at IS NOT NULL OR expires_at <= ?1 \
+                WHERE revoked_at IS NOT NULL OR expires_at <= ?1 OR idle_expires_at <= ?1 \
                 LIMIT ?2)",
 };
 
