@@ -146,3 +146,62 @@ async fn the_page_is_not_in_the_spec_and_takes_only_get() {
     }
     assert_eq!(status_of(&app, "/demo/other.js").await, 404);
 }
+
+/// The `/auth/…` paths the script names, with `${…}` for an interpolated segment.
+fn called_paths(js: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for quote in ['\'', '`'] {
+        for (at, _) in js.match_indices(&format!("{quote}/auth/")) {
+            let rest = &js[at + 1..];
+            let end = rest.find([quote, '?']).unwrap_or(rest.len());
+            paths.push(rest[..end].to_owned());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && p.starts_with("${")))
+}
+
+#[tokio::test]
+async fn the_script_calls_only_operations_the_spec_has() {
+    let app = spawn_app().await;
+    let js = app.get("/demo/app.js").await.body;
+    let spec = app.get("/openapi.json").await.json();
+    let paths: Vec<String> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    let called = called_paths(&js);
+    for expected in [
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/me",
+        "/auth/sessions",
+    ] {
+        assert!(
+            called.iter().any(|c| c == expected),
+            "{expected}: {called:?}"
+        );
+    }
+    for path in &called {
+        assert!(
+            paths.iter().any(|t| matches_template(t, path)),
+            "app.js calls {path}, which the spec lacks: {paths:?}"
+        );
+    }
+    assert!(
+        called.iter().any(|c| c.starts_with("/auth/sessions/${")),
+        "{called:?}"
+    );
+}
