@@ -23,7 +23,10 @@ const OVERALL_TIMEOUT_MS = 90_000;
 const STEP_TIMEOUT_MS = 15_000;
 const EXECUTABLE = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const CREDENTIALS = { email: 'jywan@test.com', password: 'test' };
-const RACE_ATTEMPTS = 5;
+// Two requests started together may still go out one after the other (Chromium hands the
+// second the connection the first just freed, and attaches the cookie then); about one try in
+// three here. Only a try where both carried the same cookie counts as a race.
+const RACE_ATTEMPTS = 10;
 
 const baseArg = process.argv[2];
 if (!baseArg) {
@@ -65,33 +68,71 @@ async function waitState(page, state, why) {
   });
 }
 
-/** Every POST /auth/refresh and /auth/login a tab sends, with what it sent and got. */
-function recordAuthCalls(page) {
+/**
+ * Every POST /auth/refresh and /auth/login a tab sends, with the refresh cookie it really
+ * carried and the one it got back. Read from the DevTools protocol's ExtraInfo events, which
+ * carry the headers as sent on the wire: Playwright's own request headers can show the cookie
+ * of another request to /auth, and Chromium attaches cookies only when a request gets a
+ * connection, which may be after another tab's answer rotated the cookie.
+ */
+async function recordAuthCalls(context, page) {
   page.authCalls = [];
-  page.on('response', (resp) => {
-    const req = resp.request();
-    const path = new URL(resp.url()).pathname;
-    if (req.method() !== 'POST' || !['/auth/refresh', '/auth/login'].includes(path)) return;
-    const entry = { path, status: resp.status() };
-    // Cookie and Set-Cookie are visible here (not to the page's script: HttpOnly).
-    entry.ready = (async () => {
-      const sent = await req.allHeaders();
-      const got = await resp.allHeaders();
-      entry.cookieSent = cookieValue(sent.cookie);
-      entry.cookieSet = cookieValue(got['set-cookie']);
-      if (resp.status() === 200) entry.accessToken = (await resp.json()).access_token;
-    })().catch((e) => { entry.error = e.message; });
-    page.authCalls.push(entry);
+  const byId = new Map();
+  const entry = (id) => {
+    if (!byId.has(id)) byId.set(id, { id });
+    return byId.get(id);
+  };
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  cdp.on('Network.requestWillBeSent', (e) => {
+    const path = new URL(e.request.url).pathname;
+    if (e.request.method !== 'POST' || !['/auth/refresh', '/auth/login'].includes(path)) return;
+    const call = entry(e.requestId);
+    call.path = path;
+    call.done = new Promise((resolve) => { call.finish = resolve; });
+    page.authCalls.push(call);
+  });
+  cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+    entry(e.requestId).cookieSent = cookieValue(header(e.headers, 'cookie'));
+  });
+  cdp.on('Network.responseReceivedExtraInfo', (e) => {
+    entry(e.requestId).cookieSet = cookieValue(header(e.headers, 'set-cookie'));
+  });
+  cdp.on('Network.responseReceived', (e) => {
+    entry(e.requestId).status = e.response.status;
+  });
+  const finished = (e) => {
+    const call = byId.get(e.requestId);
+    if (call && call.finish) call.finish();
+  };
+  cdp.on('Network.loadingFinished', finished);
+  cdp.on('Network.loadingFailed', finished);
+  page.on('response', async (resp) => {
+    // The access token of a 200 (the body is not in the ExtraInfo events).
+    if (new URL(resp.url()).pathname !== '/auth/refresh' || resp.status() !== 200) return;
+    page.lastAccessToken = (await resp.json().catch(() => ({}))).access_token || page.lastAccessToken;
   });
 }
 
-function cookieValue(header) {
-  const m = /(?:^|[;\n]\s*)refresh_token=([^;\s]*)/.exec(header || '');
+function header(headers, name) {
+  const key = Object.keys(headers || {}).find((k) => k.toLowerCase() === name);
+  return key ? headers[key] : undefined;
+}
+
+/** The first characters of a token, enough to tell two apart in a message. */
+const short = (token) => String(token).slice(0, 8);
+
+function cookieValue(value) {
+  const m = /(?:^|[;\n]\s*)refresh_token=([^;\s]*)/.exec(value || '');
   return m ? m[1] : undefined;
 }
 
+/** The calls recorded so far, once each has finished and its ExtraInfo events are in. */
 async function settled(page) {
-  await Promise.all(page.authCalls.map((c) => c.ready));
+  await Promise.all(page.authCalls.map((c) => c.done));
+  for (let i = 0; i < 40 && page.authCalls.some((c) => !('cookieSet' in c) || c.status === undefined); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return page.authCalls;
 }
 
@@ -108,7 +149,7 @@ async function openTab(context, name) {
   page.on('console', (m) => {
     if (/Content.Security.Policy/i.test(m.text())) problems.push(`tab ${name}: ${m.text()}`);
   });
-  recordAuthCalls(page);
+  await recordAuthCalls(context, page);
   pages[name] = page;
   const nav = await page.goto(demoUrl, { waitUntil: 'domcontentloaded' });
   check(nav && nav.ok(), `GET ${demoUrl} answered ${nav ? nav.status() : 'nothing'}`);
@@ -186,7 +227,11 @@ async function run() {
       setTimeout(() => resolve(window.jwtDemo.raceRefresh()), Math.max(0, deadline - Date.now()));
     }), at);
     const [okA, okB] = await Promise.all([fire(a), fire(b)]);
-    const [[ca], [cb]] = [await settled(a), await settled(b)];
+    const [callsA, callsB] = [await settled(a), await settled(b)];
+    const [ca, cb] = [callsA[0], callsB[0]];
+    const described = (calls) => calls.map((c) => `${c.path} ${c.status} sent ${short(c.cookieSent)} got ${short(c.cookieSet)}`).join('; ');
+    log(`race ${attempt}: tab A: ${described(callsA)}`);
+    log(`race ${attempt}: tab B: ${described(callsB)}`);
     check(ca && cb, `attempt ${attempt}: a tab sent no refresh (A: ${!!ca}, B: ${!!cb})`);
     log(`race ${attempt}: A ${ca.status}, B ${cb.status}; same cookie presented: ${ca.cookieSent === cb.cookieSent}`);
     check(ca.status === 200 && cb.status === 200,
@@ -197,7 +242,7 @@ async function run() {
     if (ca.cookieSent === cb.cookieSent) {
       check(ca.cookieSent === cookieBefore, 'the tabs presented a cookie the browser did not hold');
       check(ca.cookieSet === cb.cookieSet,
-        'the same cookie presented twice at once got two different successors');
+        `the same cookie presented twice at once got two different successors (${short(ca.cookieSet)}…, ${short(cb.cookieSet)}…)`);
       check(ca.cookieSet !== cookieBefore, 'the refresh did not rotate the cookie');
       races += 1;
     }
@@ -227,7 +272,8 @@ async function run() {
 
   // 3. Tab A signs out everywhere; B's next refresh fails and B shows the form.
   const oldCookie = await refreshCookie(context);
-  const bToken = (await settled(b)).map((c) => c.accessToken).filter(Boolean).pop();
+  await settled(b);
+  const bToken = b.lastAccessToken;
   check(bToken, 'no access token of tab B was seen');
   const bRefused = b.waitForResponse((r) => new URL(r.url()).pathname === '/auth/refresh'
     && r.request().method() === 'POST' && r.status() === 401);
