@@ -6,7 +6,8 @@
 //   2. both tabs refresh at the same moment, presenting the same cookie (forced through the
 //      page's race hook, which skips the cross-tab lock): both get 200 and the same new
 //      cookie (the grace window), and both stay signed in;
-//   3. tab A signs out everywhere; tab B's next refresh is refused and B shows the sign-in form;
+//   3. another device signs in, and tab A ends that device's session from its list;
+//   4. tab A signs out everywhere; tab B's next refresh is refused and B shows the sign-in form;
 //      the old cookie and B's last access token are refused by the service itself.
 // Saves a screenshot of each state in a folder it prints.
 //
@@ -270,7 +271,29 @@ async function run() {
     check(stored === 0, `tab ${page.tabName} wrote to Web Storage`);
   }
 
-  // 3. Tab A signs out everywhere; B's next refresh fails and B shows the form.
+  // Another device (its own cookie jar and user agent) signs in; tab A ends its session from
+  // the list (DELETE /auth/sessions/{id}), and that device's refresh is refused.
+  const deviceAgent = `demo-tabs other device ${Date.now()}`;
+  const device = await apiRequest.newContext({ baseURL: baseUrl, extraHTTPHeaders: { 'user-agent': deviceAgent } });
+  try {
+    const signedIn = await device.post('/auth/login', { data: CREDENTIALS });
+    check(signedIn.status() === 200, `the other device could not sign in (${signedIn.status()})`);
+    await sessionRows(a);
+    const row = a.locator('#sessions-body tr', { hasText: deviceAgent });
+    check((await row.count()) === 1, 'tab A does not list the other device');
+    await shot('tab-a-lists-another-device', a);
+    await row.locator('button', { hasText: 'End' }).click();
+    await row.waitFor({ state: 'detached' }).catch(() => {
+      throw new Error('the ended session is still listed in tab A');
+    });
+    check((await stateOf(a)) === 'signed-in', 'ending another session signed tab A out');
+    const refused = await device.post('/auth/refresh');
+    check(refused.status() === 401, `the ended device still refreshes (${refused.status()})`);
+  } finally {
+    await device.dispose();
+  }
+
+  // 4. Tab A signs out everywhere; B's next refresh fails and B shows the form.
   const oldCookie = await refreshCookie(context);
   await settled(b);
   const bToken = b.lastAccessToken;
@@ -301,7 +324,7 @@ async function run() {
   }
   check(problems.length === 0, `problems in the pages:\n  ${problems.join('\n  ')}`);
   console.log('demo-tabs: sign-in, a tab signed in by refresh, a concurrent refresh (both 200, one successor), ' +
-    `sign-out everywhere ending the other tab; ${shotCount} screenshots in ${shotDir}`);
+    `another device ended from the list, sign-out everywhere ending the other tab; ${shotCount} screenshots in ${shotDir}`);
 }
 
 async function fail(err) {
