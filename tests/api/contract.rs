@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jwt_auth::domain::{
     ClientAddress, Email, LogoutScope, PasswordHash, RefreshToken, RefreshTokenHash,
-    RotationRefusal, Session, SessionId, SessionOrigin, Timestamp, User, UserId,
+    RotationRefusal, Session, SessionId, SessionOrigin, Timestamp, User, UserAgent, UserId,
     KEPT_CONSUMED_TOKENS,
 };
 use jwt_auth::ports::{CreateUserError, RotateError, Rotated, Rotation, StoreError};
@@ -819,6 +819,377 @@ async fn both_stores_answer_a_ping(s: Stores) {
     s.sessions.ping().await.unwrap();
 }
 
+// ---- grace window, idle end, cap, list, scoped revocation ----
+
+/// A rotation with the default window, to a successor that stands for the derived one (the
+/// store only compares hashes).
+fn graced(presented: RefreshTokenHash, successor: RefreshTokenHash, now: u64) -> Rotation {
+    Rotation {
+        reuse_grace_secs: 5,
+        ..strict(presented, successor, at(now))
+    }
+}
+
+async fn a_replay_within_the_window_is_answered_and_changes_nothing(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    let done = s
+        .sessions
+        .rotate(graced(first, second, T0 + 10))
+        .await
+        .unwrap();
+    assert!(!done.replayed);
+    for now in [T0 + 10, T0 + 14] {
+        let again = s.sessions.rotate(graced(first, second, now)).await.unwrap();
+        assert!(again.replayed, "at {now}");
+        assert_eq!(again.session, sess);
+    }
+    // Nothing was written: the successor is still the one current token and rotates on.
+    let third = token();
+    let on = s
+        .sessions
+        .rotate(graced(second, third, T0 + 15))
+        .await
+        .unwrap();
+    assert!(!on.replayed);
+    assert!(is_live(&s, sess.id, at(T0 + 15)).await);
+}
+
+async fn a_replay_after_the_window_or_for_another_successor_is_reuse(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    s.sessions.rotate(graced(first, second, T0)).await.unwrap();
+    // A successor that is not the current one (another key, a forged request): reuse.
+    assert_refused(
+        s.sessions.rotate(graced(first, token(), T0 + 1)).await,
+        "Reused",
+    );
+    assert!(!is_live(&s, sess.id, at(T0 + 1)).await);
+
+    let (sess, first) = session(&s, uid).await;
+    let second = token();
+    s.sessions.rotate(graced(first, second, T0)).await.unwrap();
+    assert_refused(
+        s.sessions.rotate(graced(first, second, T0 + 5)).await,
+        "Reused",
+    );
+    assert!(!is_live(&s, sess.id, at(T0 + 5)).await);
+}
+
+async fn a_token_two_generations_old_is_reuse_inside_the_window(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let (second, third) = (token(), token());
+    s.sessions.rotate(graced(first, second, T0)).await.unwrap();
+    s.sessions.rotate(graced(second, third, T0)).await.unwrap();
+    assert_refused(
+        s.sessions.rotate(graced(first, second, T0 + 1)).await,
+        "Reused",
+    );
+    assert!(!is_live(&s, sess.id, at(T0 + 1)).await);
+    assert_refused(
+        s.sessions.rotate(graced(third, token(), T0 + 1)).await,
+        "NotFound",
+    );
+}
+
+async fn concurrent_rotations_with_a_window_consume_once_and_replay_the_rest(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let successor = token();
+    let barrier = Arc::new(tokio::sync::Barrier::new(24));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (sessions, barrier) = (s.sessions.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            sessions.rotate(graced(first, successor, T0 + 5)).await
+        });
+    }
+    let (mut consumed, mut replayed) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(r) if r.replayed => replayed += 1,
+            Ok(_) => consumed += 1,
+            Err(e) => panic!("every caller is answered: {e:?}"),
+        }
+    }
+    assert_eq!((consumed, replayed), (1, 23));
+    s.sessions
+        .rotate(graced(successor, token(), T0 + 6))
+        .await
+        .unwrap();
+    assert!(is_live(&s, sess.id, at(T0 + 6)).await);
+}
+
+async fn the_idle_end_is_reached_at_its_second_and_moved_by_each_rotation(s: Stores) {
+    let uid = owner(&s).await;
+    let sess = Session {
+        id: SessionId::new_random(),
+        user_id: uid,
+        created_at: at(T0),
+        expires_at: at(T0 + 30 * DAY),
+        idle_expires_at: Some(at(T0 + DAY)),
+    };
+    let first = token();
+    assert!(s
+        .sessions
+        .create_session(&sess, first, &origin(), 20)
+        .await
+        .unwrap());
+    assert!(is_live(&s, sess.id, at(T0 + DAY - 1)).await);
+    assert!(
+        !is_live(&s, sess.id, at(T0 + DAY)).await,
+        "idle end reached"
+    );
+    let second = token();
+    let moved = s
+        .sessions
+        .rotate(Rotation {
+            idle_expires_at: Some(at(T0 + 2 * DAY - 1)),
+            ..strict(first, second, at(T0 + DAY - 1))
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.session.idle_expires_at, Some(at(T0 + 2 * DAY - 1)));
+    assert!(is_live(&s, sess.id, at(T0 + DAY + 10)).await);
+    // Never past the absolute end.
+    let third = token();
+    let clamped = s
+        .sessions
+        .rotate(Rotation {
+            idle_expires_at: Some(at(T0 + 90 * DAY)),
+            ..strict(second, third, at(T0 + DAY + 10))
+        })
+        .await
+        .unwrap();
+    assert_eq!(clamped.session.idle_expires_at, Some(sess.expires_at));
+    assert_refused(
+        s.sessions
+            .rotate(strict(third, token(), at(T0 + 30 * DAY)))
+            .await,
+        "Expired",
+    );
+    // An idle-ended session: refused as expired, and then gone.
+    let idle = Session {
+        id: SessionId::new_random(),
+        idle_expires_at: Some(at(T0 + 10)),
+        ..sess.clone()
+    };
+    let idle_first = token();
+    s.sessions
+        .create_session(&idle, idle_first, &origin(), 20)
+        .await
+        .unwrap();
+    assert_refused(
+        s.sessions
+            .rotate(strict(idle_first, token(), at(T0 + 10)))
+            .await,
+        "Expired",
+    );
+    assert_refused(
+        s.sessions
+            .rotate(strict(idle_first, token(), at(T0 + 1)))
+            .await,
+        "NotFound",
+    );
+    assert!(s.sessions.purge(at(T0 + 11), 10).await.is_ok());
+}
+
+async fn a_new_session_beyond_the_cap_ends_the_least_recently_used(s: Stores) {
+    let (uid, other) = (owner(&s).await, owner(&s).await);
+    let theirs = session(&s, other).await.0;
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let sess = Session {
+            id: SessionId::new_random(),
+            user_id: uid,
+            created_at: at(T0 + i),
+            expires_at: at(T0 + 30 * DAY),
+            idle_expires_at: None,
+        };
+        let first = token();
+        s.sessions
+            .create_session(&sess, first, &origin(), 3)
+            .await
+            .unwrap();
+        made.push((sess, first));
+    }
+    // The oldest is used again: the second is now the least recently used.
+    s.sessions
+        .rotate(strict(made[0].1, token(), at(T0 + 10)))
+        .await
+        .unwrap();
+    let fourth = Session {
+        id: SessionId::new_random(),
+        user_id: uid,
+        created_at: at(T0 + 20),
+        expires_at: at(T0 + 30 * DAY),
+        idle_expires_at: None,
+    };
+    s.sessions
+        .create_session(&fourth, token(), &origin(), 3)
+        .await
+        .unwrap();
+    let now = at(T0 + 20);
+    assert!(!is_live(&s, made[1].0.id, now).await, "the LRU one ended");
+    for live in [&made[0].0, &made[2].0, &fourth, &theirs] {
+        assert!(is_live(&s, live.id, now).await);
+    }
+    // A cap of one keeps only the newest, even when every time is the same.
+    let fifth = Session {
+        id: SessionId::new_random(),
+        created_at: at(T0 + 20),
+        ..fourth.clone()
+    };
+    s.sessions
+        .create_session(&fifth, token(), &origin(), 1)
+        .await
+        .unwrap();
+    let listed = s.sessions.list_sessions(uid, now, 100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].session.id, fifth.id);
+    assert!(
+        is_live(&s, theirs.id, now).await,
+        "another user's are spared"
+    );
+}
+
+async fn the_list_has_live_sessions_only_newest_use_first_with_their_origin(s: Stores) {
+    let (uid, other) = (owner(&s).await, owner(&s).await);
+    session(&s, other).await;
+    let (a, a_first) = session(&s, uid).await;
+    let b = Session {
+        id: SessionId::new_random(),
+        created_at: at(T0 + 5),
+        ..a.clone()
+    };
+    let b_origin = SessionOrigin {
+        user_agent: UserAgent::parse("Browser/1"),
+        client: ClientAddress::from_ip([192, 0, 2, 7].into()),
+    };
+    s.sessions
+        .create_session(&b, token(), &b_origin, 20)
+        .await
+        .unwrap();
+    let (ended, ended_first) = session(&s, uid).await;
+    revoke_local(&s, ended_first).await;
+    let listed = s
+        .sessions
+        .list_sessions(uid, at(T0 + 6), 100)
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed.iter().map(|i| i.session.id).collect();
+    assert_eq!(
+        ids,
+        vec![b.id, a.id],
+        "newest use first, ended ones left out"
+    );
+    assert_eq!(listed[0].user_agent.as_deref(), Some("Browser/1"));
+    assert_eq!(listed[0].client_address.as_deref(), Some("192.0.2.7"));
+    assert_eq!(listed[0].last_used_at, at(T0 + 5));
+    assert_eq!(listed[1].user_agent, None);
+    assert_ne!(ended.id, a.id);
+    // A refresh is a use.
+    s.sessions
+        .rotate(strict(a_first, token(), at(T0 + 9)))
+        .await
+        .unwrap();
+    let listed = s.sessions.list_sessions(uid, at(T0 + 9), 1).await.unwrap();
+    assert_eq!(listed.len(), 1, "bounded by the limit");
+    assert_eq!(listed[0].session.id, a.id);
+    assert_eq!(listed[0].last_used_at, at(T0 + 9));
+    assert!(s
+        .sessions
+        .list_sessions(uid, at(T0 + 30 * DAY), 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_session_is_ended_by_id_only_by_its_owner_and_only_while_live(s: Stores) {
+    let (uid, other) = (owner(&s).await, owner(&s).await);
+    let (mine, first) = session(&s, uid).await;
+    let now = at(T0 + 1);
+    assert!(!s
+        .sessions
+        .revoke_session(other, mine.id, now)
+        .await
+        .unwrap());
+    assert!(
+        is_live(&s, mine.id, now).await,
+        "someone else's id ends nothing"
+    );
+    assert!(!s
+        .sessions
+        .revoke_session(uid, SessionId::new_random(), now)
+        .await
+        .unwrap());
+    assert!(s.sessions.revoke_session(uid, mine.id, now).await.unwrap());
+    assert!(!is_live(&s, mine.id, now).await);
+    assert!(!s.sessions.revoke_session(uid, mine.id, now).await.unwrap());
+    assert_refused(
+        s.sessions.rotate(strict(first, token(), now)).await,
+        "NotFound",
+    );
+}
+
+async fn scoped_revocation_by_token_reaches_as_far_as_its_scope(s: Stores) {
+    let (uid, other) = (owner(&s).await, owner(&s).await);
+    let (theirs, _) = session(&s, other).await;
+    let (here, here_first) = session(&s, uid).await;
+    let (b, _) = session(&s, uid).await;
+    let (c, _) = session(&s, uid).await;
+    let now = at(T0 + 1);
+    let ended = s
+        .sessions
+        .revoke_by_token(here_first, LogoutScope::Others, now, 5)
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+    assert!(is_live(&s, here.id, now).await);
+    assert!(!is_live(&s, b.id, now).await && !is_live(&s, c.id, now).await);
+    assert!(is_live(&s, theirs.id, now).await);
+    // A stale token (rotated, window over) reaches its own session only.
+    let (d, _) = session(&s, uid).await;
+    let second = token();
+    s.sessions
+        .rotate(graced(here_first, second, T0 + 2))
+        .await
+        .unwrap();
+    let late = at(T0 + 20);
+    let ended = s
+        .sessions
+        .revoke_by_token(here_first, LogoutScope::Global, late, 5)
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert!(!is_live(&s, here.id, late).await);
+    assert!(
+        is_live(&s, d.id, late).await,
+        "the stale cookie's reach ends here"
+    );
+    // The current one reaches everything of its user.
+    let (e, e_first) = session(&s, uid).await;
+    let ended = s
+        .sessions
+        .revoke_by_token(e_first, LogoutScope::Global, late, 5)
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+    assert!(!is_live(&s, d.id, late).await && !is_live(&s, e.id, late).await);
+    assert!(is_live(&s, theirs.id, late).await);
+    assert_eq!(
+        s.sessions
+            .revoke_by_token(token(), LogoutScope::Global, late, 5)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -886,6 +1257,15 @@ contract!(
     live_session_user_is_the_owner_of_a_live_session_only,
     create_session_for_a_disabled_or_unknown_user_stores_nothing,
     a_stored_account_that_does_not_parse_is_skipped_and_absent,
+    a_replay_within_the_window_is_answered_and_changes_nothing,
+    a_replay_after_the_window_or_for_another_successor_is_reuse,
+    a_token_two_generations_old_is_reuse_inside_the_window,
+    concurrent_rotations_with_a_window_consume_once_and_replay_the_rest,
+    the_idle_end_is_reached_at_its_second_and_moved_by_each_rotation,
+    a_new_session_beyond_the_cap_ends_the_least_recently_used,
+    the_list_has_live_sessions_only_newest_use_first_with_their_origin,
+    a_session_is_ended_by_id_only_by_its_owner_and_only_while_live,
+    scoped_revocation_by_token_reaches_as_far_as_its_scope,
 );
 
 /// Every method of both ports on a database nobody answers for: `Unavailable`, quickly.

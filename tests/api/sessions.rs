@@ -510,3 +510,98 @@ async fn parallel_tabs_refreshing_together_all_stay_signed_in_on_one_cookie() {
     assert_eq!((a.status, b.status), (200, 200));
     assert_eq!(a.refresh_cookie(), b.refresh_cookie());
 }
+
+/// A database of the previous release (migrations up to 0002) with a live session in it is
+/// upgraded in place: the session keeps working, gains a last use, and has no idle end.
+async fn an_existing_database_upgrades_in_place(store: Store) {
+    use jwt_auth::adapters::outbound::db::DatabaseKind;
+    use jwt_auth::domain::RefreshToken;
+    let Some(db) = (match store {
+        Store::Postgres => crate::db::TestDb::postgres_unmigrated().await,
+        _ => Some(crate::db::TestDb::sqlite_unmigrated().await),
+    }) else {
+        return;
+    };
+    db.db.migrate_up_to(2).await.unwrap();
+    let (user, session) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let token = RefreshToken::generate();
+    let hex: String = token
+        .hash()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let postgres = db.db.kind() == DatabaseKind::Postgres;
+    let time = |secs: u64| {
+        if postgres {
+            format!("to_timestamp({secs})")
+        } else {
+            secs.to_string()
+        }
+    };
+    let blob = if postgres {
+        format!("decode('{hex}', 'hex')")
+    } else {
+        format!("X'{hex}'")
+    };
+    for sql in [
+        format!(
+            "INSERT INTO users (id, email, password_hash, created_at, disabled) \
+             VALUES ('{user}', 'old@example.com', 'x', {}, false)",
+            time(T0 - 100)
+        ),
+        format!(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) \
+             VALUES ('{session}', '{user}', {}, {})",
+            time(T0 - 50),
+            time(T0 + 30 * DAY)
+        ),
+        format!(
+            "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
+             VALUES ({blob}, '{session}', {})",
+            time(T0 - 50)
+        ),
+    ] {
+        db.db.execute(&sql).await.unwrap();
+    }
+    db.db.migrate().await.unwrap();
+    let count = |sql: &'static str| {
+        let db = &db.db;
+        async move { db.query_i64(sql).await.unwrap() }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM sessions WHERE last_used_at IS NULL").await,
+        0,
+        "last use backfilled"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM sessions WHERE idle_expires_at IS NULL").await,
+        1
+    );
+    let stores = Stores {
+        users: db.users(),
+        sessions: db.sessions(),
+        memory: None,
+        db: Some(db),
+    };
+    let app = spawn_app_from(stores, &[]).await;
+    let resp = app.refresh(Some(token.as_str())).await;
+    assert_eq!(resp.status, 200, "the old session refreshes: {}", resp.body);
+    let listed = list(&app, &resp.access_token()).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], session.to_string());
+    assert_eq!(listed[0]["created_at"], T0 - 50);
+    assert_eq!(listed[0]["last_used_at"], T0);
+    assert_eq!(listed[0]["idle_expires_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_existing_sqlite_database_upgrades_in_place() {
+    an_existing_database_upgrades_in_place(Store::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn an_existing_postgres_database_upgrades_in_place() {
+    an_existing_database_upgrades_in_place(Store::Postgres).await;
+}
