@@ -16,6 +16,7 @@
 // Screenshots go to $DEMO_SCREENSHOT_DIR, or a fresh folder under /tmp.
 // Exits 0 when every check held, 1 otherwise.
 
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, request as apiRequest } from 'playwright-core';
@@ -120,8 +121,9 @@ function header(headers, name) {
   return key ? headers[key] : undefined;
 }
 
-/** The first characters of a token, enough to tell two apart in a message. */
-const short = (token) => String(token).slice(0, 8);
+/** A fingerprint of a token, enough to tell two apart in a message without printing it. */
+const short = (token) => (token === undefined ? 'none'
+  : createHash('sha256').update(String(token)).digest('hex').slice(0, 8));
 
 function cookieValue(value) {
   const m = /(?:^|[;\n]\s*)refresh_token=([^;\s]*)/.exec(value || '');
@@ -243,7 +245,7 @@ async function run() {
     if (ca.cookieSent === cb.cookieSent) {
       check(ca.cookieSent === cookieBefore, 'the tabs presented a cookie the browser did not hold');
       check(ca.cookieSet === cb.cookieSet,
-        `the same cookie presented twice at once got two different successors (${short(ca.cookieSet)}…, ${short(cb.cookieSet)}…)`);
+        `the same cookie presented twice at once got two different successors (${short(ca.cookieSet)}, ${short(cb.cookieSet)})`);
       check(ca.cookieSet !== cookieBefore, 'the refresh did not rotate the cookie');
       races += 1;
     }
