@@ -69,6 +69,7 @@ pub const KEYS: &[&str] = &[
     "REFRESH_REUSE_GRACE_SECS",
     "REFRESH_IDLE_TIMEOUT_DAYS",
     "MAX_SESSIONS_PER_USER",
+    "DEMO_PAGE_ENABLED",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -175,6 +176,8 @@ pub struct Settings {
     pub send_timeout_secs: u64,
     /// Swagger UI at `/docs`; unset means on in `dev`, off in `prod`.
     pub docs_enabled: Option<bool>,
+    /// The example browser client at `/demo`; unset means on in `dev`, off in `prod`.
+    pub demo_page_enabled: Option<bool>,
     /// Password hashes waiting for a hashing thread; 0 means 64 per thread. A full queue
     /// answers 503 at once.
     pub hash_queue_max: usize,
@@ -501,6 +504,10 @@ impl Settings {
 
     pub fn docs_enabled(&self) -> bool {
         self.docs_enabled.unwrap_or(self.env == Profile::Dev)
+    }
+
+    pub fn demo_page_enabled(&self) -> bool {
+        self.demo_page_enabled.unwrap_or(self.env == Profile::Dev)
     }
 
     pub fn registration_enabled(&self) -> bool {

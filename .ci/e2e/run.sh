@@ -2,8 +2,9 @@
 # End-to-end checks against a real jwt-auth binary.
 # Usage: .ci/e2e/run.sh BINARY      (e.g. target/release/jwt-auth)
 # Starts BINARY (dev profile) on a free loopback port, waits for /openapi.json, runs the
-# Postman collection (newman.sh) and the Swagger UI "Try it out" check (swagger-ui.mjs),
-# stops the server, and exits non-zero if either check failed.
+# Postman collection (newman.sh), the Swagger UI "Try it out" check (swagger-ui.mjs) and the
+# two-tab check of the demo page (demo-tabs.mjs, screenshots in $DEMO_SCREENSHOT_DIR or a
+# fresh folder it prints), stops the server, and exits non-zero if any check failed.
 set -euo pipefail
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -101,6 +102,16 @@ if timeout 90 node "$HERE/swagger-ui.mjs" "$BASE_URL"; then
 else
     failed=$((failed + 1)); failures+=("swagger-ui")
 fi
+
+echo "e2e: == demo page (two tabs) ==" >&2
+DEMO_SCREENSHOT_DIR="${DEMO_SCREENSHOT_DIR:-$(mktemp -d -t jwt-auth-demo-tabs.XXXXXX)}"
+export DEMO_SCREENSHOT_DIR
+if timeout 120 node "$HERE/demo-tabs.mjs" "$BASE_URL"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("demo-tabs")
+fi
+echo "e2e: demo page screenshots in $DEMO_SCREENSHOT_DIR" >&2
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "e2e: the server died during the checks" >&2

@@ -310,6 +310,7 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         trusted_proxy_hops: settings.trusted_proxy_hops,
         registration_enabled: settings.registration_enabled(),
         docs_enabled: settings.docs_enabled(),
+        demo_page_enabled: settings.demo_page_enabled(),
         allowed_hosts: server::allowed_hosts(settings),
     }
 }

@@ -8,6 +8,7 @@ mod claims;
 mod contract;
 mod csrf;
 mod db;
+mod demo;
 mod durable;
 mod faults;
 mod flow;

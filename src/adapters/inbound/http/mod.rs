@@ -5,6 +5,7 @@ mod auth;
 mod bearer;
 mod client_ip;
 mod cookie;
+mod demo;
 mod dto;
 mod errors;
 mod guards;
@@ -51,6 +52,8 @@ pub struct HttpSettings {
     pub registration_enabled: bool,
     /// Swagger UI at `/docs` (1.6 MB a page load: off in `prod` unless asked for).
     pub docs_enabled: bool,
+    /// The example browser client at `/demo` (off in `prod` unless asked for).
+    pub demo_page_enabled: bool,
     /// The `Host` names answered; any other gets 421 on every path.
     pub allowed_hosts: AllowedHosts,
 }
@@ -86,7 +89,7 @@ pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<(AuthApi, Hea
     }
 }
 
-/// The whole HTTP application: API, spec, Swagger UI and the guards around them.
+/// The whole HTTP application: API, spec, Swagger UI, the demo page and the guards around them.
 pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
     let service = openapi_service(state.settings.public_url.as_deref());
     let allowed = Arc::new(errors::AllowedMethods::from_spec(&service.spec()));
@@ -96,6 +99,9 @@ pub fn build_app(state: Arc<AppState>) -> impl Endpoint {
     let mut routes = Route::new().nest("/", service);
     if let Some(docs) = docs {
         routes = routes.nest("/docs", docs);
+    }
+    if state.settings.demo_page_enabled {
+        routes = demo::routes(routes);
     }
     routes
         .at("/openapi.json", json)
