@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use async_trait::async_trait;
 
 use crate::domain::{
-    judge_rotation, Email, LogoutScope, PasswordHash, PresentedToken, RefreshTokenHash,
-    RotationRefusal, RotationVerdict, Session, SessionId, SessionInfo, SessionOrigin, Timestamp,
-    User, UserId, KEPT_CONSUMED_TOKENS,
+    judge_rotation, ClientAddress, Email, LogoutScope, PasswordHash, PresentedToken,
+    RefreshTokenHash, RotationRefusal, RotationVerdict, Session, SessionId, SessionInfo,
+    SessionOrigin, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::{
     CreateUserError, RefreshStore, RotateError, Rotated, Rotation, StoreError, UserRepo,
@@ -127,14 +127,20 @@ struct SessionRecord {
     idle_expires_at: u32,
     /// The consumed tokens still kept, oldest first: at most `KEPT_CONSUMED_TOKENS`.
     consumed: VecDeque<RefreshTokenHash>,
-    /// Boxed: a pointer in the record, the text only where there is some.
-    origin: Option<Box<Origin>>,
+    /// Where it was opened, in one allocation: the client address, then `\n` and the user
+    /// agent if there was one (neither can contain a line break). `None` for an unknown
+    /// client without a user agent.
+    origin: Option<Box<str>>,
 }
 
-#[derive(Debug, Clone)]
-struct Origin {
-    user_agent: Option<Box<str>>,
-    client: Box<str>,
+/// `SessionRecord::origin` from what a login recorded.
+fn packed_origin(origin: &SessionOrigin) -> Option<Box<str>> {
+    let client = origin.client.as_str();
+    match &origin.user_agent {
+        None if origin.client == ClientAddress::unknown() => None,
+        None => Some(client.into()),
+        Some(ua) => Some(format!("{client}\n{}", ua.as_str()).into()),
+    }
 }
 
 /// A token hash's owner. A consumed entry stays while it is among its session's
@@ -227,14 +233,19 @@ impl SessionRecord {
     }
 
     fn info(&self, id: SessionId) -> SessionInfo {
+        let unknown = ClientAddress::unknown();
+        let (client, user_agent) = match self.origin.as_deref() {
+            None => (unknown.as_str(), None),
+            Some(packed) => match packed.split_once('\n') {
+                Some((client, ua)) => (client, Some(ua.to_owned())),
+                None => (packed, None),
+            },
+        };
         SessionInfo {
             session: self.to_session(id),
             last_used_at: Timestamp::from_unix(self.last_used_at.into()),
-            user_agent: self
-                .origin
-                .as_ref()
-                .and_then(|o| o.user_agent.as_deref().map(str::to_owned)),
-            client_address: self.origin.as_ref().map(|o| o.client.to_string()),
+            user_agent,
+            client_address: Some(client.to_owned()),
         }
     }
 }
@@ -355,10 +366,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 last_used_at: secs32(session.created_at),
                 idle_expires_at: idle32(session.idle_expires_at, expires_at),
                 consumed: VecDeque::new(),
-                origin: Some(Box::new(Origin {
-                    user_agent: origin.user_agent.as_ref().map(|ua| ua.as_str().into()),
-                    client: origin.client.as_str().into(),
-                })),
+                origin: packed_origin(origin),
             },
         );
         f.tokens.insert(
