@@ -5,6 +5,7 @@
 mod client;
 mod errors;
 mod ids;
+mod keys;
 mod rotation;
 mod secrets;
 mod signing;
@@ -17,6 +18,7 @@ pub use errors::{
     InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
 };
 pub use ids::{SessionId, UserId};
+pub use keys::KeyState;
 pub use rotation::{
     judge_rotation, PresentedToken, RotationRefusal, RotationVerdict, KEPT_CONSUMED_TOKENS,
 };

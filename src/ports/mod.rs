@@ -198,6 +198,12 @@ pub trait TokenIssuer: Send + Sync {
     /// # Errors
     /// `TokenError::Invalid` for any token that is not a currently valid access token.
     fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
+
+    /// Moves on whenever a key that verified tokens is withdrawn, so a cache of verified
+    /// tokens knows to start over; constant for keys fixed at start-up.
+    fn key_generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Sessions (refresh-token families) and the hashes of their tokens.
@@ -358,4 +364,11 @@ impl From<TokenError> for InfraError {
     fn from(e: TokenError) -> Self {
         Self::Unknown(e.into())
     }
+}
+
+/// The public halves of the signing keys in force, for `/.well-known/jwks.json`.
+pub trait PublicKeys: Send + Sync {
+    /// Each published key as a JWK (RFC 7517) with public parameters only; empty when tokens
+    /// are signed with a shared secret.
+    fn public_jwks(&self) -> Vec<serde_json::Map<String, serde_json::Value>>;
 }

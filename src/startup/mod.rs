@@ -5,11 +5,13 @@
 mod database;
 mod demo;
 mod housekeeping;
+mod keys;
 mod server;
 
 pub use database::{migrate, open_database, pool_settings};
 pub use demo::{DEMO_EMAIL, DEMO_PASSWORD};
 pub use housekeeping::Housekeeping;
+pub use keys::{key_files, NEXT_SUFFIX};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +26,14 @@ use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
+use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
+use crate::domain::Timestamp;
 use crate::ports::{
-    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
+    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore, TokenIssuer,
+    UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -41,6 +46,10 @@ pub struct Adapters {
     pub upgrades: Arc<dyn PasswordUpgrades>,
     pub issuer: Arc<dyn TokenIssuer>,
     pub clock: Arc<dyn Clock>,
+    /// The published keys (none under HS*).
+    pub public_keys: Arc<dyn PublicKeys>,
+    /// The key ring under EdDSA, ES256 or RS256.
+    pub key_ring: Option<Arc<KeyRing>>,
     database: Option<Database>,
 }
 
@@ -109,6 +118,7 @@ impl Adapters {
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let signing = Signing::new(settings, clock.now())?;
         Ok(Self {
             upgrades: Arc::new(BackgroundUpgrades::new(hasher.clone(), users.clone())),
             users,
@@ -118,8 +128,10 @@ impl Adapters {
                 clock.clone(),
             )),
             hasher,
-            issuer: token_issuer(settings)?,
+            issuer: signing.issuer,
             clock,
+            public_keys: signing.public_keys,
+            key_ring: signing.ring,
             database: None,
         })
     }
@@ -150,31 +162,101 @@ impl Adapters {
 /// The josekit issuer for these settings, behind the verified-token cache.
 ///
 /// # Errors
-/// When a secret is too short for the algorithm.
+/// When a secret is too short for the algorithm or a key file is unusable.
 pub fn token_issuer(settings: &Settings) -> anyhow::Result<Arc<dyn TokenIssuer>> {
-    let (secret, generated) = settings.signing_secret();
-    if generated {
-        tracing::warn!(
-            "JWT_SECRET_KEY is missing, a placeholder or too short: using a random secret for this \
-             process (dev only; tokens will not survive a restart)"
-        );
+    let now = Timestamp::from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    Ok(Signing::new(settings, now)?.issuer)
+}
+
+/// The issuer, what it publishes, and its key ring, from the settings.
+pub struct Signing {
+    pub issuer: Arc<dyn TokenIssuer>,
+    pub public_keys: Arc<dyn PublicKeys>,
+    pub ring: Option<Arc<KeyRing>>,
+}
+
+impl Signing {
+    /// HS*: the secret (and the previous one until its end date, `now` plus one access-token
+    /// lifetime when none is set in `dev`); otherwise the keys of `JWT_PRIVATE_KEY_FILE`, or
+    /// one generated key.
+    ///
+    /// # Errors
+    /// When a secret is too short or a key file is unusable.
+    pub fn new(settings: &Settings, now: Timestamp) -> anyhow::Result<Self> {
+        if settings.jwt_algorithm.is_asymmetric() {
+            let set = match &settings.jwt_private_key_file {
+                Some(path) => key_files(settings, std::path::Path::new(path))?,
+                None => KeySet::generated(settings.jwt_algorithm)?,
+            };
+            return Ok(Self::of_ring(settings, Arc::new(KeyRing::new(set))));
+        }
+        let (secret, generated) = settings.signing_secret();
+        if generated {
+            tracing::warn!(
+                "JWT_SECRET_KEY is missing, a placeholder or too short: using a random secret for \
+                 this process (dev only; tokens will not survive a restart)"
+            );
+        }
+        let mut issuer = JoseTokenIssuer::new(IssuerConfig {
+            algorithm: settings.jwt_algorithm,
+            secret,
+            previous_secret: settings
+                .jwt_previous_secret_key
+                .as_ref()
+                .map(|s: &Secret| s.expose().as_bytes().to_vec()),
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway_secs: settings.jwt_leeway_secs,
+        })?;
+        if settings.jwt_previous_secret_key.is_some() {
+            let until = match settings.jwt_previous_secret_key_until {
+                Some(t) => Timestamp::from_unix(t.0),
+                None => {
+                    tracing::warn!(
+                        "JWT_PREVIOUS_SECRET_KEY has no JWT_PREVIOUS_SECRET_KEY_UNTIL: it verifies \
+                         for one access-token lifetime from now"
+                    );
+                    now.plus_secs(settings.access_token_expires_min * 60 + settings.jwt_leeway_secs)
+                }
+            };
+            if now >= until {
+                tracing::warn!("JWT_PREVIOUS_SECRET_KEY is past its end date and verifies nothing");
+            }
+            issuer = issuer.previous_secret_until(until);
+        }
+        Ok(Self {
+            issuer: cached(settings, Arc::new(issuer)),
+            public_keys: Arc::new(NoPublicKeys),
+            ring: None,
+        })
     }
-    let issuer = JoseTokenIssuer::new(IssuerConfig {
-        algorithm: settings.jwt_algorithm,
-        secret,
-        previous_secret: settings
-            .jwt_previous_secret_key
-            .as_ref()
-            .map(|s: &Secret| s.expose().as_bytes().to_vec()),
-        issuer: settings.jwt_issuer.clone(),
-        audience: settings.jwt_audience.clone(),
-        leeway_secs: settings.jwt_leeway_secs,
-    })?;
-    Ok(Arc::new(VerifiedCache::new(
-        Arc::new(issuer),
+
+    /// An issuer on this ring (shared with the key lifecycle, which swaps its keys).
+    pub fn of_ring(settings: &Settings, ring: Arc<KeyRing>) -> Self {
+        let issuer = JoseTokenIssuer::with_ring(
+            ring.clone(),
+            settings.jwt_issuer.clone(),
+            settings.jwt_audience.clone(),
+            settings.jwt_leeway_secs,
+        );
+        Self {
+            issuer: cached(settings, Arc::new(issuer)),
+            public_keys: ring.clone(),
+            ring: Some(ring),
+        }
+    }
+}
+
+fn cached(settings: &Settings, issuer: Arc<dyn TokenIssuer>) -> Arc<dyn TokenIssuer> {
+    Arc::new(VerifiedCache::new(
+        issuer,
         settings.jwt_leeway_secs,
         verified_cache::DEFAULT_ENTRIES,
-    )))
+    ))
 }
 
 /// Every use case, wired once on one set of adapters.
@@ -253,6 +335,7 @@ impl UseCases {
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),
             settings: http_settings(settings),
+            public_keys: a.public_keys.clone(),
         })
     }
 }
@@ -270,6 +353,8 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         registration_enabled: settings.registration_enabled(),
         docs_enabled: settings.docs_enabled(),
         allowed_hosts: server::allowed_hosts(settings),
+        jwt_issuer: settings.jwt_issuer.clone(),
+        jwt_algorithm: settings.jwt_algorithm.name(),
     }
 }
 

@@ -7,4 +7,5 @@ pub mod jose_issuer;
 pub mod memory;
 pub mod memory_throttle;
 pub mod rehash;
+pub mod signing_keys;
 pub mod verified_cache;

@@ -13,10 +13,12 @@ mod host;
 mod json_string;
 mod responses;
 mod unique_keys;
+mod well_known;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::{Login, Logout, Me, Refresh, Register};
-use crate::ports::{Clock, RefreshStore, UserRepo};
+use crate::ports::{Clock, PublicKeys, RefreshStore, UserRepo};
 
 #[derive(Tags)]
 enum Tag {
@@ -32,6 +34,8 @@ enum Tag {
     Auth,
     /// Liveness and readiness for orchestrators and load balancers.
     Health,
+    /// Public signing keys and discovery metadata, for services that verify access tokens.
+    Keys,
 }
 
 /// Edge settings that are not use-case policy.
@@ -53,6 +57,10 @@ pub struct HttpSettings {
     pub docs_enabled: bool,
     /// The `Host` names answered; any other gets 421 on every path.
     pub allowed_hosts: AllowedHosts,
+    /// The tokens' `iss`, as discovery publishes it.
+    pub jwt_issuer: String,
+    /// The tokens' `alg`.
+    pub jwt_algorithm: &'static str,
 }
 
 /// Everything a request may need.
@@ -67,17 +75,22 @@ pub struct AppState {
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: HttpSettings,
+    /// For `/.well-known/jwks.json`.
+    pub public_keys: Arc<dyn PublicKeys>,
 }
 
 /// The API title and version shown in the spec.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
-pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<(AuthApi, HealthApi), ()> {
-    let service = OpenApiService::new((AuthApi, HealthApi), "jwt-auth", API_VERSION).description(
-        "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
+pub fn openapi_service(
+    public_url: Option<&str>,
+) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi), ()> {
+    let service = OpenApiService::new((AuthApi, HealthApi, WellKnownApi), "jwt-auth", API_VERSION)
+        .description(
+            "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
          cookie. Log in, then use Authorize with the access token for /auth/me.",
-    );
+        );
     match public_url {
         Some(url) => service.server(url.trim_end_matches('/')),
         None => service.server("/"),
