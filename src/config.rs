@@ -64,6 +64,8 @@ pub const KEYS: &[&str] = &[
     "HASH_QUEUE_MAX",
     "JWT_PRIVATE_KEY_FILE",
     "JWT_PREVIOUS_SECRET_KEY_UNTIL",
+    "JWT_KEY_ENCRYPTION_KEY",
+    "JWT_KEY_ROTATION_DAYS",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -190,6 +192,11 @@ pub struct Settings {
     /// Under EdDSA, ES256 or RS256: a PEM private key file, or a folder of them (see
     /// `key_files`); unset: the service generates and keeps its keys.
     pub jwt_private_key_file: Option<String>,
+    /// Seals generated private keys in the database (at least 32 bytes); required in `prod`
+    /// for generated keys on a database.
+    pub jwt_key_encryption_key: Option<Secret>,
+    /// Rotate generated keys after this many days; 0: only with `jwt-auth keys rotate`.
+    pub jwt_key_rotation_days: u64,
     pub jwt_leeway_secs: u64,
     pub access_token_expires_min: u64,
     pub refresh_token_expires_days: u64,
@@ -343,6 +350,24 @@ impl Settings {
                     );
                 }
             }
+        }
+        if self.jwt_key_rotation_days > 365 {
+            return bad("JWT_KEY_ROTATION_DAYS", "must be between 0 (off) and 365");
+        }
+        if let Some(kek) = &self.jwt_key_encryption_key {
+            if kek.expose().len() < 32 || estimated_entropy_bits(kek.expose()) < MIN_SECRET_BITS {
+                return bad(
+                    "JWT_KEY_ENCRYPTION_KEY",
+                    "must be at least 32 random bytes (e.g. `openssl rand -base64 48`)",
+                );
+            }
+        } else if self.env == Profile::Prod && self.generates_keys() && self.database_url.is_some()
+        {
+            return bad(
+                "JWT_KEY_ENCRYPTION_KEY",
+                "is required in prod to store generated signing keys in the database \
+                 (or set JWT_PRIVATE_KEY_FILE)",
+            );
         }
         if self.jwt_private_key_file.is_some() && !self.jwt_algorithm.is_asymmetric() {
             return bad(
@@ -518,6 +543,12 @@ impl Settings {
                 (random, true)
             }
         }
+    }
+
+    /// Whether the service generates and keeps its own signing keys (a key-pair algorithm
+    /// without `JWT_PRIVATE_KEY_FILE`).
+    pub fn generates_keys(&self) -> bool {
+        self.jwt_algorithm.is_asymmetric() && self.jwt_private_key_file.is_none()
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {

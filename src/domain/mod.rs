@@ -18,7 +18,7 @@ pub use errors::{
     InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
 };
 pub use ids::{SessionId, UserId};
-pub use keys::KeyState;
+pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use rotation::{
     judge_rotation, PresentedToken, RotationRefusal, RotationVerdict, KEPT_CONSUMED_TOKENS,
 };

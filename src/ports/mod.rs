@@ -372,3 +372,38 @@ pub trait PublicKeys: Send + Sync {
     /// are signed with a shared secret.
     fn public_jwks(&self) -> Vec<serde_json::Map<String, serde_json::Value>>;
 }
+
+/// Where generated signing keys live, shared by every instance on one database. Every change
+/// is a compare-and-set, so instances racing through the same lifecycle step agree.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The keys of `algorithm` that are not retired, oldest first.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn list(
+        &self,
+        algorithm: crate::domain::SigningAlgorithm,
+    ) -> Result<Vec<crate::domain::StoredKey>, StoreError>;
+
+    /// Stores a new `Current` or `Next` key; `Ok(false)` when the algorithm already has a key
+    /// in that state (another instance got there first) and nothing is stored.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn insert(&self, key: &crate::domain::StoredKey) -> Result<bool, StoreError>;
+
+    /// Atomically makes the current key previous (stopped at `now`) and the `Next` key `kid`
+    /// current (from `now`); `Ok(false)`, changing nothing, when `kid` is no longer next.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn promote(&self, kid: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Retires the `Next` or `Previous` key `kid`; `Ok(false)` for the current key, a retired
+    /// one or an unknown kid.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn retire(&self, kid: &str, now: Timestamp) -> Result<bool, StoreError>;
+}

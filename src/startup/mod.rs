@@ -23,17 +23,19 @@ use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
+use crate::adapters::outbound::key_lifecycle::{KeyLifecycle, KeySealer, KEY_RELOAD_SECS};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use crate::adapters::outbound::memory_keys::InMemoryKeyStore;
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::app::{Login, Logout, Me, Refresh, Register, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
-use crate::domain::Timestamp;
+use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
-    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore, TokenIssuer,
-    UserRepo,
+    Clock, KeyStore, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore,
+    TokenIssuer, UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -50,6 +52,8 @@ pub struct Adapters {
     pub public_keys: Arc<dyn PublicKeys>,
     /// The key ring under EdDSA, ES256 or RS256.
     pub key_ring: Option<Arc<KeyRing>>,
+    /// The lifecycle of generated keys (a key pair without `JWT_PRIVATE_KEY_FILE`).
+    pub key_lifecycle: Option<Arc<KeyLifecycle>>,
     database: Option<Database>,
 }
 
@@ -73,13 +77,17 @@ impl Adapters {
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         match open_database(settings).await? {
             Some(db) => {
-                let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?;
+                let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?
+                    .with_key_store(settings, db.keys());
                 adapters.database = Some(db);
+                adapters.prepare_keys().await?;
                 Ok(adapters)
             }
             None => {
                 tracing::info!("using the in-memory stores: nothing survives a restart");
-                Self::in_memory(settings)
+                let adapters = Self::in_memory(settings)?;
+                adapters.prepare_keys().await?;
+                Ok(adapters)
             }
         }
     }
@@ -119,6 +127,15 @@ impl Adapters {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let signing = Signing::new(settings, clock.now())?;
+        let lifecycle = match &signing.ring {
+            Some(ring) if settings.generates_keys() => Some(Arc::new(key_lifecycle(
+                settings,
+                Arc::new(InMemoryKeyStore::new()),
+                ring.clone(),
+                clock.clone(),
+            ))),
+            _ => None,
+        };
         Ok(Self {
             upgrades: Arc::new(BackgroundUpgrades::new(hasher.clone(), users.clone())),
             users,
@@ -132,6 +149,7 @@ impl Adapters {
             clock,
             public_keys: signing.public_keys,
             key_ring: signing.ring,
+            key_lifecycle: lifecycle,
             database: None,
         })
     }
@@ -149,6 +167,32 @@ impl Adapters {
             );
         }
         Self::from_settings(settings).await
+    }
+
+    /// Keeps generated keys in `store` (shared by every instance on it) instead of memory.
+    #[must_use]
+    pub fn with_key_store(mut self, settings: &Settings, store: Arc<dyn KeyStore>) -> Self {
+        if let (Some(ring), true) = (&self.key_ring, settings.generates_keys()) {
+            self.key_lifecycle = Some(Arc::new(key_lifecycle(
+                settings,
+                store,
+                ring.clone(),
+                self.clock.clone(),
+            )));
+        }
+        self
+    }
+
+    /// Loads the generated keys from their store (storing the start-up key as the first one
+    /// when there is none) and applies what is due; nothing without generated keys.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or a stored key does not open.
+    pub async fn prepare_keys(&self) -> anyhow::Result<()> {
+        if let Some(lifecycle) = &self.key_lifecycle {
+            lifecycle.tick().await?;
+        }
+        Ok(())
     }
 
     /// Closes the database pool, if any, waiting for connections in use.
@@ -257,6 +301,35 @@ fn cached(settings: &Settings, issuer: Arc<dyn TokenIssuer>) -> Arc<dyn TokenIss
         settings.jwt_leeway_secs,
         verified_cache::DEFAULT_ENTRIES,
     ))
+}
+
+/// The lifecycle timing for these settings: a next key is published for longer than the JWKS
+/// `max-age` plus two reloads before it signs, and a previous key stays published for one
+/// reload plus an access token's lifetime and leeway after it stopped signing.
+pub fn key_policy(settings: &Settings) -> KeyPolicy {
+    KeyPolicy {
+        publish_lead_secs: JWKS_MAX_AGE_SECS + 2 * KEY_RELOAD_SECS,
+        previous_kept_secs: KEY_RELOAD_SECS
+            + settings.access_token_expires_min * 60
+            + settings.jwt_leeway_secs,
+        rotation_secs: (settings.jwt_key_rotation_days > 0)
+            .then(|| settings.jwt_key_rotation_days * 86_400),
+    }
+}
+
+fn key_lifecycle(
+    settings: &Settings,
+    store: Arc<dyn KeyStore>,
+    ring: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+) -> KeyLifecycle {
+    let sealer = match &settings.jwt_key_encryption_key {
+        Some(kek) => KeySealer::new(kek.expose().as_bytes()),
+        // `prod` on a database refuses to start without one (see `Settings::validate`); in
+        // memory nothing is written anywhere.
+        None => KeySealer::new(b"jwt-auth development key-encryption key"),
+    };
+    KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock)
 }
 
 /// Every use case, wired once on one set of adapters.
@@ -385,6 +458,7 @@ pub struct Application {
     port: u16,
     state: Arc<AppState>,
     housekeeping: Housekeeping,
+    key_lifecycle: Option<Arc<KeyLifecycle>>,
 }
 
 impl Application {
@@ -406,6 +480,7 @@ impl Application {
             port,
             state,
             housekeeping: housekeeping(settings, adapters),
+            key_lifecycle: adapters.key_lifecycle.clone(),
         })
     }
 
@@ -419,6 +494,9 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.housekeeping.spawn();
+        if let Some(lifecycle) = self.key_lifecycle {
+            lifecycle.spawn();
+        }
         let app = build_app(self.state).map_to_response().boxed();
         server::serve(self.listener, app, self.options, shutdown_signal()).await
     }

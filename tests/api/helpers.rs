@@ -340,6 +340,22 @@ pub async fn spawn_app_alg(algorithm: SigningAlgorithm, overrides: &[(&str, &str
     spawn_app_with(&pairs).await
 }
 
+/// A second instance on the same database as `first` (its own key ring, clock and caches),
+/// with the same overrides.
+pub async fn spawn_second_instance(first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let db = &first.db.as_ref().expect("a database app").db;
+    let stores = Stores {
+        users: db.users(),
+        sessions: db.sessions(),
+        memory: None,
+        db: None,
+    };
+    let mut app = spawn_app_from(stores, overrides).await;
+    app.adapters = app.adapters.with_key_store(&app.settings, db.keys());
+    app.adapters.prepare_keys().await.expect("keys load");
+    app
+}
+
 /// As `spawn_app`, on fresh stores of this kind (a new SQLite file or PostgreSQL database);
 /// `None` when PostgreSQL is not configured (the skip is printed).
 pub async fn spawn_app_on(store: Store) -> Option<TestApp> {
@@ -366,6 +382,13 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         clock.clone(),
     )
     .expect("test adapters");
+    // Generated keys live in the database, as in the service (nothing under HS*).
+    let adapters = match &stores.db {
+        Some(db) => adapters.with_key_store(&settings, db.db.keys()),
+        None => adapters,
+    };
+    // A store that is down on purpose cannot load keys; the start-up key signs then.
+    let _ = adapters.prepare_keys().await;
     let cases = UseCases::new(&settings, &adapters);
     // A store that is down on purpose cannot be prepared; those tests expect 503 anyway.
     let _ = cases.prepare(settings.env).await;

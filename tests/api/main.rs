@@ -37,6 +37,7 @@ mod hash_queue;
 mod helpers;
 mod host;
 mod input;
+mod key_rotation;
 mod keys;
 mod login;
 mod openapi;

@@ -13,9 +13,9 @@ use super::errors::ErrorBody;
 use super::{AppState, Tag};
 
 /// How long verifiers may cache the key set and the metadata. A rotation publishes the next
-/// key at least `JWKS_MAX_AGE_SECS` before it signs (see the key lifecycle), so a cached copy
-/// always holds the key of any token it meets.
-pub const JWKS_MAX_AGE_SECS: u64 = 300;
+/// key longer than this before it signs (see the key lifecycle), so a cached copy always holds
+/// the key of any token it meets.
+pub use crate::domain::JWKS_MAX_AGE_SECS;
 
 fn cache_control() -> String {
     format!("public, max-age={JWKS_MAX_AGE_SECS}")

@@ -1,0 +1,15 @@
+-- Generated signing keys (EdDSA, ES256, RS256), shared by every instance. The private key is
+-- stored only sealed under the key-encryption key (a compact JWE, A256GCM). Times are Unix
+-- seconds.
+CREATE TABLE signing_keys (
+    kid            TEXT    PRIMARY KEY NOT NULL,
+    algorithm      TEXT    NOT NULL,
+    state          TEXT    NOT NULL CHECK (state IN ('next', 'current', 'previous', 'retired')),
+    created_at     INTEGER NOT NULL,
+    activated_at   INTEGER,
+    deactivated_at INTEGER,
+    sealed_key     TEXT    NOT NULL
+) STRICT;
+-- At most one signing and one upcoming key per algorithm: racing instances cannot both add one.
+CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (algorithm) WHERE state = 'current';
+CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (algorithm) WHERE state = 'next';
