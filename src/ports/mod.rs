@@ -407,3 +407,35 @@ pub trait KeyStore: Send + Sync {
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn retire(&self, kid: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
+
+/// One revoked session in the revocation feed: its access tokens must be refused until
+/// `revoked_at` plus an access token's lifetime, when the last of them expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub session: SessionId,
+    /// Unix seconds, by the feed's own clock (the database's, or the process's in memory).
+    pub revoked_at: u64,
+}
+
+/// The sessions revoked recently, for verifiers that check access tokens without asking.
+#[async_trait]
+pub trait RevocationFeed: Send + Sync {
+    /// Revocations at or after `since` (all when `None`) and within the last `window_secs`,
+    /// oldest first, at most `limit`; with the feed's clock now. A session revoked twice may
+    /// appear twice: entries are idempotent.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn revoked_since(
+        &self,
+        since: Option<u64>,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), StoreError>;
+
+    /// Forgets entries older than `window_secs`; returns how many.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn purge_revocations(&self, window_secs: u64) -> Result<u64, StoreError>;
+}

@@ -35,7 +35,7 @@ use crate::config::{Profile, Secret, Settings};
 use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
     Clock, KeyStore, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore,
-    TokenIssuer, UserRepo,
+    Revocation, RevocationFeed, TokenIssuer, UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -54,6 +54,8 @@ pub struct Adapters {
     pub key_ring: Option<Arc<KeyRing>>,
     /// The lifecycle of generated keys (a key pair without `JWT_PRIVATE_KEY_FILE`).
     pub key_lifecycle: Option<Arc<KeyLifecycle>>,
+    /// The revocation feed of the session store.
+    pub revocations: Arc<dyn RevocationFeed>,
     database: Option<Database>,
 }
 
@@ -64,8 +66,11 @@ impl Adapters {
     /// When the token or hashing settings are unusable.
     pub fn in_memory(settings: &Settings) -> anyhow::Result<Self> {
         let users = InMemoryUserRepo::new();
-        let sessions = InMemoryRefreshStore::new(&users);
-        Self::with_stores(settings, Arc::new(users), Arc::new(sessions))
+        let sessions = Arc::new(InMemoryRefreshStore::new(&users));
+        Ok(
+            Self::with_stores(settings, Arc::new(users), sessions.clone())?
+                .with_revocation_feed(sessions),
+        )
     }
 
     /// The stores `DATABASE_URL` selects (migrated first unless `RUN_MIGRATIONS` is off), or
@@ -78,7 +83,8 @@ impl Adapters {
         match open_database(settings).await? {
             Some(db) => {
                 let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?
-                    .with_key_store(settings, db.keys());
+                    .with_key_store(settings, db.keys())
+                    .with_revocation_feed(db.revocations());
                 adapters.database = Some(db);
                 adapters.prepare_keys().await?;
                 Ok(adapters)
@@ -150,6 +156,7 @@ impl Adapters {
             public_keys: signing.public_keys,
             key_ring: signing.ring,
             key_lifecycle: lifecycle,
+            revocations: Arc::new(NoRevocations),
             database: None,
         })
     }
@@ -167,6 +174,13 @@ impl Adapters {
             );
         }
         Self::from_settings(settings).await
+    }
+
+    /// Publishes revocations from `feed` (the session store's).
+    #[must_use]
+    pub fn with_revocation_feed(mut self, feed: Arc<dyn RevocationFeed>) -> Self {
+        self.revocations = feed;
+        self
     }
 
     /// Keeps generated keys in `store` (shared by every instance on it) instead of memory.
@@ -303,6 +317,12 @@ fn cached(settings: &Settings, issuer: Arc<dyn TokenIssuer>) -> Arc<dyn TokenIss
     ))
 }
 
+/// How far back the revocation feed reaches: the longest an access token of a session revoked
+/// now may still be accepted.
+pub fn revocation_window_secs(settings: &Settings) -> u64 {
+    settings.access_token_expires_min * 60 + settings.jwt_leeway_secs
+}
+
 /// The lifecycle timing for these settings: a next key is published for longer than the JWKS
 /// `max-age` plus two reloads before it signs, and a previous key stays published for one
 /// reload plus an access token's lifetime and leeway after it stopped signing.
@@ -330,6 +350,28 @@ fn key_lifecycle(
         None => KeySealer::new(b"jwt-auth development key-encryption key"),
     };
     KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock)
+}
+
+/// A feed with nothing in it, for stores that keep no revocations.
+struct NoRevocations;
+
+#[async_trait::async_trait]
+impl RevocationFeed for NoRevocations {
+    async fn revoked_since(
+        &self,
+        _since: Option<u64>,
+        _window_secs: u64,
+        _limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), crate::ports::StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok((Vec::new(), now))
+    }
+
+    async fn purge_revocations(&self, _window_secs: u64) -> Result<u64, crate::ports::StoreError> {
+        Ok(0)
+    }
 }
 
 /// Every use case, wired once on one set of adapters.
@@ -409,6 +451,7 @@ impl UseCases {
             clock: a.clock.clone(),
             settings: http_settings(settings),
             public_keys: a.public_keys.clone(),
+            revocations: a.revocations.clone(),
         })
     }
 }
@@ -428,6 +471,7 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         allowed_hosts: server::allowed_hosts(settings),
         jwt_issuer: settings.jwt_issuer.clone(),
         jwt_algorithm: settings.jwt_algorithm.name(),
+        revocation_window_secs: revocation_window_secs(settings),
     }
 }
 
@@ -459,6 +503,9 @@ pub struct Application {
     state: Arc<AppState>,
     housekeeping: Housekeeping,
     key_lifecycle: Option<Arc<KeyLifecycle>>,
+    revocations: Arc<dyn RevocationFeed>,
+    revocation_window_secs: u64,
+    purge_every: Duration,
 }
 
 impl Application {
@@ -481,6 +528,9 @@ impl Application {
             state,
             housekeeping: housekeeping(settings, adapters),
             key_lifecycle: adapters.key_lifecycle.clone(),
+            revocations: adapters.revocations.clone(),
+            revocation_window_secs: revocation_window_secs(settings),
+            purge_every: Duration::from_secs(settings.session_purge_interval_secs),
         })
     }
 
@@ -497,6 +547,20 @@ impl Application {
         if let Some(lifecycle) = self.key_lifecycle {
             lifecycle.spawn();
         }
+        let (feed, window, every) = (
+            self.revocations.clone(),
+            self.revocation_window_secs,
+            self.purge_every,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = feed.purge_revocations(window).await {
+                    tracing::warn!(error = %e, "revocation feed not purged");
+                }
+            }
+        });
         let app = build_app(self.state).map_to_response().boxed();
         server::serve(self.listener, app, self.options, shutdown_signal()).await
     }

@@ -382,10 +382,13 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         clock.clone(),
     )
     .expect("test adapters");
-    // Generated keys live in the database, as in the service (nothing under HS*).
-    let adapters = match &stores.db {
-        Some(db) => adapters.with_key_store(&settings, db.db.keys()),
-        None => adapters,
+    // Generated keys and the revocation feed live in the store, as in the service.
+    let adapters = match (&stores.db, &stores.memory) {
+        (Some(db), _) => adapters
+            .with_key_store(&settings, db.db.keys())
+            .with_revocation_feed(db.db.revocations()),
+        (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
+        (None, None) => adapters,
     };
     // A store that is down on purpose cannot load keys; the start-up key signs then.
     let _ = adapters.prepare_keys().await;

@@ -41,6 +41,7 @@ mod key_rotation;
 mod keys;
 mod login;
 mod openapi;
+mod revocations;
 mod rotation;
 mod shutdown;
 mod slow_clients;

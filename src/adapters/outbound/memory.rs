@@ -146,6 +146,8 @@ struct Families {
 pub struct InMemoryRefreshStore {
     inner: Mutex<Families>,
     users: InMemoryUserRepo,
+    /// The revocation feed: (session, Unix seconds by the process clock), oldest first.
+    revoked: Mutex<VecDeque<(SessionId, u64)>>,
 }
 
 impl InMemoryRefreshStore {
@@ -154,7 +156,24 @@ impl InMemoryRefreshStore {
         Self {
             inner: Mutex::default(),
             users: users.clone(),
+            revoked: Mutex::default(),
         }
+    }
+
+    /// Adds revoked sessions to the feed (taken after the families' lock, never before it).
+    fn record_revoked(&self, ids: impl IntoIterator<Item = SessionId>) {
+        let at = system_now();
+        let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        revoked.extend(ids.into_iter().map(|id| (id, at)));
+    }
+
+    /// The ids of the user's sessions (before they are all revoked).
+    fn sessions_of(f: &Families, user: UserId) -> Vec<SessionId> {
+        f.sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Families> {
@@ -165,6 +184,48 @@ impl InMemoryRefreshStore {
     pub fn counts(&self) -> (usize, usize) {
         let f = self.lock();
         (f.sessions.len(), f.tokens.len())
+    }
+}
+
+/// The process clock in Unix seconds: the in-memory feed's time base (as a database's feed
+/// uses the database's clock).
+fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl crate::ports::RevocationFeed for InMemoryRefreshStore {
+    async fn revoked_since(
+        &self,
+        since: Option<u64>,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<(Vec<crate::ports::Revocation>, u64), StoreError> {
+        let now = system_now();
+        let from = since.unwrap_or(0).max(now.saturating_sub(window_secs));
+        let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = revoked
+            .iter()
+            .filter(|(_, at)| *at >= from)
+            .take(limit)
+            .map(|(session, at)| crate::ports::Revocation {
+                session: *session,
+                revoked_at: *at,
+            })
+            .collect();
+        Ok((entries, now))
+    }
+
+    async fn purge_revocations(&self, window_secs: u64) -> Result<u64, StoreError> {
+        let oldest = system_now().saturating_sub(window_secs);
+        let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = revoked.len();
+        while revoked.front().is_some_and(|(_, at)| *at < oldest) {
+            revoked.pop_front();
+        }
+        Ok((before - revoked.len()) as u64)
     }
 }
 
@@ -254,6 +315,9 @@ impl RefreshStore for InMemoryRefreshStore {
             }
             RotationVerdict::RevokeAndRefuse(why) => {
                 let session = f.sessions.remove(&token.session);
+                if session.is_some() {
+                    self.record_revoked([token.session]);
+                }
                 if why == RotationRefusal::Expired {
                     f.tokens.remove(&presented);
                 }
@@ -262,6 +326,7 @@ impl RefreshStore for InMemoryRefreshStore {
             RotationVerdict::RevokeUserAndRefuse(why) => {
                 let session = f.sessions.get(&token.session).cloned();
                 if let Some(user) = session.as_ref().map(|r| r.user) {
+                    self.record_revoked(Self::sessions_of(&f, user));
                     f.sessions.retain(|_, s| s.user != user);
                 }
                 return Err(refusal(why, token.session, session.as_ref()));
@@ -314,12 +379,17 @@ impl RefreshStore for InMemoryRefreshStore {
         let Some(token) = f.tokens.remove(&presented) else {
             return Ok(false);
         };
-        Ok(f.sessions.remove(&token.session).is_some())
+        let revoked = f.sessions.remove(&token.session).is_some();
+        if revoked {
+            self.record_revoked([token.session]);
+        }
+        Ok(revoked)
     }
 
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
         let mut f = self.lock();
         let before = f.sessions.len();
+        self.record_revoked(Self::sessions_of(&f, user));
         f.sessions.retain(|_, s| s.user != user);
         Ok((before - f.sessions.len()) as u64)
     }

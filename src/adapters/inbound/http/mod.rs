@@ -12,12 +12,14 @@ mod health;
 mod host;
 mod json_string;
 mod responses;
+mod revocations;
 mod unique_keys;
 mod well_known;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::{Login, Logout, Me, Refresh, Register};
-use crate::ports::{Clock, PublicKeys, RefreshStore, UserRepo};
+use crate::ports::{Clock, PublicKeys, RefreshStore, RevocationFeed, UserRepo};
 
 #[derive(Tags)]
 enum Tag {
@@ -61,6 +63,8 @@ pub struct HttpSettings {
     pub jwt_issuer: String,
     /// The tokens' `alg`.
     pub jwt_algorithm: &'static str,
+    /// How far back the revocation feed reaches (an access token's lifetime plus leeway).
+    pub revocation_window_secs: u64,
 }
 
 /// Everything a request may need.
@@ -77,6 +81,8 @@ pub struct AppState {
     pub settings: HttpSettings,
     /// For `/.well-known/jwks.json`.
     pub public_keys: Arc<dyn PublicKeys>,
+    /// For `/revocations`.
+    pub revocations: Arc<dyn RevocationFeed>,
 }
 
 /// The API title and version shown in the spec.
@@ -85,12 +91,16 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
 pub fn openapi_service(
     public_url: Option<&str>,
-) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi), ()> {
-    let service = OpenApiService::new((AuthApi, HealthApi, WellKnownApi), "jwt-auth", API_VERSION)
-        .description(
-            "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
+) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi, RevocationsApi), ()> {
+    let service = OpenApiService::new(
+        (AuthApi, HealthApi, WellKnownApi, RevocationsApi),
+        "jwt-auth",
+        API_VERSION,
+    )
+    .description(
+        "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
          cookie. Log in, then use Authorize with the access token for /auth/me.",
-        );
+    );
     match public_url {
         Some(url) => service.server(url.trim_end_matches('/')),
         None => service.server("/"),

@@ -5,12 +5,13 @@
 mod common;
 mod keys;
 mod postgres;
+mod revocations;
 mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ports::{KeyStore, RefreshStore, UserRepo};
+use crate::ports::{KeyStore, RefreshStore, RevocationFeed, UserRepo};
 
 pub use common::PoolSettings;
 use postgres::{PostgresRefreshStore, PostgresUserRepo};
@@ -165,6 +166,16 @@ impl Database {
         match &self.pool {
             Pool::Postgres(pool) => Arc::new(keys::PostgresKeyStore::new(pool.clone())),
             Pool::Sqlite(pool) => Arc::new(keys::SqliteKeyStore::new(pool.clone())),
+        }
+    }
+
+    /// The revocation feed, read from what every revocation writes.
+    pub fn revocations(&self) -> Arc<dyn RevocationFeed> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                Arc::new(revocations::PostgresRevocationFeed::new(pool.clone()))
+            }
+            Pool::Sqlite(pool) => Arc::new(revocations::SqliteRevocationFeed::new(pool.clone())),
         }
     }
 
