@@ -48,3 +48,4 @@ mod slow_clients;
 mod smoke;
 mod strict_json;
 mod throttle;
+mod verifier;
