@@ -70,6 +70,10 @@ pub const KEYS: &[&str] = &[
     "REFRESH_IDLE_TIMEOUT_DAYS",
     "MAX_SESSIONS_PER_USER",
     "DEMO_PAGE_ENABLED",
+    "JWT_PRIVATE_KEY_FILE",
+    "JWT_PREVIOUS_SECRET_KEY_UNTIL",
+    "JWT_KEY_ENCRYPTION_KEY",
+    "JWT_KEY_ROTATION_DAYS",
 ];
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
@@ -105,6 +109,71 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A point in time given as Unix seconds or as RFC 3339 UTC (`2026-12-31T00:00:00Z`, or a
+/// date alone for its midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime(pub u64);
+
+impl<'de> Deserialize<'de> for UtcTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = UtcTime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("Unix seconds or an RFC 3339 UTC time such as 2026-12-31T00:00:00Z")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<UtcTime, E> {
+                Ok(UtcTime(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<UtcTime, E> {
+                u64::try_from(v)
+                    .map(UtcTime)
+                    .map_err(|_| E::custom("a time before 1970"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UtcTime, E> {
+                parse_utc(v.trim())
+                    .map(UtcTime)
+                    .ok_or_else(|| E::custom("expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` as Unix seconds (Howard Hinnant's days-from-civil).
+fn parse_utc(s: &str) -> Option<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(secs);
+    }
+    let (date, time) = match s.split_once(['T', 't']) {
+        Some((d, t)) => (d, Some(t.strip_suffix(['Z', 'z'])?)),
+        None => (s, None),
+    };
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (h, min, sec) = match time {
+        None => (0, 0, 0),
+        Some(t) => {
+            let mut t = t.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+            (t.next()??, t.next()??, t.next()??)
+        }
+    };
+    if h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + min * 60 + sec).ok()
+}
+
 /// The whole configuration, as read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -124,6 +193,18 @@ pub struct Settings {
     pub jwt_algorithm: SigningAlgorithm,
     pub jwt_secret_key: Option<Secret>,
     pub jwt_previous_secret_key: Option<Secret>,
+    /// When `JWT_PREVIOUS_SECRET_KEY` stops verifying (RFC 3339 UTC or Unix seconds); required
+    /// in `prod` with a previous secret, and in `dev` it defaults to one access-token lifetime
+    /// after start-up.
+    pub jwt_previous_secret_key_until: Option<UtcTime>,
+    /// Under EdDSA, ES256 or RS256: a PEM private key file, or a folder of them (see
+    /// `key_files`); unset: the service generates and keeps its keys.
+    pub jwt_private_key_file: Option<String>,
+    /// Seals generated private keys in the database (at least 32 bytes); required in `prod`
+    /// for generated keys on a database.
+    pub jwt_key_encryption_key: Option<Secret>,
+    /// Rotate generated keys after this many days; 0: only with `jwt-auth keys rotate`.
+    pub jwt_key_rotation_days: u64,
     pub jwt_leeway_secs: u64,
     pub access_token_expires_min: u64,
     pub refresh_token_expires_days: u64,
@@ -283,14 +364,64 @@ impl Settings {
             return bad("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
         self.validate_defences()?;
-        if self.env == Profile::Prod {
+        if self.env == Profile::Prod && !self.jwt_algorithm.is_asymmetric() {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
                 self.strong_secret(
                     "JWT_PREVIOUS_SECRET_KEY",
                     self.jwt_previous_secret_key.as_ref(),
                 )?;
+                if self.jwt_previous_secret_key_until.is_none() {
+                    return bad(
+                        "JWT_PREVIOUS_SECRET_KEY_UNTIL",
+                        "is required in prod with JWT_PREVIOUS_SECRET_KEY, so an old secret \
+                         does not stay valid for ever (e.g. the switch time plus \
+                         ACCESS_TOKEN_EXPIRES_MIN)",
+                    );
+                }
             }
+        }
+        // Instances on one database must derive the same refresh-token successors.
+        if self.env == Profile::Prod
+            && self.jwt_algorithm.is_asymmetric()
+            && self.database_url.is_some()
+            && self.jwt_secret_key.is_none()
+            && self.jwt_key_encryption_key.is_none()
+        {
+            return bad(
+                "JWT_SECRET_KEY",
+                "is required in prod with a database (or JWT_KEY_ENCRYPTION_KEY): every \
+                 instance derives the refresh-token successors from it",
+            );
+        }
+        if self.env == Profile::Prod && self.jwt_algorithm.is_asymmetric() {
+            if let Some(secret) = &self.jwt_secret_key {
+                self.strong_secret("JWT_SECRET_KEY", Some(secret))?;
+            }
+        }
+        if self.jwt_key_rotation_days > 365 {
+            return bad("JWT_KEY_ROTATION_DAYS", "must be between 0 (off) and 365");
+        }
+        if let Some(kek) = &self.jwt_key_encryption_key {
+            if kek.expose().len() < 32 || estimated_entropy_bits(kek.expose()) < MIN_SECRET_BITS {
+                return bad(
+                    "JWT_KEY_ENCRYPTION_KEY",
+                    "must be at least 32 random bytes (e.g. `openssl rand -base64 48`)",
+                );
+            }
+        } else if self.env == Profile::Prod && self.generates_keys() && self.database_url.is_some()
+        {
+            return bad(
+                "JWT_KEY_ENCRYPTION_KEY",
+                "is required in prod to store generated signing keys in the database \
+                 (or set JWT_PRIVATE_KEY_FILE)",
+            );
+        }
+        if self.jwt_private_key_file.is_some() && !self.jwt_algorithm.is_asymmetric() {
+            return bad(
+                "JWT_PRIVATE_KEY_FILE",
+                "is for JWT_ALGORITHM EdDSA, ES256 or RS256; HS* sign with JWT_SECRET_KEY",
+            );
         }
         for origin in self.allowed_origins() {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
@@ -460,6 +591,26 @@ impl Settings {
                 (random, true)
             }
         }
+    }
+
+    /// The secret refresh-token successors are derived from: `JWT_SECRET_KEY` when it is
+    /// usable, else `JWT_KEY_ENCRYPTION_KEY` (under EdDSA, ES256 or RS256 every instance of
+    /// one database shares it); in `dev` without either, random for the process, as the
+    /// signing secret then is. `prod` on a database never gets there without one (see
+    /// `validate`).
+    pub fn successor_secret(&self) -> Vec<u8> {
+        let usable = |s: &Secret| !is_placeholder(s.expose()) && s.expose().len() >= 32;
+        match (&self.jwt_secret_key, &self.jwt_key_encryption_key) {
+            (Some(secret), _) if usable(secret) => secret.expose().as_bytes().to_vec(),
+            (_, Some(kek)) if usable(kek) => kek.expose().as_bytes().to_vec(),
+            _ => self.signing_secret().0,
+        }
+    }
+
+    /// Whether the service generates and keeps its own signing keys (a key-pair algorithm
+    /// without `JWT_PRIVATE_KEY_FILE`).
+    pub fn generates_keys(&self) -> bool {
+        self.jwt_algorithm.is_asymmetric() && self.jwt_private_key_file.is_none()
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {
@@ -693,7 +844,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases: [(&str, &str, &str); 5] = [
-            ("JWT_ALGORITHM", "RS256", "JWT_ALGORITHM"),
+            ("JWT_ALGORITHM", "RS512", "JWT_ALGORITHM"),
             (
                 "ACCESS_TOKEN_EXPIRES_MIN",
                 "soon",
@@ -911,6 +1062,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn key_pair_algorithms_need_no_secret_and_a_previous_secret_needs_an_end_in_prod() {
+        for alg in ["EdDSA", "ES256", "RS256"] {
+            let s = Settings::from_pairs(&[("ENV", "prod"), ("JWT_ALGORITHM", alg)]).unwrap();
+            assert!(s.jwt_algorithm.is_asymmetric());
+        }
+        let old = "Zq9!xV2#mK7pL4$wR8tY1uE6iO3aS5dF0gH";
+        let err = Settings::from_pairs(&[
+            ("ENV", "prod"),
+            ("JWT_SECRET_KEY", STRONG),
+            ("JWT_PREVIOUS_SECRET_KEY", old),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("JWT_PREVIOUS_SECRET_KEY_UNTIL"), "{err}");
+        for (until, secs) in [
+            ("2026-12-31T00:00:00Z", 1_798_675_200),
+            ("2026-12-31", 1_798_675_200),
+            ("1798675200", 1_798_675_200),
+            ("1970-01-01T00:00:01Z", 1),
+        ] {
+            let s = Settings::from_pairs(&[
+                ("ENV", "prod"),
+                ("JWT_SECRET_KEY", STRONG),
+                ("JWT_PREVIOUS_SECRET_KEY", old),
+                ("JWT_PREVIOUS_SECRET_KEY_UNTIL", until),
+            ])
+            .unwrap();
+            assert_eq!(
+                s.jwt_previous_secret_key_until,
+                Some(UtcTime(secs)),
+                "{until}"
+            );
+        }
+        for bad in [
+            "tomorrow",
+            "2026-13-01",
+            "2026-12-31T25:00:00Z",
+            "2026-12-31T00:00:00+02:00",
+        ] {
+            let err = Settings::from_pairs(&[("JWT_PREVIOUS_SECRET_KEY_UNTIL", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("JWT_PREVIOUS_SECRET_KEY_UNTIL"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Settings::from_pairs(&[("JWT_PRIVATE_KEY_FILE", "/k.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JWT_PRIVATE_KEY_FILE"), "{err}");
     }
 
     #[test]

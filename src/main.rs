@@ -38,6 +38,27 @@ enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Manage the generated signing keys in the database (JWT_ALGORITHM EdDSA, ES256 or RS256
+    /// without JWT_PRIVATE_KEY_FILE).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys: kid, algorithm, state, created, activated, deactivated.
+    List,
+    /// Publish a next key now; the running instances make it current once it has been
+    /// published for longer than verifiers cache the JWKS.
+    Rotate,
+    /// Withdraw a next or previous key at once (a compromised key): its tokens are refused
+    /// from the instances' next reload on.
+    Retire {
+        #[arg(long)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +110,7 @@ fn main() -> ExitCode {
             Command::Openapi { out } => write_openapi(&out),
             Command::Migrate => print(jwt_auth::startup::migrate(&settings).await),
             Command::User { action } => user(&settings, action).await,
+            Command::Keys { action } => keys(&settings, action).await,
         }
     });
     match result {
@@ -134,6 +156,27 @@ async fn user(settings: &Settings, action: UserCommand) -> anyhow::Result<()> {
             cli::user_set_disabled(&cases.set_disabled, &email, false).await
         }
         (UserCommand::List, _) => cli::user_list(adapters.users.as_ref()).await,
+    };
+    adapters.close().await;
+    print(out)
+}
+
+async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
+    if !settings.generates_keys() {
+        anyhow::bail!(
+            "keys are generated and stored only under JWT_ALGORITHM EdDSA, ES256 or RS256 without \
+             JWT_PRIVATE_KEY_FILE"
+        );
+    }
+    let adapters = Adapters::of_database(settings).await?;
+    let lifecycle = adapters
+        .key_lifecycle
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no key lifecycle for these settings"))?;
+    let out = match action {
+        KeysCommand::List => lifecycle.list().await,
+        KeysCommand::Rotate => lifecycle.rotate().await,
+        KeysCommand::Retire { kid } => lifecycle.retire(&kid).await,
     };
     adapters.close().await;
     print(out)

@@ -4,7 +4,9 @@
 # Starts BINARY (dev profile) on a free loopback port, waits for /openapi.json, runs the
 # Postman collection (newman.sh), the Swagger UI "Try it out" check (swagger-ui.mjs) and the
 # two-tab check of the demo page (demo-tabs.mjs, screenshots in $DEMO_SCREENSHOT_DIR or a
-# fresh folder it prints), stops the server, and exits non-zero if any check failed.
+# fresh folder it prints), stops the server; then, for EdDSA, ES256 and RS256, a server of
+# that algorithm whose tokens the npm `jose` library must verify from the discovery URL alone
+# (jose-verify.mjs); exits non-zero if any check failed.
 set -euo pipefail
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -117,6 +119,32 @@ if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "e2e: the server died during the checks" >&2
     failed=$((failed + 1)); failures+=("server-alive")
 fi
+
+# A second server per asymmetric algorithm, on its own port; stopped before the next starts.
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+stop_server
+for alg in EdDSA ES256 RS256; do
+    echo "e2e: == jose (npm) verifies $alg tokens via discovery ==" >&2
+    (cd "$REPO" && exec env PORT="$PORT" HOST=127.0.0.1 ENV=dev JWT_ALGORITHM="$alg" \
+        JWT_ISSUER="$BASE_URL" "$BINARY" </dev/null >"$LOG" 2>&1) &
+    SERVER_PID=$!
+    up=0
+    for _ in $(seq 60); do
+        if curl -fsS "$BASE_URL/health/live" >/dev/null 2>&1; then up=1; break; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    if [[ "$up" -eq 1 ]] && (cd "$HERE" && timeout 60 node jose-verify.mjs "$BASE_URL" "$alg"); then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("jose-$alg")
+        show_log
+    fi
+    stop_server
+done
 if [[ "$failed" -ne 0 ]]; then
     echo "e2e: failed: ${failures[*]}" >&2
     show_log

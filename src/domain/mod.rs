@@ -5,6 +5,7 @@
 mod client;
 mod errors;
 mod ids;
+mod keys;
 mod rotation;
 mod secrets;
 mod sessions;
@@ -18,6 +19,7 @@ pub use errors::{
     InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
 };
 pub use ids::{SessionId, UserId};
+pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use rotation::{
     judge_rotation, PresentedToken, RotationRefusal, RotationVerdict, KEPT_CONSUMED_TOKENS,
 };

@@ -230,6 +230,12 @@ pub trait TokenIssuer: Send + Sync {
     /// # Errors
     /// `TokenError::Invalid` for any token that is not a currently valid access token.
     fn verify_access(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
+
+    /// Moves on whenever a key that verified tokens is withdrawn, so a cache of verified
+    /// tokens knows to start over; constant for keys fixed at start-up.
+    fn key_generation(&self) -> u64 {
+        0
+    }
 }
 
 /// The successor of a refresh token: a keyed one-way function of it under a server key.
@@ -450,4 +456,78 @@ impl From<TokenError> for InfraError {
     fn from(e: TokenError) -> Self {
         Self::Unknown(e.into())
     }
+}
+
+/// The public halves of the signing keys in force, for `/.well-known/jwks.json`.
+pub trait PublicKeys: Send + Sync {
+    /// Each published key as a JWK (RFC 7517) with public parameters only; empty when tokens
+    /// are signed with a shared secret.
+    fn public_jwks(&self) -> Vec<serde_json::Map<String, serde_json::Value>>;
+}
+
+/// Where generated signing keys live, shared by every instance on one database. Every change
+/// is a compare-and-set, so instances racing through the same lifecycle step agree.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The keys of `algorithm` that are not retired, oldest first.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn list(
+        &self,
+        algorithm: crate::domain::SigningAlgorithm,
+    ) -> Result<Vec<crate::domain::StoredKey>, StoreError>;
+
+    /// Stores a new `Current` or `Next` key; `Ok(false)` when the algorithm already has a key
+    /// in that state (another instance got there first) and nothing is stored.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn insert(&self, key: &crate::domain::StoredKey) -> Result<bool, StoreError>;
+
+    /// Atomically makes the current key previous (stopped at `now`) and the `Next` key `kid`
+    /// current (from `now`); `Ok(false)`, changing nothing, when `kid` is no longer next.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn promote(&self, kid: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Retires the `Next` or `Previous` key `kid`; `Ok(false)` for the current key, a retired
+    /// one or an unknown kid.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn retire(&self, kid: &str, now: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// One revoked session in the revocation feed: its access tokens must be refused until
+/// `revoked_at` plus an access token's lifetime, when the last of them expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub session: SessionId,
+    /// Unix seconds, by the feed's own clock (the database's, or the process's in memory).
+    pub revoked_at: u64,
+}
+
+/// The sessions revoked recently, for verifiers that check access tokens without asking.
+#[async_trait]
+pub trait RevocationFeed: Send + Sync {
+    /// Revocations at or after `since` (all when `None`) and within the last `window_secs`,
+    /// oldest first, at most `limit`; with the feed's clock now. A session revoked twice may
+    /// appear twice: entries are idempotent.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn revoked_since(
+        &self,
+        since: Option<u64>,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), StoreError>;
+
+    /// Forgets entries older than `window_secs`; returns how many.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn purge_revocations(&self, window_secs: u64) -> Result<u64, StoreError>;
 }

@@ -5,11 +5,13 @@
 mod database;
 mod demo;
 mod housekeeping;
+mod keys;
 mod server;
 
 pub use database::{migrate, open_database, pool_settings};
 pub use demo::{DEMO_EMAIL, DEMO_PASSWORD};
 pub use housekeeping::Housekeeping;
+pub use keys::{key_files, NEXT_SUFFIX};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +23,20 @@ use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
+use crate::adapters::outbound::key_lifecycle::{KeyLifecycle, KeySealer, KEY_RELOAD_SECS};
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
+use crate::adapters::outbound::memory_keys::InMemoryKeyStore;
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
+use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::successors::HmacSuccessors;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
+use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
-    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, Successors, TokenIssuer,
-    UserRepo,
+    Clock, KeyStore, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore,
+    Revocation, RevocationFeed, Successors, TokenIssuer, UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -44,6 +50,14 @@ pub struct Adapters {
     pub issuer: Arc<dyn TokenIssuer>,
     pub successors: Arc<dyn Successors>,
     pub clock: Arc<dyn Clock>,
+    /// The published keys (none under HS*).
+    pub public_keys: Arc<dyn PublicKeys>,
+    /// The key ring under EdDSA, ES256 or RS256.
+    pub key_ring: Option<Arc<KeyRing>>,
+    /// The lifecycle of generated keys (a key pair without `JWT_PRIVATE_KEY_FILE`).
+    pub key_lifecycle: Option<Arc<KeyLifecycle>>,
+    /// The revocation feed of the session store.
+    pub revocations: Arc<dyn RevocationFeed>,
     database: Option<Database>,
 }
 
@@ -54,8 +68,11 @@ impl Adapters {
     /// When the token or hashing settings are unusable.
     pub fn in_memory(settings: &Settings) -> anyhow::Result<Self> {
         let users = InMemoryUserRepo::new();
-        let sessions = InMemoryRefreshStore::new(&users);
-        Self::with_stores(settings, Arc::new(users), Arc::new(sessions))
+        let sessions = Arc::new(InMemoryRefreshStore::new(&users));
+        Ok(
+            Self::with_stores(settings, Arc::new(users), sessions.clone())?
+                .with_revocation_feed(sessions),
+        )
     }
 
     /// The stores `DATABASE_URL` selects (migrated first unless `RUN_MIGRATIONS` is off), or
@@ -67,13 +84,18 @@ impl Adapters {
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         match open_database(settings).await? {
             Some(db) => {
-                let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?;
+                let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?
+                    .with_key_store(settings, db.keys())
+                    .with_revocation_feed(db.revocations());
                 adapters.database = Some(db);
+                adapters.prepare_keys().await?;
                 Ok(adapters)
             }
             None => {
                 tracing::info!("using the in-memory stores: nothing survives a restart");
-                Self::in_memory(settings)
+                let adapters = Self::in_memory(settings)?;
+                adapters.prepare_keys().await?;
+                Ok(adapters)
             }
         }
     }
@@ -112,6 +134,16 @@ impl Adapters {
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let signing = Signing::new(settings, clock.now())?;
+        let lifecycle = match &signing.ring {
+            Some(ring) if settings.generates_keys() => Some(Arc::new(key_lifecycle(
+                settings,
+                Arc::new(InMemoryKeyStore::new()),
+                ring.clone(),
+                clock.clone(),
+            ))),
+            _ => None,
+        };
         Ok(Self {
             upgrades: Arc::new(BackgroundUpgrades::new(hasher.clone(), users.clone())),
             users,
@@ -121,11 +153,11 @@ impl Adapters {
                 clock.clone(),
             )),
             hasher,
-            issuer: token_issuer(settings)?,
-            // From the signing secret, so every instance configured alike derives the same
-            // successors; in `dev` without a usable secret, random for the process as it is.
+            issuer: signing.issuer,
+            // From a secret every instance configured alike shares, so they all derive the
+            // same successors (see `Settings::successor_secret`).
             successors: Arc::new(
-                HmacSuccessors::from_secret(&settings.signing_secret().0).with_previous(
+                HmacSuccessors::from_secret(&settings.successor_secret()).with_previous(
                     settings
                         .jwt_previous_secret_key
                         .as_ref()
@@ -133,6 +165,10 @@ impl Adapters {
                 ),
             ),
             clock,
+            public_keys: signing.public_keys,
+            key_ring: signing.ring,
+            key_lifecycle: lifecycle,
+            revocations: Arc::new(NoRevocations),
             database: None,
         })
     }
@@ -152,6 +188,39 @@ impl Adapters {
         Self::from_settings(settings).await
     }
 
+    /// Publishes revocations from `feed` (the session store's).
+    #[must_use]
+    pub fn with_revocation_feed(mut self, feed: Arc<dyn RevocationFeed>) -> Self {
+        self.revocations = feed;
+        self
+    }
+
+    /// Keeps generated keys in `store` (shared by every instance on it) instead of memory.
+    #[must_use]
+    pub fn with_key_store(mut self, settings: &Settings, store: Arc<dyn KeyStore>) -> Self {
+        if let (Some(ring), true) = (&self.key_ring, settings.generates_keys()) {
+            self.key_lifecycle = Some(Arc::new(key_lifecycle(
+                settings,
+                store,
+                ring.clone(),
+                self.clock.clone(),
+            )));
+        }
+        self
+    }
+
+    /// Loads the generated keys from their store (storing the start-up key as the first one
+    /// when there is none) and applies what is due; nothing without generated keys.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or a stored key does not open.
+    pub async fn prepare_keys(&self) -> anyhow::Result<()> {
+        if let Some(lifecycle) = &self.key_lifecycle {
+            lifecycle.tick().await?;
+        }
+        Ok(())
+    }
+
     /// Closes the database pool, if any, waiting for connections in use.
     pub async fn close(&self) {
         if let Some(db) = &self.database {
@@ -163,31 +232,158 @@ impl Adapters {
 /// The josekit issuer for these settings, behind the verified-token cache.
 ///
 /// # Errors
-/// When a secret is too short for the algorithm.
+/// When a secret is too short for the algorithm or a key file is unusable.
 pub fn token_issuer(settings: &Settings) -> anyhow::Result<Arc<dyn TokenIssuer>> {
-    let (secret, generated) = settings.signing_secret();
-    if generated {
-        tracing::warn!(
-            "JWT_SECRET_KEY is missing, a placeholder or too short: using a random secret for this \
-             process (dev only; tokens will not survive a restart)"
-        );
+    let now = Timestamp::from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    Ok(Signing::new(settings, now)?.issuer)
+}
+
+/// The issuer, what it publishes, and its key ring, from the settings.
+pub struct Signing {
+    pub issuer: Arc<dyn TokenIssuer>,
+    pub public_keys: Arc<dyn PublicKeys>,
+    pub ring: Option<Arc<KeyRing>>,
+}
+
+impl Signing {
+    /// HS*: the secret (and the previous one until its end date, `now` plus one access-token
+    /// lifetime when none is set in `dev`); otherwise the keys of `JWT_PRIVATE_KEY_FILE`, or
+    /// one generated key.
+    ///
+    /// # Errors
+    /// When a secret is too short or a key file is unusable.
+    pub fn new(settings: &Settings, now: Timestamp) -> anyhow::Result<Self> {
+        if settings.jwt_algorithm.is_asymmetric() {
+            let set = match &settings.jwt_private_key_file {
+                Some(path) => key_files(settings, std::path::Path::new(path))?,
+                None => KeySet::generated(settings.jwt_algorithm)?,
+            };
+            return Ok(Self::of_ring(settings, Arc::new(KeyRing::new(set))));
+        }
+        let (secret, generated) = settings.signing_secret();
+        if generated {
+            tracing::warn!(
+                "JWT_SECRET_KEY is missing, a placeholder or too short: using a random secret for \
+                 this process (dev only; tokens will not survive a restart)"
+            );
+        }
+        let mut issuer = JoseTokenIssuer::new(IssuerConfig {
+            algorithm: settings.jwt_algorithm,
+            secret,
+            previous_secret: settings
+                .jwt_previous_secret_key
+                .as_ref()
+                .map(|s: &Secret| s.expose().as_bytes().to_vec()),
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway_secs: settings.jwt_leeway_secs,
+        })?;
+        if settings.jwt_previous_secret_key.is_some() {
+            let until = match settings.jwt_previous_secret_key_until {
+                Some(t) => Timestamp::from_unix(t.0),
+                None => {
+                    tracing::warn!(
+                        "JWT_PREVIOUS_SECRET_KEY has no JWT_PREVIOUS_SECRET_KEY_UNTIL: it verifies \
+                         for one access-token lifetime from now"
+                    );
+                    now.plus_secs(settings.access_token_expires_min * 60 + settings.jwt_leeway_secs)
+                }
+            };
+            if now >= until {
+                tracing::warn!("JWT_PREVIOUS_SECRET_KEY is past its end date and verifies nothing");
+            }
+            issuer = issuer.previous_secret_until(until);
+        }
+        Ok(Self {
+            issuer: cached(settings, Arc::new(issuer)),
+            public_keys: Arc::new(NoPublicKeys),
+            ring: None,
+        })
     }
-    let issuer = JoseTokenIssuer::new(IssuerConfig {
-        algorithm: settings.jwt_algorithm,
-        secret,
-        previous_secret: settings
-            .jwt_previous_secret_key
-            .as_ref()
-            .map(|s: &Secret| s.expose().as_bytes().to_vec()),
-        issuer: settings.jwt_issuer.clone(),
-        audience: settings.jwt_audience.clone(),
-        leeway_secs: settings.jwt_leeway_secs,
-    })?;
-    Ok(Arc::new(VerifiedCache::new(
-        Arc::new(issuer),
+
+    /// An issuer on this ring (shared with the key lifecycle, which swaps its keys).
+    pub fn of_ring(settings: &Settings, ring: Arc<KeyRing>) -> Self {
+        let issuer = JoseTokenIssuer::with_ring(
+            ring.clone(),
+            settings.jwt_issuer.clone(),
+            settings.jwt_audience.clone(),
+            settings.jwt_leeway_secs,
+        );
+        Self {
+            issuer: cached(settings, Arc::new(issuer)),
+            public_keys: ring.clone(),
+            ring: Some(ring),
+        }
+    }
+}
+
+fn cached(settings: &Settings, issuer: Arc<dyn TokenIssuer>) -> Arc<dyn TokenIssuer> {
+    Arc::new(VerifiedCache::new(
+        issuer,
         settings.jwt_leeway_secs,
         verified_cache::DEFAULT_ENTRIES,
-    )))
+    ))
+}
+
+/// How far back the revocation feed reaches: the longest an access token of a session revoked
+/// now may still be accepted.
+pub fn revocation_window_secs(settings: &Settings) -> u64 {
+    settings.access_token_expires_min * 60 + settings.jwt_leeway_secs
+}
+
+/// The lifecycle timing for these settings: a next key is published for longer than the JWKS
+/// `max-age` plus two reloads before it signs, and a previous key stays published for one
+/// reload plus an access token's lifetime and leeway after it stopped signing.
+pub fn key_policy(settings: &Settings) -> KeyPolicy {
+    KeyPolicy {
+        publish_lead_secs: JWKS_MAX_AGE_SECS + 2 * KEY_RELOAD_SECS,
+        previous_kept_secs: KEY_RELOAD_SECS
+            + settings.access_token_expires_min * 60
+            + settings.jwt_leeway_secs,
+        rotation_secs: (settings.jwt_key_rotation_days > 0)
+            .then(|| settings.jwt_key_rotation_days * 86_400),
+    }
+}
+
+fn key_lifecycle(
+    settings: &Settings,
+    store: Arc<dyn KeyStore>,
+    ring: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+) -> KeyLifecycle {
+    let sealer = match &settings.jwt_key_encryption_key {
+        Some(kek) => KeySealer::new(kek.expose().as_bytes()),
+        // `prod` on a database refuses to start without one (see `Settings::validate`); in
+        // memory nothing is written anywhere.
+        None => KeySealer::new(b"jwt-auth development key-encryption key"),
+    };
+    KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock)
+}
+
+/// A feed with nothing in it, for stores that keep no revocations.
+struct NoRevocations;
+
+#[async_trait::async_trait]
+impl RevocationFeed for NoRevocations {
+    async fn revoked_since(
+        &self,
+        _since: Option<u64>,
+        _window_secs: u64,
+        _limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), crate::ports::StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok((Vec::new(), now))
+    }
+
+    async fn purge_revocations(&self, _window_secs: u64) -> Result<u64, crate::ports::StoreError> {
+        Ok(0)
+    }
 }
 
 /// Every use case, wired once on one set of adapters.
@@ -294,6 +490,8 @@ impl UseCases {
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),
             settings: http_settings(settings),
+            public_keys: a.public_keys.clone(),
+            revocations: a.revocations.clone(),
         })
     }
 }
@@ -312,6 +510,9 @@ fn http_settings(settings: &Settings) -> HttpSettings {
         docs_enabled: settings.docs_enabled(),
         demo_page_enabled: settings.demo_page_enabled(),
         allowed_hosts: server::allowed_hosts(settings),
+        jwt_issuer: settings.jwt_issuer.clone(),
+        jwt_algorithm: settings.jwt_algorithm.name(),
+        revocation_window_secs: revocation_window_secs(settings),
     }
 }
 
@@ -342,6 +543,10 @@ pub struct Application {
     port: u16,
     state: Arc<AppState>,
     housekeeping: Housekeeping,
+    key_lifecycle: Option<Arc<KeyLifecycle>>,
+    revocations: Arc<dyn RevocationFeed>,
+    revocation_window_secs: u64,
+    purge_every: Duration,
 }
 
 impl Application {
@@ -363,6 +568,10 @@ impl Application {
             port,
             state,
             housekeeping: housekeeping(settings, adapters),
+            key_lifecycle: adapters.key_lifecycle.clone(),
+            revocations: adapters.revocations.clone(),
+            revocation_window_secs: revocation_window_secs(settings),
+            purge_every: Duration::from_secs(settings.session_purge_interval_secs),
         })
     }
 
@@ -376,6 +585,23 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.housekeeping.spawn();
+        if let Some(lifecycle) = self.key_lifecycle {
+            lifecycle.spawn();
+        }
+        let (feed, window, every) = (
+            self.revocations.clone(),
+            self.revocation_window_secs,
+            self.purge_every,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = feed.purge_revocations(window).await {
+                    tracing::warn!(error = %e, "revocation feed not purged");
+                }
+            }
+        });
         let app = build_app(self.state).map_to_response().boxed();
         server::serve(self.listener, app, self.options, shutdown_signal()).await
     }

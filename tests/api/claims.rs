@@ -1,8 +1,22 @@
-//! Claim validation on `GET /auth/me` (section B), with correctly signed tokens.
+//! Claim validation on `GET /auth/me` (section B), with correctly signed tokens, under HS256
+//! and each asymmetric algorithm.
 
+use jwt_auth::domain::SigningAlgorithm;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+
+for_each_algorithm!(
+    exp_in_the_past_now_or_missing,
+    nbf_in_the_future_and_iat_in_the_future,
+    issuer_wrong_or_missing,
+    audience_wrong_missing_or_in_an_array,
+    numeric_dates_of_the_wrong_type,
+    huge_exp_with_a_valid_mac_does_not_panic,
+    sub_sid_jti_missing_or_unknown,
+    typ_must_be_at_jwt,
+    configured_leeway_accepts_slightly_expired_tokens,
+);
 
 async fn ids(app: &TestApp) -> (String, String) {
     let claims = payload_of(&app.login_demo().await.access_token());
@@ -13,9 +27,7 @@ async fn ids(app: &TestApp) -> (String, String) {
 }
 
 async fn status_with(app: &TestApp, claims: &Value) -> u16 {
-    let resp = app
-        .me(&sign_hs256(&good_header(), claims, TEST_SECRET.as_bytes()))
-        .await;
+    let resp = app.me(&app.sign(&app.token_header(), claims)).await;
     if resp.status == 401 {
         resp.assert_error(401, "invalid_token");
         assert!(resp.header("www-authenticate").is_some());
@@ -23,10 +35,9 @@ async fn status_with(app: &TestApp, claims: &Value) -> u16 {
     resp.status
 }
 
-#[tokio::test]
-async fn exp_in_the_past_now_or_missing() {
+async fn exp_in_the_past_now_or_missing(alg: SigningAlgorithm) {
     // Expiry: from `exp` on (no leeway), and a token without `exp` never.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     c["exp"] = json!(T0 - 1);
@@ -39,10 +50,9 @@ async fn exp_in_the_past_now_or_missing() {
     assert_eq!(status_with(&app, &c).await, 401, "exp missing");
 }
 
-#[tokio::test]
-async fn nbf_in_the_future_and_iat_in_the_future() {
+async fn nbf_in_the_future_and_iat_in_the_future(alg: SigningAlgorithm) {
     // Not before `nbf`.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     c["nbf"] = json!(T0 + 60);
@@ -54,10 +64,9 @@ async fn nbf_in_the_future_and_iat_in_the_future() {
     assert_eq!(status_with(&app, &c).await, 401);
 }
 
-#[tokio::test]
-async fn issuer_wrong_or_missing() {
+async fn issuer_wrong_or_missing(alg: SigningAlgorithm) {
     // Tokens of another issuer.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     c["iss"] = json!("https://evil.example");
@@ -66,10 +75,9 @@ async fn issuer_wrong_or_missing() {
     assert_eq!(status_with(&app, &c).await, 401);
 }
 
-#[tokio::test]
-async fn audience_wrong_missing_or_in_an_array() {
+async fn audience_wrong_missing_or_in_an_array(alg: SigningAlgorithm) {
     // Tokens for another audience.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     for (aud, want) in [
@@ -86,10 +94,9 @@ async fn audience_wrong_missing_or_in_an_array() {
     assert_eq!(status_with(&app, &c).await, 401, "aud missing");
 }
 
-#[tokio::test]
-async fn numeric_dates_of_the_wrong_type() {
+async fn numeric_dates_of_the_wrong_type(alg: SigningAlgorithm) {
     // Numeric dates of the wrong type or out of range.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     for name in ["exp", "nbf", "iat"] {
         for bad in [
@@ -106,10 +113,9 @@ async fn numeric_dates_of_the_wrong_type() {
     }
 }
 
-#[tokio::test]
-async fn huge_exp_with_a_valid_mac_does_not_panic() {
+async fn huge_exp_with_a_valid_mac_does_not_panic(alg: SigningAlgorithm) {
     // josekit pitfall 13: exp = u64::MAX must not overflow anywhere.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     c["exp"] = json!(u64::MAX);
@@ -121,10 +127,9 @@ async fn huge_exp_with_a_valid_mac_does_not_panic() {
     assert_eq!(app.get("/health/live").await.status, 200);
 }
 
-#[tokio::test]
-async fn sub_sid_jti_missing_or_unknown() {
+async fn sub_sid_jti_missing_or_unknown(alg: SigningAlgorithm) {
     // A subject that is gone or disabled.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     for name in ["sub", "sid", "jti"] {
         let mut c = good_claims(&sub, &sid, T0);
@@ -148,27 +153,26 @@ async fn sub_sid_jti_missing_or_unknown() {
     );
 }
 
-#[tokio::test]
-async fn typ_must_be_at_jwt() {
+async fn typ_must_be_at_jwt(alg: SigningAlgorithm) {
     // A refresh token is never an access token, nor the reverse.
-    let app = spawn_app().await;
+    let app = spawn_app_alg(alg, &[]).await;
     let (sub, sid) = ids(&app).await;
     let c = good_claims(&sub, &sid, T0);
-    for header in [
-        json!({ "alg": "HS256" }),
-        json!({ "alg": "HS256", "typ": "JWT" }),
-        json!({ "alg": "HS256", "typ": "rt+jwt" }),
-    ] {
-        let resp = app
-            .me(&sign_hs256(&header, &c, TEST_SECRET.as_bytes()))
-            .await;
+    for typ in [None, Some("JWT"), Some("rt+jwt"), Some("AT+JWT")] {
+        let mut header = app.token_header();
+        match typ {
+            Some(t) => header["typ"] = json!(t),
+            None => {
+                header.as_object_mut().unwrap().remove("typ");
+            }
+        }
+        let resp = app.me(&app.sign(&header, &c)).await;
         resp.assert_error(401, "invalid_token");
     }
 }
 
-#[tokio::test]
-async fn configured_leeway_accepts_slightly_expired_tokens() {
-    let app = spawn_app_with(&[("JWT_LEEWAY_SECS", "30")]).await;
+async fn configured_leeway_accepts_slightly_expired_tokens(alg: SigningAlgorithm) {
+    let app = spawn_app_alg(alg, &[("JWT_LEEWAY_SECS", "30")]).await;
     let (sub, sid) = ids(&app).await;
     let mut c = good_claims(&sub, &sid, T0);
     c["exp"] = json!(T0 - 10);

@@ -22,7 +22,7 @@ use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
     Email, LogoutScope, Password, PasswordHash, RefreshTokenHash, Session, SessionId, SessionInfo,
-    SessionOrigin, Timestamp, User, UserId,
+    SessionOrigin, SigningAlgorithm, Timestamp, User, UserId,
 };
 use jwt_auth::ports::{
     Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, Rotated,
@@ -359,6 +359,30 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     spawn_app_from(stores, overrides).await
 }
 
+/// As `spawn_app_with`, signing with `algorithm` (a generated key pair for the asymmetric
+/// ones).
+pub async fn spawn_app_alg(algorithm: SigningAlgorithm, overrides: &[(&str, &str)]) -> TestApp {
+    let mut pairs = vec![("JWT_ALGORITHM", algorithm.name())];
+    pairs.extend_from_slice(overrides);
+    spawn_app_with(&pairs).await
+}
+
+/// A second instance on the same database as `first` (its own key ring, clock and caches),
+/// with the same overrides.
+pub async fn spawn_second_instance(first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let db = &first.db.as_ref().expect("a database app").db;
+    let stores = Stores {
+        users: db.users(),
+        sessions: db.sessions(),
+        memory: None,
+        db: None,
+    };
+    let mut app = spawn_app_from(stores, overrides).await;
+    app.adapters = app.adapters.with_key_store(&app.settings, db.keys());
+    app.adapters.prepare_keys().await.expect("keys load");
+    app
+}
+
 /// As `spawn_app`, on fresh stores of this kind (a new SQLite file or PostgreSQL database);
 /// `None` when PostgreSQL is not configured (the skip is printed).
 pub async fn spawn_app_on(store: Store) -> Option<TestApp> {
@@ -385,6 +409,16 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         clock.clone(),
     )
     .expect("test adapters");
+    // Generated keys and the revocation feed live in the store, as in the service.
+    let adapters = match (&stores.db, &stores.memory) {
+        (Some(db), _) => adapters
+            .with_key_store(&settings, db.db.keys())
+            .with_revocation_feed(db.db.revocations()),
+        (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
+        (None, None) => adapters,
+    };
+    // A store that is down on purpose cannot load keys; the start-up key signs then.
+    let _ = adapters.prepare_keys().await;
     let cases = UseCases::new(&settings, &adapters);
     // A store that is down on purpose cannot be prepared; those tests expect 503 anyway.
     let _ = cases.prepare(settings.env).await;
@@ -445,6 +479,40 @@ impl Req<'_> {
 }
 
 impl TestApp {
+    /// The algorithm the app signs with.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.settings.jwt_algorithm
+    }
+
+    /// The header the app's tokens carry: `typ`, `alg` and, with a key pair, its `kid`.
+    pub fn token_header(&self) -> Value {
+        match &self.adapters.key_ring {
+            None => good_header(),
+            Some(ring) => json!({
+                "typ": "at+jwt",
+                "alg": self.algorithm().name(),
+                "kid": ring.snapshot().signing().kid(),
+            }),
+        }
+    }
+
+    /// The app's current `kid`, if it signs with a key pair.
+    pub fn kid(&self) -> Option<String> {
+        self.adapters
+            .key_ring
+            .as_ref()
+            .map(|r| r.snapshot().signing().kid().to_owned())
+    }
+
+    /// A compact JWS with any header and payload, signed with the app's own key (the test
+    /// secret under HS256), whatever the header says.
+    pub fn sign(&self, header: &Value, payload: &Value) -> String {
+        match &self.adapters.key_ring {
+            None => sign_hs256(header, payload, TEST_SECRET.as_bytes()),
+            Some(ring) => sign_with(ring.snapshot().signing().signer(), header, payload),
+        }
+    }
+
     pub fn request(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             inner: self.client.request(method, path),
@@ -588,6 +656,18 @@ pub fn sign_hs256(header: &Value, payload: &Value, key: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(signing_input.as_bytes());
     format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// A compact JWS with any header and payload, signed by `signer` (josekit's raw signature:
+/// JOSE `r || s` for ECDSA).
+pub fn sign_with(signer: &dyn josekit::jws::JwsSigner, header: &Value, payload: &Value) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let signature = signer.sign(signing_input.as_bytes()).expect("signing");
+    format!("{signing_input}.{}", b64(&signature))
 }
 
 /// Claims as the service issues them for `sub`/`sid` at `now`.

@@ -69,6 +69,13 @@ async fn served_spec_documents_every_operation_and_response() {
         ),
         ("/health/live", "get", &["200", "421"]),
         ("/health/ready", "get", &["200", "421", "503"]),
+        ("/.well-known/jwks.json", "get", &["200", "421"]),
+        ("/.well-known/openid-configuration", "get", &["200", "421"]),
+        (
+            "/.well-known/oauth-authorization-server",
+            "get",
+            &["200", "421"],
+        ),
     ];
     for (path, method, statuses) in expect {
         let op = &spec["paths"][path][method];

@@ -81,7 +81,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 #[test]
 fn a_bad_setting_stops_the_binary_with_one_line_naming_the_key() {
     for (key, value) in [
-        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_ALGORITHM", "RS512"),
         ("ACCESS_TOKEN_EXPIRES_MIN", "soon"),
         ("ENV", "prod"),
     ] {

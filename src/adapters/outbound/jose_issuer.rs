@@ -1,4 +1,5 @@
-//! `TokenIssuer` on josekit: HMAC-signed access tokens (RFC 9068 `at+jwt`).
+//! `TokenIssuer` on josekit: access tokens (RFC 9068 `at+jwt`) signed with an HMAC secret or
+//! with the current key of a `KeyRing` (EdDSA, ES256, RS256; each token names its `kid`).
 //!
 //! josekit checks format, `alg` and the MAC but validates no claim by itself, accepts a token
 //! without `exp` or `aud`, and compares MACs with `!=`. So this adapter pins the algorithm,
@@ -15,25 +16,31 @@ use josekit::JoseError;
 use serde_json::Value;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::domain::{
     AccessClaims, AccessToken, SessionId, SigningAlgorithm as Algorithm, Timestamp, UserId,
 };
 use crate::ports::{TokenError, TokenIssuer};
 
+use super::signing_keys::KeyRing;
+
 /// The `typ` header of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// Longest compact token looked at; ours are about 400 bytes.
 const MAX_TOKEN_LEN: usize = 4096;
-/// Header parameters this service issues; any other one means the token is not ours.
-const ALLOWED_HEADER_PARAMS: [&str; 2] = ["alg", "typ"];
+/// Header parameters this service issues under HMAC; any other one means the token is not ours.
+const HMAC_HEADER_PARAMS: [&str; 2] = ["alg", "typ"];
+/// Under a key ring every token also names its key.
+const KEYED_HEADER_PARAMS: [&str; 3] = ["alg", "typ", "kid"];
 
-fn jose_algorithm(algorithm: Algorithm) -> HmacJwsAlgorithm {
-    match algorithm {
+fn jose_algorithm(algorithm: Algorithm) -> anyhow::Result<HmacJwsAlgorithm> {
+    Ok(match algorithm {
         Algorithm::HS256 => HmacJwsAlgorithm::Hs256,
         Algorithm::HS384 => HmacJwsAlgorithm::Hs384,
         Algorithm::HS512 => HmacJwsAlgorithm::Hs512,
-    }
+        other => anyhow::bail!("{} signs with a key pair, not a secret", other.name()),
+    })
 }
 
 /// What tokens are issued for and checked against.
@@ -78,6 +85,8 @@ enum KeyedMac {
 struct HmacKey {
     algorithm: HmacJwsAlgorithm,
     mac: KeyedMac,
+    /// Accepted only before this time (the previous secret's end date).
+    until: Option<Timestamp>,
 }
 
 impl HmacKey {
@@ -91,10 +100,12 @@ impl HmacKey {
             Algorithm::HS256 => KeyedMac::S256(Hmac::new_from_slice(secret)?),
             Algorithm::HS384 => KeyedMac::S384(Hmac::new_from_slice(secret)?),
             Algorithm::HS512 => KeyedMac::S512(Hmac::new_from_slice(secret)?),
+            other => anyhow::bail!("{} signs with a key pair, not a secret", other.name()),
         };
         Ok(Self {
-            algorithm: jose_algorithm(algorithm),
+            algorithm: jose_algorithm(algorithm)?,
             mac,
+            until: None,
         })
     }
 
@@ -188,10 +199,19 @@ impl JwsVerifier for HmacKey {
     }
 }
 
+/// What tokens are signed and verified with.
+enum Keys {
+    /// The current secret first, then the previous one during a rotation; signing uses the
+    /// first.
+    Hmac(Vec<HmacKey>),
+    /// The ring's current key signs; any key it publishes verifies the token whose `kid`
+    /// names it.
+    Ring(Arc<KeyRing>),
+}
+
 /// Issues and verifies access tokens.
 pub struct JoseTokenIssuer {
-    /// The current key first, then the previous one during a rotation; signing uses the first.
-    keys: Vec<HmacKey>,
+    keys: Keys,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -199,16 +219,25 @@ pub struct JoseTokenIssuer {
 
 impl fmt::Debug for JoseTokenIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (algorithm, keys) = match &self.keys {
+            Keys::Hmac(keys) => (keys[0].algorithm.name().to_owned(), keys.len()),
+            Keys::Ring(ring) => {
+                let set = ring.snapshot();
+                (set.algorithm().name().to_owned(), set.published().len())
+            }
+        };
         f.debug_struct("JoseTokenIssuer")
-            .field("algorithm", &self.keys[0].algorithm.name())
-            .field("keys", &self.keys.len())
+            .field("algorithm", &algorithm)
+            .field("keys", &keys)
             .finish_non_exhaustive()
     }
 }
 
 impl JoseTokenIssuer {
+    /// An HMAC issuer.
+    ///
     /// # Errors
-    /// When a secret is shorter than the algorithm's hash output.
+    /// When a secret is shorter than the algorithm's hash output, or the algorithm is not HS*.
     pub fn new(config: IssuerConfig) -> anyhow::Result<Self> {
         let mut keys = vec![HmacKey::new(config.algorithm, &config.secret)?];
         if let Some(previous) = &config.previous_secret {
@@ -218,23 +247,85 @@ impl JoseTokenIssuer {
             );
         }
         Ok(Self {
-            keys,
+            keys: Keys::Hmac(keys),
             issuer: config.issuer,
             audience: config.audience,
             leeway_secs: config.leeway_secs,
         })
     }
 
-    fn decode(&self, token: &str) -> Result<(JwtPayload, JwsHeader), TokenError> {
-        let mut last = None;
-        for key in &self.keys {
-            match jwt::decode_with_verifier(token, key) {
-                Ok(decoded) => return Ok(decoded),
-                Err(JoseError::InvalidSignature(_)) => last = Some("bad signature"),
-                Err(e) => return Err(invalid(jose_kind(&e))),
+    /// An issuer that signs with the ring's current key and verifies with its published keys.
+    pub fn with_ring(
+        ring: Arc<KeyRing>,
+        issuer: String,
+        audience: String,
+        leeway_secs: u64,
+    ) -> Self {
+        Self {
+            keys: Keys::Ring(ring),
+            issuer,
+            audience,
+            leeway_secs,
+        }
+    }
+
+    /// The previous HMAC secret verifies only before `until`; tokens it verifies are treated
+    /// as expiring then at the latest, so no cache keeps them longer.
+    #[must_use]
+    pub fn previous_secret_until(mut self, until: Timestamp) -> Self {
+        if let Keys::Hmac(keys) = &mut self.keys {
+            if let Some(previous) = keys.get_mut(1) {
+                previous.until = Some(until);
             }
         }
-        Err(invalid(last.unwrap_or("undecodable")))
+        self
+    }
+
+    /// The payload and header of a token whose signature one of our keys verifies, with the
+    /// end date of the key that verified it, if any.
+    fn decode(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(JwtPayload, JwsHeader, Option<Timestamp>), TokenError> {
+        match &self.keys {
+            Keys::Hmac(keys) => {
+                let mut last = None;
+                for key in keys {
+                    if key.until.is_some_and(|until| now >= until) {
+                        continue;
+                    }
+                    match jwt::decode_with_verifier(token, key) {
+                        Ok((payload, header)) => return Ok((payload, header, key.until)),
+                        Err(JoseError::InvalidSignature(_)) => last = Some("bad signature"),
+                        Err(e) => return Err(invalid(jose_kind(&e))),
+                    }
+                }
+                Err(invalid(last.unwrap_or("undecodable")))
+            }
+            Keys::Ring(ring) => {
+                // Each published key in turn, never a key the token picks: josekit refuses a
+                // key whose `kid` differs from the header's (or a header without one) and an
+                // `alg` other than the key's before it checks any signature, so a token
+                // naming no key of ours, or another algorithm, is refused by every one.
+                let set = ring.snapshot();
+                let mut last = "no key of ours";
+                for (_, key) in set.published() {
+                    match jwt::decode_with_verifier(token, key.verifier()) {
+                        Ok((payload, header)) => return Ok((payload, header, None)),
+                        Err(e) => last = jose_kind(&e),
+                    }
+                }
+                Err(invalid(last))
+            }
+        }
+    }
+
+    fn allowed_header_params(&self) -> &'static [&'static str] {
+        match self.keys {
+            Keys::Hmac(_) => &HMAC_HEADER_PARAMS,
+            Keys::Ring(_) => &KEYED_HEADER_PARAMS,
+        }
     }
 
     fn check_claims(
@@ -294,7 +385,14 @@ impl TokenIssuer for JoseTokenIssuer {
                 .set_claim(name, value)
                 .map_err(|e| TokenError::Unknown(e.into()))?;
         }
-        jwt::encode_with_signer(&payload, &header, &self.keys[0])
+        let signed = match &self.keys {
+            Keys::Hmac(keys) => jwt::encode_with_signer(&payload, &header, &keys[0]),
+            // josekit writes the signer's `kid` into the header.
+            Keys::Ring(ring) => {
+                jwt::encode_with_signer(&payload, &header, ring.snapshot().signing().signer())
+            }
+        };
+        signed
             .map(AccessToken::new)
             .map_err(|e| TokenError::Unknown(e.into()))
     }
@@ -303,18 +401,30 @@ impl TokenIssuer for JoseTokenIssuer {
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
         }
-        let (payload, header) = self.decode(token)?;
+        let (payload, header, until) = self.decode(token, now)?;
         if header.token_type() != Some(ACCESS_TOKEN_TYP) {
             return Err(invalid("wrong typ"));
         }
+        let allowed = self.allowed_header_params();
         if header
             .claims_set()
             .keys()
-            .any(|k| !ALLOWED_HEADER_PARAMS.contains(&k.as_str()))
+            .any(|k| !allowed.contains(&k.as_str()))
         {
             return Err(invalid("unexpected header parameter"));
         }
-        self.check_claims(&payload, now)
+        let mut claims = self.check_claims(&payload, now)?;
+        if let Some(until) = until {
+            claims.exp = claims.exp.min(until);
+        }
+        Ok(claims)
+    }
+
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Hmac(_) => 0,
+            Keys::Ring(ring) => ring.generation(),
+        }
     }
 }
 

@@ -171,6 +171,8 @@ struct Families {
 pub struct InMemoryRefreshStore {
     inner: Mutex<Families>,
     users: InMemoryUserRepo,
+    /// The revocation feed: (session, Unix seconds by the process clock), oldest first.
+    revoked: Mutex<VecDeque<(SessionId, u64)>>,
 }
 
 impl InMemoryRefreshStore {
@@ -179,7 +181,15 @@ impl InMemoryRefreshStore {
         Self {
             inner: Mutex::default(),
             users: users.clone(),
+            revoked: Mutex::default(),
         }
+    }
+
+    /// Adds revoked sessions to the feed (taken after the families' lock, never before it).
+    fn record_revoked(&self, ids: impl IntoIterator<Item = SessionId>) {
+        let at = system_now();
+        let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        revoked.extend(ids.into_iter().map(|id| (id, at)));
     }
 
     fn lock(&self) -> MutexGuard<'_, Families> {
@@ -199,6 +209,48 @@ impl InMemoryRefreshStore {
             .values()
             .filter(|t| !t.consumed && f.sessions.contains_key(&t.session))
             .count()
+    }
+}
+
+/// The process clock in Unix seconds: the in-memory feed's time base (as a database's feed
+/// uses the database's clock).
+fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl crate::ports::RevocationFeed for InMemoryRefreshStore {
+    async fn revoked_since(
+        &self,
+        since: Option<u64>,
+        window_secs: u64,
+        limit: usize,
+    ) -> Result<(Vec<crate::ports::Revocation>, u64), StoreError> {
+        let now = system_now();
+        let from = since.unwrap_or(0).max(now.saturating_sub(window_secs));
+        let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = revoked
+            .iter()
+            .filter(|(_, at)| *at >= from)
+            .take(limit)
+            .map(|(session, at)| crate::ports::Revocation {
+                session: *session,
+                revoked_at: *at,
+            })
+            .collect();
+        Ok((entries, now))
+    }
+
+    async fn purge_revocations(&self, window_secs: u64) -> Result<u64, StoreError> {
+        let oldest = system_now().saturating_sub(window_secs);
+        let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = revoked.len();
+        while revoked.front().is_some_and(|(_, at)| *at < oldest) {
+            revoked.pop_front();
+        }
+        Ok((before - revoked.len()) as u64)
     }
 }
 
@@ -283,14 +335,13 @@ impl Families {
         Some(record)
     }
 
-    /// Removes every session of `user` but `keep`; returns how many.
-    fn remove_user(&mut self, user: UserId, keep: Option<SessionId>) -> u64 {
+    /// Removes every session of `user` but `keep`; returns the ones removed.
+    fn remove_user(&mut self, user: UserId, keep: Option<SessionId>) -> Vec<SessionId> {
         let ids = self.by_user.get(&user).cloned().unwrap_or_default();
-        let mut removed = 0;
-        for id in ids.iter().filter(|id| Some(**id) != keep) {
-            removed += u64::from(self.remove(id).is_some());
-        }
-        removed
+        ids.into_iter()
+            .filter(|id| Some(*id) != keep)
+            .filter(|id| self.remove(id).is_some())
+            .collect()
     }
 
     /// The user's sessions live at `now`.
@@ -321,9 +372,9 @@ impl Families {
 
     /// Revokes the user's least recently used live sessions beyond `max` at `now`, never
     /// `new` (the login that asks).
-    fn cap(&mut self, user: UserId, new: SessionId, max: usize, now: Timestamp) {
+    fn cap(&mut self, user: UserId, new: SessionId, max: usize, now: Timestamp) -> Vec<SessionId> {
         if self.by_user.get(&user).is_none_or(|ids| ids.len() <= max) {
-            return;
+            return Vec::new();
         }
         let mut others: Vec<(u32, u32, SessionId)> = self
             .live_of(user, now)
@@ -332,12 +383,18 @@ impl Families {
             .map(|(id, s)| (s.last_used_at, s.created_at, id))
             .collect();
         if others.len() < max {
-            return;
+            return Vec::new();
         }
         others.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, _, id) in others.into_iter().skip(max - 1) {
-            self.remove(&id);
+        let evicted: Vec<SessionId> = others
+            .into_iter()
+            .skip(max - 1)
+            .map(|(_, _, id)| id)
+            .collect();
+        for id in &evicted {
+            self.remove(id);
         }
+        evicted
     }
 }
 
@@ -376,12 +433,13 @@ impl RefreshStore for InMemoryRefreshStore {
                 consumed: false,
             },
         );
-        f.cap(
+        let evicted = f.cap(
             session.user_id,
             session.id,
             max_per_user.max(1),
             session.created_at,
         );
+        self.record_revoked(evicted);
         Ok(true)
     }
 
@@ -438,6 +496,9 @@ impl RefreshStore for InMemoryRefreshStore {
             }
             RotationVerdict::RevokeAndRefuse(why) => {
                 let session = f.remove(&token.session);
+                if session.is_some() {
+                    self.record_revoked([token.session]);
+                }
                 if why == RotationRefusal::Expired {
                     f.tokens.remove(&presented);
                 }
@@ -446,7 +507,8 @@ impl RefreshStore for InMemoryRefreshStore {
             RotationVerdict::RevokeUserAndRefuse(why) => {
                 let session = f.sessions.get(&token.session).cloned();
                 if let Some(user) = session.as_ref().map(|r| r.user) {
-                    f.remove_user(user, None);
+                    let revoked = f.remove_user(user, None);
+                    self.record_revoked(revoked);
                 }
                 return Err(refusal(why, token.session, session.as_ref()));
             }
@@ -506,14 +568,19 @@ impl RefreshStore for InMemoryRefreshStore {
         // The cookie of an ended session speaks for nobody: it ends its own session only.
         let fresh =
             record.live_at(now) && f.is_fresh(record, &presented, token, now, reuse_grace_secs);
-        Ok(match scope {
+        let revoked = match scope {
             LogoutScope::Others if fresh => f.remove_user(user, Some(token.session)),
             LogoutScope::Global if fresh => f.remove_user(user, None),
             _ => {
                 f.tokens.remove(&presented);
-                u64::from(f.remove(&token.session).is_some())
+                f.remove(&token.session)
+                    .map(|_| vec![token.session])
+                    .unwrap_or_default()
             }
-        })
+        };
+        let count = revoked.len() as u64;
+        self.record_revoked(revoked);
+        Ok(count)
     }
 
     async fn revoke_session(
@@ -529,6 +596,7 @@ impl RefreshStore for InMemoryRefreshStore {
             .is_some_and(|s| s.user == user && s.live_at(now));
         if owned {
             f.remove(&session);
+            self.record_revoked([session]);
         }
         Ok(owned)
     }
@@ -567,7 +635,11 @@ impl RefreshStore for InMemoryRefreshStore {
     }
 
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
-        Ok(self.lock().remove_user(user, None))
+        let mut f = self.lock();
+        let revoked = f.remove_user(user, None);
+        let count = revoked.len() as u64;
+        self.record_revoked(revoked);
+        Ok(count)
     }
 
     async fn tighten_idle_ends(&self, idle_ttl_secs: u64) -> Result<u64, StoreError> {

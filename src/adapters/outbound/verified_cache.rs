@@ -5,10 +5,11 @@
 //! entry is keyed by the whole compact token, signature included, so only a byte-identical
 //! token hits; the time rules (`AccessClaims::check_time`) run again on every hit. Only tokens
 //! the inner issuer verified enter, so invalid input cannot fill it; at its capacity it is
-//! emptied and refills. The inner issuer's keys must not be withdrawn while the process runs
-//! (a key retired at run time would have to clear this cache).
+//! emptied and refills. When the inner issuer withdraws a key (its `key_generation` moves on),
+//! the cache is emptied before the next look-up, so a retired key's tokens do not outlive it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::domain::{AccessClaims, AccessToken, Timestamp};
@@ -22,26 +23,44 @@ pub struct VerifiedCache {
     leeway_secs: u64,
     capacity: usize,
     map: RwLock<HashMap<Box<str>, AccessClaims>>,
+    /// The inner issuer's key generation the entries were verified under.
+    generation: AtomicU64,
 }
 
 impl VerifiedCache {
     /// `leeway_secs` must be the inner issuer's, so a hit is judged as a full check would be.
     pub fn new(inner: Arc<dyn TokenIssuer>, leeway_secs: u64, capacity: usize) -> Self {
+        let inner_generation = inner.key_generation();
         Self {
             inner,
             leeway_secs,
             capacity,
             map: RwLock::default(),
+            generation: AtomicU64::new(inner_generation),
         }
     }
 
     fn get(&self, token: &str) -> Option<AccessClaims> {
+        let generation = self.inner.key_generation();
+        if self.generation.load(Ordering::Acquire) != generation {
+            // Taken under the write lock, so an insert verified under the old keys that
+            // races with this cannot survive it unnoticed: it lands before the clear.
+            let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            map.clear();
+            self.generation.store(generation, Ordering::Release);
+            return None;
+        }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         map.get(token).cloned()
     }
 
-    fn insert(&self, token: &str, claims: &AccessClaims) {
+    /// Caches what was verified under key generation `generation`, unless the cache has moved
+    /// past it meanwhile (checked under the write lock the clearing takes too).
+    fn insert(&self, token: &str, claims: &AccessClaims, generation: u64) {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if map.len() >= self.capacity {
             map.clear();
         }
@@ -73,9 +92,14 @@ impl TokenIssuer for VerifiedCache {
                 .map_err(|why| TokenError::Invalid(why.to_owned()))?;
             return Ok(claims);
         }
+        let generation = self.inner.key_generation();
         let claims = self.inner.verify_access(token, now)?;
-        self.insert(token, &claims);
+        self.insert(token, &claims, generation);
         Ok(claims)
+    }
+
+    fn key_generation(&self) -> u64 {
+        self.inner.key_generation()
     }
 }
 

@@ -138,7 +138,10 @@ pub async fn edge<E: Endpoint>(
 ) -> Result<Response> {
     let settings = &state.settings;
     let path = req.uri().path();
-    let no_store = path.starts_with("/auth/") || path.starts_with("/health/");
+    let no_store = path.starts_with("/auth/")
+        || path.starts_with("/health/")
+        // A cached feed would delay revocations.
+        || path == "/revocations";
     let cors_origin = req
         .headers()
         .get(header::ORIGIN)

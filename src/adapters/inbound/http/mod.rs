@@ -13,11 +13,15 @@ mod health;
 mod host;
 mod json_string;
 mod responses;
+mod revocations;
 mod unique_keys;
+mod well_known;
 
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
+pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
 use std::sync::Arc;
 
@@ -25,7 +29,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::{Login, Logout, Me, Refresh, Register, Sessions};
-use crate::ports::{Clock, RefreshStore, UserRepo};
+use crate::ports::{Clock, PublicKeys, RefreshStore, RevocationFeed, UserRepo};
 
 #[derive(Tags)]
 enum Tag {
@@ -33,6 +37,8 @@ enum Tag {
     Auth,
     /// Liveness and readiness for orchestrators and load balancers.
     Health,
+    /// Public signing keys and discovery metadata, for services that verify access tokens.
+    Keys,
 }
 
 /// Edge settings that are not use-case policy.
@@ -56,6 +62,12 @@ pub struct HttpSettings {
     pub demo_page_enabled: bool,
     /// The `Host` names answered; any other gets 421 on every path.
     pub allowed_hosts: AllowedHosts,
+    /// The tokens' `iss`, as discovery publishes it.
+    pub jwt_issuer: String,
+    /// The tokens' `alg`.
+    pub jwt_algorithm: &'static str,
+    /// How far back the revocation feed reaches (an access token's lifetime plus leeway).
+    pub revocation_window_secs: u64,
 }
 
 /// Everything a request may need.
@@ -72,14 +84,25 @@ pub struct AppState {
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
     pub settings: HttpSettings,
+    /// For `/.well-known/jwks.json`.
+    pub public_keys: Arc<dyn PublicKeys>,
+    /// For `/revocations`.
+    pub revocations: Arc<dyn RevocationFeed>,
 }
 
 /// The API title and version shown in the spec.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
-pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<(AuthApi, HealthApi), ()> {
-    let service = OpenApiService::new((AuthApi, HealthApi), "jwt-auth", API_VERSION).description(
+pub fn openapi_service(
+    public_url: Option<&str>,
+) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi, RevocationsApi), ()> {
+    let service = OpenApiService::new(
+        (AuthApi, HealthApi, WellKnownApi, RevocationsApi),
+        "jwt-auth",
+        API_VERSION,
+    )
+    .description(
         "Issues short-lived JWT access tokens and rotating refresh tokens in an HttpOnly \
          cookie. Log in, then use Authorize with the access token for /auth/me.",
     );

@@ -3,13 +3,15 @@
 //! `common` and import nothing from here.
 
 mod common;
+mod keys;
 mod postgres;
+mod revocations;
 mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ports::{RefreshStore, UserRepo};
+use crate::ports::{KeyStore, RefreshStore, RevocationFeed, UserRepo};
 
 pub use common::PoolSettings;
 use postgres::{PostgresRefreshStore, PostgresUserRepo};
@@ -183,6 +185,24 @@ impl Database {
         match &self.pool {
             Pool::Postgres(pool) => Arc::new(PostgresRefreshStore::new(pool.clone())),
             Pool::Sqlite(pool) => Arc::new(SqliteRefreshStore::new(pool.clone())),
+        }
+    }
+
+    /// The generated signing keys, shared by every instance on this database.
+    pub fn keys(&self) -> Arc<dyn KeyStore> {
+        match &self.pool {
+            Pool::Postgres(pool) => Arc::new(keys::PostgresKeyStore::new(pool.clone())),
+            Pool::Sqlite(pool) => Arc::new(keys::SqliteKeyStore::new(pool.clone())),
+        }
+    }
+
+    /// The revocation feed, read from what every revocation writes.
+    pub fn revocations(&self) -> Arc<dyn RevocationFeed> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                Arc::new(revocations::PostgresRevocationFeed::new(pool.clone()))
+            }
+            Pool::Sqlite(pool) => Arc::new(revocations::SqliteRevocationFeed::new(pool.clone())),
         }
     }
 

@@ -24,7 +24,7 @@ fn unavailable_code(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("57P0") || code == "53300"
 }
 
-fn store(e: sqlx::Error) -> StoreError {
+pub(super) fn store(e: sqlx::Error) -> StoreError {
     common::store_error(e, unavailable_code)
 }
 

@@ -28,7 +28,7 @@ fn unavailable_code(code: &str) -> bool {
         .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
 }
 
-fn store(e: sqlx::Error) -> StoreError {
+pub(super) fn store(e: sqlx::Error) -> StoreError {
     common::store_error(e, unavailable_code)
 }
 

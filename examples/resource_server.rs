@@ -1,0 +1,61 @@
+//! A resource server that trusts jwt-auth's access tokens without sharing a secret with it and
+//! without asking it per request: `jwt_auth::verifier` holds the JWKS and the revocation feed.
+//!
+//! ```sh
+//! JWT_ALGORITHM=EdDSA cargo run                          # the auth service on :8000
+//! AUTH_URL=http://127.0.0.1:8000 JWT_ALGORITHM=EdDSA cargo run --example resource_server
+//! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8100/hello
+//! ```
+//! Settings: `AUTH_URL`, `JWT_ALGORITHM` (EdDSA, ES256, RS256), `JWT_ISSUER`, `JWT_AUDIENCE`
+//! (the auth service's defaults otherwise), `PORT` (8100), `REVOCATION_POLL_MS` (250).
+
+use std::time::Duration;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{get, handler, EndpointExt, Request, Response, Route, Server};
+
+use jwt_auth::domain::SigningAlgorithm;
+use jwt_auth::verifier::{Verifier, VerifierConfig};
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+#[handler]
+fn hello(req: &Request, Data(verifier): Data<&Verifier>) -> Response {
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match verifier.verify(token) {
+        Ok(claims) => Response::builder()
+            .content_type("application/json")
+            .body(format!(r#"{{"hello":"{}"}}"#, claims.sub)),
+        Err(e) => Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", r#"Bearer error="invalid_token""#)
+            .body(e.to_string()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let algorithm = SigningAlgorithm::from_name(&env("JWT_ALGORITHM", "EdDSA"))
+        .filter(|a| a.is_asymmetric())
+        .ok_or_else(|| anyhow::anyhow!("JWT_ALGORITHM must be EdDSA, ES256 or RS256"))?;
+    let verifier = Verifier::start(VerifierConfig {
+        base_url: env("AUTH_URL", "http://127.0.0.1:8000"),
+        issuer: env("JWT_ISSUER", "jwt-auth"),
+        audience: env("JWT_AUDIENCE", "jwt-auth-clients"),
+        algorithm,
+        poll_interval: Duration::from_millis(env("REVOCATION_POLL_MS", "250").parse()?),
+    })
+    .await?;
+    let addr = format!("127.0.0.1:{}", env("PORT", "8100"));
+    println!("resource server on http://{addr}/hello");
+    Server::new(poem::listener::TcpListener::bind(addr))
+        .run(Route::new().at("/hello", get(hello)).data(verifier))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `GET /revocations`: the sessions revoked within the last access-token lifetime, for
+//! services that verify access tokens locally (JWKS) and still want logout, reuse detection
+//! and disabling to cut access before `exp`. Public like the JWKS: an entry names only an
+//! opaque session id (the `sid` claim) and times; it is of use only to someone already holding
+//! a token of that session, whom it tells the token is dead.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::errors::ErrorBody;
+use super::responses::{infra_failure, InfraFailure};
+use super::{AppState, Tag};
+
+/// Entries of the last this-many seconds are sent again after a cursor, so an entry that was
+/// committed late (another instance, a slow transaction) with an earlier time is not missed;
+/// entries are idempotent.
+pub const CURSOR_OVERLAP_SECS: u64 = 10;
+/// Entries in one answer at most; `more` says to ask again from the cursor.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// `/revocations`; stateless like `AuthApi`.
+pub struct RevocationsApi;
+
+/// A revoked session.
+#[derive(Debug, Object)]
+pub struct RevocationEntry {
+    /// The session id: refuse every access token whose `sid` claim is this.
+    pub sid: String,
+    /// When it was revoked (Unix seconds, the feed's clock).
+    pub revoked_at: u64,
+    /// Until when to remember it: no token of the session is unexpired after this.
+    pub until: u64,
+}
+
+/// One page of the feed.
+#[derive(Debug, Object)]
+pub struct RevocationPage {
+    /// Pass as `since` next time to get only what is new (with a short overlap).
+    pub cursor: u64,
+    /// Oldest first. A session may appear more than once.
+    pub entries: Vec<RevocationEntry>,
+    /// More entries wait after `cursor`: ask again at once.
+    pub more: bool,
+    /// How far back the feed reaches: an access token's lifetime plus leeway.
+    pub window_secs: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum RevocationsResponse {
+    /// The revocations since `since` (all of the window without it).
+    #[oai(status = 200)]
+    Ok(Json<RevocationPage>),
+    /// `misdirected_request`: the `Host` is not one of this service's names.
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: the store is down; verifiers keep what they have and retry.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl InfraFailure for RevocationsResponse {
+    fn unavailable(body: Json<ErrorBody>) -> Self {
+        Self::Unavailable(body)
+    }
+
+    fn internal(body: Json<ErrorBody>) -> Self {
+        Self::Internal(body)
+    }
+}
+
+#[OpenApi(tag = "Tag::Keys")]
+impl RevocationsApi {
+    /// The revocation feed
+    ///
+    /// Sessions revoked (logout, refresh-token reuse, disabling, ...) whose access tokens may
+    /// still be unexpired: each entry stays only until the latest `exp` it could affect, so
+    /// the feed stays small. Poll with `since` set to the last `cursor`.
+    #[oai(path = "/revocations", method = "get", operation_id = "revocations")]
+    async fn revocations(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        /// The `cursor` of the previous answer.
+        since: Query<Option<u64>>,
+    ) -> RevocationsResponse {
+        let window = state.settings.revocation_window_secs;
+        match state
+            .revocations
+            .revoked_since(since.0, window, MAX_ENTRIES)
+            .await
+        {
+            Ok((entries, now)) => {
+                let more = entries.len() >= MAX_ENTRIES;
+                let cursor = if more {
+                    entries.last().map_or(now, |e| e.revoked_at)
+                } else {
+                    now.saturating_sub(CURSOR_OVERLAP_SECS)
+                };
+                let entries = entries
+                    .into_iter()
+                    .map(|e| RevocationEntry {
+                        sid: e.session.to_string(),
+                        revoked_at: e.revoked_at,
+                        until: e.revoked_at + window,
+                    })
+                    .collect();
+                RevocationsResponse::Ok(Json(RevocationPage {
+                    cursor,
+                    entries,
+                    more,
+                    window_secs: window,
+                }))
+            }
+            Err(e) => infra_failure("revocations", e),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The library's verifier against the real service over a socket: it verifies tokens with the
+//! JWKS alone, refuses a logged-out session's token within a measured bound, keeps verifying
+//! while the service is down, and catches up on revocations once it is back.
+
+use std::time::{Duration, Instant};
+
+use jwt_auth::config::Settings;
+use jwt_auth::domain::{LogoutScope, RefreshToken, SigningAlgorithm};
+use jwt_auth::startup::{Adapters, Application};
+use jwt_auth::verifier::{Verifier, VerifierConfig, VerifyError};
+
+use crate::helpers::{DEMO_EMAIL, DEMO_PASSWORD};
+
+const POLL: Duration = Duration::from_millis(200);
+
+async fn login(http: &reqwest::Client, base: &str) -> (String, String) {
+    let resp = http
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("refresh_token="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    (body["access_token"].as_str().unwrap().to_owned(), cookie)
+}
+
+/// How long until `verify` refuses `token` as revoked (polling every 5 ms, at most 5 s).
+async fn time_to_refusal(verifier: &Verifier, token: &str) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if matches!(verifier.verify(token), Err(VerifyError::Revoked)) {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("not refused within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
+    for alg in [
+        SigningAlgorithm::EdDSA,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::RS256,
+    ] {
+        let settings = Settings::from_pairs(&[
+            ("PORT", "0"),
+            ("BCRYPT_COST", "4"),
+            ("JWT_ALGORITHM", alg.name()),
+        ])
+        .unwrap();
+        let adapters = Adapters::in_memory(&settings).unwrap();
+        let app = Application::build(&settings, &adapters).await.unwrap();
+        let port = app.port();
+        let server = tokio::spawn(app.run_until_stopped());
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let verifier = Verifier::start(VerifierConfig {
+            base_url: base.clone(),
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            algorithm: alg,
+            poll_interval: POLL,
+        })
+        .await
+        .unwrap();
+
+        // Logout: refused within one poll (plus a request).
+        let (token, cookie) = login(&http, &base).await;
+        let claims = verifier.verify(&token).expect("a fresh token verifies");
+        assert!(!claims.sid.is_empty());
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{input}.{flipped}{}", &sig[1..]);
+        assert!(verifier.verify(&tampered).is_err(), "a changed signature");
+        let resp = http
+            .post(format!("{base}/auth/logout"))
+            .header("cookie", format!("refresh_token={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        let delay = time_to_refusal(&verifier, &token).await;
+        println!(
+            "{}: logout -> refused by the resource server after {delay:?}",
+            alg.name()
+        );
+        assert!(delay <= Duration::from_secs(1), "{delay:?}");
+
+        // The service goes down: tokens keep verifying from the cached keys.
+        let (token2, cookie2) = login(&http, &base).await;
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(POLL * 2).await;
+        assert!(
+            verifier.verify(&token2).is_ok(),
+            "keeps verifying while the service is down"
+        );
+        // Meanwhile the session is revoked elsewhere (another instance, an operator).
+        let hash = RefreshToken::parse(&cookie2).unwrap().hash();
+        let now = jwt_auth::domain::Timestamp::from_unix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+        let revoked = adapters
+            .sessions
+            .revoke_by_token(hash, LogoutScope::Local, now, 0)
+            .await
+            .unwrap();
+        assert_eq!(revoked, 1);
+        tokio::time::sleep(POLL * 2).await;
+        assert!(
+            verifier.verify(&token2).is_ok(),
+            "nothing to learn it from yet"
+        );
+
+        // Back on the same port and stores: the verifier catches up from its cursor.
+        let mut again = settings.clone();
+        again.port = port;
+        let app = Application::build(&again, &adapters).await.unwrap();
+        let server = tokio::spawn(app.run_until_stopped());
+        let catch_up = time_to_refusal(&verifier, &token2).await;
+        println!(
+            "{}: service back -> revocation caught up after {catch_up:?}",
+            alg.name()
+        );
+        assert!(catch_up <= Duration::from_secs(2), "{catch_up:?}");
+        server.abort();
+    }
+}
