@@ -356,6 +356,15 @@ async fn start_service(database_url: Option<&str>) -> (Proc, SocketAddr) {
 }
 
 async fn start_binary(binary: &str, database_url: Option<&str>) -> (Proc, SocketAddr) {
+    start_binary_env(binary, database_url, &[]).await
+}
+
+/// As `start_binary`, with settings added to (or overriding) `SERVICE_ENV`.
+async fn start_binary_env(
+    binary: &str,
+    database_url: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
     let port = free_port();
     let mut cmd = Command::new(binary);
     cmd.env_clear()
@@ -369,10 +378,54 @@ async fn start_binary(binary: &str, database_url: Option<&str>) -> (Proc, Socket
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
     }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
     let child = Proc(cmd.spawn().expect("start jwt-auth"));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(addr, "/health/live").await;
     (child, addr)
+}
+
+/// `/auth/me` under each key-pair algorithm (one token, as a client sends it: the service's
+/// verified-token cache answers after the first request), and the local verification rate of
+/// `jwt_auth::verifier` (no cache: a signature check each call) over `verifications` calls.
+async fn algorithm_scenarios(
+    conns: usize,
+    dur: Duration,
+    verifications: usize,
+) -> Vec<(&'static str, Outcome, f64)> {
+    let mut out = Vec::new();
+    for alg in [
+        jwt_auth::domain::SigningAlgorithm::EdDSA,
+        jwt_auth::domain::SigningAlgorithm::ES256,
+        jwt_auth::domain::SigningAlgorithm::RS256,
+    ] {
+        let (_svc, addr) = start_binary_env(
+            env!("CARGO_BIN_EXE_jwt-auth"),
+            None,
+            &[("JWT_ALGORITHM", alg.name())],
+        )
+        .await;
+        let (token, _) = sessions(addr, conns).await;
+        let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+        let verifier = jwt_auth::verifier::Verifier::start(jwt_auth::verifier::VerifierConfig {
+            base_url: format!("http://{addr}"),
+            issuer: "jwt-auth".into(),
+            audience: "jwt-auth-clients".into(),
+            algorithm: alg,
+            poll_interval: Duration::from_secs(1),
+        })
+        .await
+        .expect("verifier");
+        let start = Instant::now();
+        for _ in 0..verifications {
+            verifier.verify(&token).expect("verifies");
+        }
+        let rate = verifications as f64 / start.elapsed().as_secs_f64();
+        out.push((alg.name(), me, rate));
+    }
+    out
 }
 
 /// The refresh scenario on SQLite (a temporary file) and, when `BENCH_POSTGRES_URL` is set,
@@ -506,6 +559,16 @@ async fn run(smoke: bool) {
         &refresh,
         Some(f),
     );
+    let per_algorithm = algorithm_scenarios(conns, dur, if smoke { 200 } else { 20_000 }).await;
+    for (alg, o, _) in &per_algorithm {
+        row(&format!("GET /auth/me ({alg})"), o, Some(f));
+    }
+    for (alg, _, rate) in &per_algorithm {
+        println!(
+            "| resource server: verify {alg:<6} one core | {rate:>9.0} |       - |       - |      - | {:>5.2} |",
+            rate / f
+        );
+    }
 
     // Another build of the service (e.g. the previous release) on the same scenarios, in the
     // same run: a regression shows as a ratio, whatever the machine is doing.
@@ -621,6 +684,14 @@ async fn run(smoke: bool) {
         "≤ 400",
         per_session <= 400.0,
     );
+    for (alg, o, _) in &per_algorithm {
+        check(
+            &format!("/auth/me ({alg}) ÷ floor"),
+            o.rps() / f,
+            "≥ 0.70",
+            o.rps() / f >= 0.7,
+        );
+    }
     for (name, o) in &db_rows {
         if name == "postgres" {
             check(
