@@ -385,8 +385,7 @@ impl Settings {
         if self.env == Profile::Prod
             && self.jwt_algorithm.is_asymmetric()
             && self.database_url.is_some()
-            && self.jwt_secret_key.is_none()
-            && self.jwt_key_encryption_key.is_none()
+            && self.successor_secret_source().is_none()
         {
             return bad(
                 "JWT_SECRET_KEY",
@@ -394,9 +393,15 @@ impl Settings {
                  instance derives the refresh-token successors from it",
             );
         }
+        // Under a key pair an empty or placeholder secret is no secret (successors then come
+        // from the key-encryption key); a real one keys the successors and must be strong.
         if self.env == Profile::Prod && self.jwt_algorithm.is_asymmetric() {
-            if let Some(secret) = &self.jwt_secret_key {
-                self.strong_secret("JWT_SECRET_KEY", Some(secret))?;
+            let given = self
+                .jwt_secret_key
+                .as_ref()
+                .filter(|s| !s.expose().trim().is_empty() && !is_placeholder(s.expose()));
+            if given.is_some() {
+                self.strong_secret("JWT_SECRET_KEY", given)?;
             }
         }
         if self.jwt_key_rotation_days > 365 {
@@ -599,12 +604,18 @@ impl Settings {
     /// signing secret then is. `prod` on a database never gets there without one (see
     /// `validate`).
     pub fn successor_secret(&self) -> Vec<u8> {
-        let usable = |s: &Secret| !is_placeholder(s.expose()) && s.expose().len() >= 32;
-        match (&self.jwt_secret_key, &self.jwt_key_encryption_key) {
-            (Some(secret), _) if usable(secret) => secret.expose().as_bytes().to_vec(),
-            (_, Some(kek)) if usable(kek) => kek.expose().as_bytes().to_vec(),
-            _ => self.signing_secret().0,
-        }
+        self.successor_secret_source().map_or_else(
+            || self.signing_secret().0,
+            |s| s.expose().as_bytes().to_vec(),
+        )
+    }
+
+    fn successor_secret_source(&self) -> Option<&Secret> {
+        let usable = |s: &&Secret| !is_placeholder(s.expose()) && s.expose().len() >= 32;
+        self.jwt_secret_key
+            .as_ref()
+            .filter(usable)
+            .or_else(|| self.jwt_key_encryption_key.as_ref().filter(usable))
     }
 
     /// Whether the service generates and keeps its own signing keys (a key-pair algorithm
