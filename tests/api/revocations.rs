@@ -209,3 +209,14 @@ mod databases {
         super::old_entries_leave_the_feed(crate::helpers::Store::Postgres).await;
     }
 }
+
+#[tokio::test]
+async fn a_cursor_that_is_not_one_non_negative_integer_is_400() {
+    let app = spawn_app().await;
+    for query in ["since=-1", "since=x", "since=18446744073709551616"] {
+        app.get(&format!("/revocations?{query}"))
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    assert_eq!(app.get("/revocations?since=0").await.status, 200);
+}

@@ -90,12 +90,16 @@ pub struct SessionBody {
     pub last_used_at: u64,
     /// The absolute end: no refresh extends it.
     pub expires_at: u64,
-    /// When it ends unless refreshed before (`REFRESH_IDLE_TIMEOUT_DAYS`); `null` when no
+    /// When it ends unless refreshed before (`REFRESH_IDLE_TIMEOUT_DAYS`); absent when no
     /// idle timeout applies.
+    #[oai(skip_serializing_if_is_none)]
     pub idle_expires_at: Option<u64>,
     /// The `User-Agent` sent at login, as text (at most 256 characters); never interpreted.
+    /// Absent when the login sent none.
+    #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
     /// The client address seen at login (the one the login throttle counts).
+    #[oai(skip_serializing_if_is_none)]
     pub client_address: Option<String>,
     /// `true` for the session of the access token that asked.
     pub current: bool,

@@ -168,8 +168,31 @@ impl AllowedMethods {
         )
     }
 
+    /// The methods of the spec path `path` matches, a `{param}` segment matching any one
+    /// segment (`/auth/sessions/{id}`).
     fn for_path(&self, path: &str) -> Option<&HeaderValue> {
-        self.0.get(path)
+        self.0.get(path).or_else(|| {
+            self.0
+                .iter()
+                .find(|(template, _)| matches_template(template, path))
+                .map(|(_, methods)| methods)
+        })
+    }
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got)) => {
+                let param = want.starts_with('{') && want.ends_with('}');
+                if !(want == got || (param && !got.is_empty())) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -295,5 +318,10 @@ mod tests {
         assert_eq!(allowed.for_path("/a").unwrap(), "POST");
         assert_eq!(allowed.for_path("/b").unwrap(), "GET, PUT");
         assert!(allowed.for_path("/c").is_none());
+        let templated =
+            AllowedMethods::from_spec(r#"{"paths":{"/s":{"get":{}},"/s/{id}":{"delete":{}}}}"#);
+        assert_eq!(templated.for_path("/s/1234").unwrap(), "DELETE");
+        assert!(templated.for_path("/s/").is_none());
+        assert!(templated.for_path("/s/1/x").is_none());
     }
 }

@@ -54,6 +54,9 @@ pub enum RevocationsResponse {
     /// The revocations since `since` (all of the window without it).
     #[oai(status = 200)]
     Ok(Json<RevocationPage>),
+    /// `invalid_request`: `since` is not one non-negative integer.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
     /// `misdirected_request`: the `Host` is not one of this service's names.
     #[oai(status = 421)]
     Misdirected(Json<ErrorBody>),
@@ -87,6 +90,7 @@ impl RevocationsApi {
         &self,
         Data(state): Data<&Arc<AppState>>,
         /// The `cursor` of the previous answer.
+        #[oai(validator(minimum(value = "0")))]
         since: Query<Option<u64>>,
     ) -> RevocationsResponse {
         let window = state.settings.revocation_window_secs;
