@@ -6,8 +6,10 @@
 //! service is down it keeps verifying with what it has and catches up from its cursor once the
 //! service answers again.
 //!
-//! The bundled HTTP client speaks plain HTTP/1.1 (a service inside the same network, or a
-//! local proxy for TLS).
+//! The bundled HTTP client speaks plain HTTP/1.1 only, and a party on the path between the
+//! verifier and the auth service could serve its own keys: use it on loopback or a network
+//! already authenticated and encrypted (a sidecar, a service mesh with mTLS, a local TLS
+//! proxy), never across an untrusted one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -20,6 +22,9 @@ use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
 use serde_json::Value;
 
 use crate::domain::SigningAlgorithm;
+
+/// Feed pages read in one poll at most; the rest waits for the next poll.
+const MAX_PAGES_PER_POLL: usize = 16;
 
 /// What the verifier checks against, and where it reads keys and revocations.
 #[derive(Debug, Clone)]
@@ -103,7 +108,12 @@ impl Verifier {
         verifier.refresh_keys().await?;
         let _ = verifier.poll_feed().await;
         let weak = Arc::downgrade(&verifier.inner);
-        let every = verifier.inner.config.poll_interval;
+        // tokio's interval refuses a zero period.
+        let every = verifier
+            .inner
+            .config
+            .poll_interval
+            .max(Duration::from_millis(10));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +177,9 @@ impl Verifier {
     /// # Errors
     /// When the service does not answer; what is known stays.
     pub async fn poll_feed(&self) -> anyhow::Result<()> {
-        loop {
+        // A bounded number of pages per poll, so a flood of revocations cannot keep this loop
+        // (and the key refresh after it) from finishing.
+        for _ in 0..MAX_PAGES_PER_POLL {
             let since = *self
                 .inner
                 .cursor
@@ -192,17 +204,20 @@ impl Verifier {
                     }
                 }
             }
-            if let Some(cursor) = page["cursor"].as_u64() {
+            let cursor = page["cursor"].as_u64();
+            if let Some(cursor) = cursor {
                 *self
                     .inner
                     .cursor
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = Some(cursor);
             }
-            if page["more"] != Value::Bool(true) {
+            // No progress (a page full of one second's entries): ask again at the next poll.
+            if page["more"] != Value::Bool(true) || cursor == since {
                 return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Sessions known to be revoked now.

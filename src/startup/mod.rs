@@ -359,7 +359,16 @@ fn key_lifecycle(
         Some(kek) => KeySealer::new(kek.expose().as_bytes()),
         // `prod` on a database refuses to start without one (see `Settings::validate`); in
         // memory nothing is written anywhere.
-        None => KeySealer::new(b"jwt-auth development key-encryption key"),
+        None => {
+            if settings.database_url.is_some() {
+                tracing::warn!(
+                    "JWT_KEY_ENCRYPTION_KEY is not set: generated private keys are stored in \
+                     the database under a fixed development key that anyone can read in the \
+                     source (dev only; prod refuses to start like this)"
+                );
+            }
+            KeySealer::new(b"jwt-auth development key-encryption key")
+        }
     };
     KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock)
 }

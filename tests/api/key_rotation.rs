@@ -198,6 +198,28 @@ pub async fn a_retired_key_stops_verifying(store: Store) {
         "refused, though it was cached"
     );
     assert!(!kids(&app.get("/.well-known/jwks.json").await.json()).contains(&next.kid().to_owned()));
+    if let Some(db) = &app.db {
+        // Its private key went with it: a row set back to `previous` by hand opens nothing.
+        let sealed = db
+            .db
+            .query_i64(
+                "SELECT count(*) FROM signing_keys WHERE state = 'retired' AND sealed_key <> ''",
+            )
+            .await
+            .unwrap();
+        assert_eq!(sealed, 0, "a retired key keeps no private key");
+        db.db
+            .execute("UPDATE signing_keys SET state = 'previous' WHERE state = 'retired'")
+            .await
+            .unwrap();
+        let reload = app.adapters.key_lifecycle.as_ref().unwrap().tick().await;
+        assert!(reload.is_err(), "the revived row does not open");
+        assert_eq!(
+            app.me(&token).await.status,
+            401,
+            "a revived row verifies nothing"
+        );
+    }
 }
 
 /// The schedule (`JWT_KEY_ROTATION_DAYS`) publishes and promotes by itself.

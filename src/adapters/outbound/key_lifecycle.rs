@@ -91,8 +91,9 @@ pub struct KeyLifecycle {
     algorithm: SigningAlgorithm,
     policy: KeyPolicy,
     clock: Arc<dyn Clock>,
-    /// Unsealed keys by kid, so a reload parses only new ones.
-    opened: Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Unsealed keys by kid, with the sealed text they came from, so a reload parses only new
+    /// ones and a row whose sealed key changed (a retired key's is wiped) is unsealed again.
+    opened: Mutex<HashMap<String, (String, Arc<SigningKey>)>>,
 }
 
 impl std::fmt::Debug for KeyLifecycle {
@@ -163,14 +164,21 @@ impl KeyLifecycle {
         for stored in &keys {
             set.push((stored.state, self.open(stored)?));
         }
+        // Forget what is no longer listed (retired), so it is never served from here again.
+        self.opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|kid, _| keys.iter().any(|k| &k.kid == kid));
         self.ring.replace(KeySet::new(set)?);
         Ok(())
     }
 
     fn open(&self, stored: &StoredKey) -> anyhow::Result<Arc<SigningKey>> {
         let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = opened.get(&stored.kid) {
-            return Ok(key.clone());
+        if let Some((sealed, key)) = opened.get(&stored.kid) {
+            if *sealed == stored.sealed {
+                return Ok(key.clone());
+            }
         }
         let pem = self.sealer.unseal(&stored.kid, &stored.sealed)?;
         let key = Arc::new(SigningKey::from_pem(stored.algorithm, &pem)?);
@@ -179,7 +187,7 @@ impl KeyLifecycle {
             "stored key {} is not the key its row names",
             stored.kid
         );
-        opened.insert(stored.kid.clone(), key.clone());
+        opened.insert(stored.kid.clone(), (stored.sealed.clone(), key.clone()));
         Ok(key)
     }
 
@@ -211,7 +219,7 @@ impl KeyLifecycle {
             self.opened
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(stored.kid.clone(), key);
+                .insert(stored.kid.clone(), (stored.sealed.clone(), key));
         }
         Ok(inserted)
     }

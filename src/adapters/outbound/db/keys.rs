@@ -18,7 +18,9 @@ const DEMOTE: &str = "UPDATE signing_keys SET state = 'previous', deactivated_at
                       (SELECT algorithm FROM signing_keys WHERE kid = $1 AND state = 'next')";
 const PROMOTE: &str = "UPDATE signing_keys SET state = 'current', activated_at = $2 \
                        WHERE kid = $1 AND state = 'next'";
-const RETIRE: &str = "UPDATE signing_keys SET state = 'retired', deactivated_at = \
+// The sealed private key goes with the retirement: a row set back by hand to `previous` has
+// nothing left that opens.
+const RETIRE: &str = "UPDATE signing_keys SET state = 'retired', sealed_key = '', deactivated_at = \
                       COALESCE(deactivated_at, $2) WHERE kid = $1 AND state IN ('next', 'previous')";
 
 type Row = (
