@@ -21,7 +21,8 @@ pub use errors::{
 pub use ids::{SessionId, UserId};
 pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use rotation::{
-    judge_rotation, PresentedToken, RotationRefusal, RotationVerdict, KEPT_CONSUMED_TOKENS,
+    judge_rotation, speaks_for_session, PresentedToken, RotationRefusal, RotationVerdict,
+    KEPT_CONSUMED_TOKENS,
 };
 pub use secrets::{
     AccessToken, Password, PasswordHash, RefreshToken, RefreshTokenHash, MAX_PASSWORD_CHARS,

@@ -61,6 +61,19 @@ pub enum RotationVerdict {
     RevokeUserAndRefuse(RotationRefusal),
 }
 
+/// Whether a token still speaks for its session's holder at `now`: it is the current token
+/// (`consumed_at` is `None`), or its immediate predecessor consumed less than
+/// `reuse_grace_secs` ago while its successor is still current (a request that raced the
+/// rotation). The grace window of `judge_rotation`, and the reach of a scoped logout.
+pub fn speaks_for_session(
+    consumed_at: Option<Timestamp>,
+    successor_is_current: bool,
+    now: Timestamp,
+    reuse_grace_secs: u64,
+) -> bool {
+    consumed_at.is_none_or(|at| successor_is_current && now < at.plus_secs(reuse_grace_secs))
+}
+
 /// Unknown or revoked → `NotFound`; the session's absolute or idle end reached (at exactly
 /// that second) → revoke, `Expired`; consumed → `Replay` when it was consumed less than
 /// `reuse_grace_secs` ago and its successor is still current, else revoke, `Reused`; the user
@@ -86,11 +99,8 @@ pub fn judge_rotation(
     if now >= t.session_expires_at || idle_ended {
         return RotationVerdict::RevokeAndRefuse(Expired);
     }
-    if let Some(consumed_at) = t.consumed_at {
-        let within_window = now < consumed_at.plus_secs(reuse_grace_secs);
-        if !(within_window && t.successor_is_current) {
-            return RotationVerdict::RevokeAndRefuse(Reused);
-        }
+    if !speaks_for_session(t.consumed_at, t.successor_is_current, now, reuse_grace_secs) {
+        return RotationVerdict::RevokeAndRefuse(Reused);
     }
     if !t.user_active {
         return RotationVerdict::RevokeUserAndRefuse(UserInactive);

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use async_trait::async_trait;
 
 use crate::domain::{
-    judge_rotation, ClientAddress, Email, LogoutScope, PasswordHash, PresentedToken,
-    RefreshTokenHash, RotationRefusal, RotationVerdict, Session, SessionId, SessionInfo,
-    SessionOrigin, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
+    judge_rotation, speaks_for_session, ClientAddress, Email, LogoutScope, PasswordHash,
+    PresentedToken, RefreshTokenHash, RotationRefusal, RotationVerdict, Session, SessionId,
+    SessionInfo, SessionOrigin, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::{
     CreateUserError, RefreshStore, RotateError, Rotated, Rotation, StoreError, UserRepo,
@@ -365,9 +365,17 @@ impl Families {
         now: Timestamp,
         grace: u64,
     ) -> bool {
-        !token.consumed
-            || (record.consumed.back() == Some(presented)
-                && now < Timestamp::from_unix(record.last_used_at.into()).plus_secs(grace))
+        // The newest consumed token is the one the current token replaced, consumed at the
+        // session's last use.
+        let consumed_at = token
+            .consumed
+            .then(|| Timestamp::from_unix(record.last_used_at.into()));
+        speaks_for_session(
+            consumed_at,
+            record.consumed.back() == Some(presented),
+            now,
+            grace,
+        )
     }
 
     /// Revokes the user's least recently used live sessions beyond `max` at `now`, never

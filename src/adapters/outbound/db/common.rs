@@ -265,21 +265,6 @@ pub(crate) fn presented_of<I>(
     Ok((session, token, generation, current_child))
 }
 
-/// Whether a logout's token speaks for its session's holder now: the current token, or its
-/// immediate predecessor consumed less than `grace` seconds ago (a request that raced the
-/// rotation). See `RefreshStore::revoke_by_token`.
-pub(crate) fn is_fresh(
-    consumed_at: Option<i64>,
-    successor_current: bool,
-    now: Timestamp,
-    grace: u64,
-) -> bool {
-    match consumed_at {
-        None => true,
-        Some(at) => successor_current && now < from_db(at).plus_secs(grace),
-    }
-}
-
 pub(crate) fn info_of<I>(row: InfoRow<I>, uuid: UuidOf<I>) -> Result<SessionInfo, StoreError> {
     let (id, user, created, expires, idle, last_used, user_agent, client) = row;
     Ok(SessionInfo {
@@ -656,7 +641,12 @@ macro_rules! sql_stores {
                 else {
                     return Ok(0);
                 };
-                let fresh = common::is_fresh(consumed_at, successor_current, now, reuse_grace_secs);
+                let fresh = $crate::domain::speaks_for_session(
+                    consumed_at.map(common::from_db),
+                    successor_current,
+                    now,
+                    reuse_grace_secs,
+                );
                 let query = match scope {
                     LogoutScope::Others if fresh => sqlx::query(SQL.revoke_other_sessions)
                         .bind(user)
