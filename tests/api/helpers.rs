@@ -367,10 +367,19 @@ pub async fn spawn_app_alg(algorithm: SigningAlgorithm, overrides: &[(&str, &str
     spawn_app_with(&pairs).await
 }
 
-/// A second instance on the same database as `first` (its own key ring, clock and caches),
-/// with the same overrides.
+/// A second instance on the same stores as `first` (its own settings, key ring, clock and
+/// caches): on a database, with the keys stored there; on the in-memory stores, sharing
+/// `first`'s accounts and sessions, as a restart with other settings would see them.
 pub async fn spawn_second_instance(first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
-    let db = &first.db.as_ref().expect("a database app").db;
+    let Some(db) = first.db.as_ref().map(|d| &d.db) else {
+        let stores = Stores {
+            users: first.users.inner.clone(),
+            sessions: first.sessions.inner.clone(),
+            memory: first.memory.clone(),
+            db: None,
+        };
+        return spawn_app_from(stores, overrides).await;
+    };
     let stores = Stores {
         users: db.users(),
         sessions: db.sessions(),

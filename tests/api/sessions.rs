@@ -433,20 +433,7 @@ pub async fn an_ended_sessions_cookie_cannot_sign_its_owner_out_everywhere(app: 
 pub async fn turning_on_the_idle_timeout_reaches_sessions_opened_before(app: TestApp) {
     let old = app.login_demo().await.refresh_cookie().unwrap();
     let kept = app.login_demo().await.refresh_cookie().unwrap();
-    let TestApp {
-        users,
-        sessions,
-        memory,
-        db,
-        ..
-    } = app;
-    let stores = Stores {
-        users: users.inner.clone(),
-        sessions: sessions.inner.clone(),
-        memory,
-        db,
-    };
-    let strict = spawn_app_from(stores, &[("REFRESH_IDLE_TIMEOUT_DAYS", "1")]).await;
+    let strict = spawn_second_instance(&app, &[("REFRESH_IDLE_TIMEOUT_DAYS", "1")]).await;
     strict.clock.advance(DAY - 1);
     let resp = strict.refresh(Some(&kept)).await;
     assert_eq!(resp.status, 200, "refreshed in time: {}", resp.body);
@@ -469,22 +456,8 @@ pub async fn turning_on_the_idle_timeout_reaches_sessions_opened_before(app: Tes
 /// `JWT_PREVIOUS_SECRET_KEY`): B gets A's successor, and the session lives on.
 pub async fn a_secret_rotation_does_not_turn_a_racing_tab_into_reuse(app: TestApp) {
     let cookie = app.login_demo().await.refresh_cookie().unwrap();
-    let TestApp {
-        users,
-        sessions,
-        memory,
-        db,
-        client,
-        ..
-    } = app;
-    let stores = Stores {
-        users: users.inner.clone(),
-        sessions: sessions.inner.clone(),
-        memory,
-        db,
-    };
-    let rotated = spawn_app_from(
-        stores,
+    let rotated = spawn_second_instance(
+        &app,
         &[
             (
                 "JWT_SECRET_KEY",
@@ -494,12 +467,7 @@ pub async fn a_secret_rotation_does_not_turn_a_racing_tab_into_reuse(app: TestAp
         ],
     )
     .await;
-    let on_old = client
-        .post("/auth/refresh")
-        .header("cookie", format!("refresh_token={cookie}"))
-        .send()
-        .await;
-    let on_old = Resp::read(on_old.0).await;
+    let on_old = app.refresh(Some(&cookie)).await;
     assert_eq!(on_old.status, 200);
     let on_new = rotated.refresh(Some(&cookie)).await;
     assert_eq!(on_new.status, 200, "{}", on_new.body);
