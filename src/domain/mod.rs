@@ -4,6 +4,7 @@
 
 mod client;
 mod errors;
+mod events;
 mod ids;
 mod keys;
 mod rotation;
@@ -18,6 +19,7 @@ pub use client::ClientAddress;
 pub use errors::{
     InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
 };
+pub use events::{EventKind, SecurityEvent};
 pub use ids::{SessionId, UserId};
 pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use rotation::{

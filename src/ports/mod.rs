@@ -531,3 +531,32 @@ pub trait RevocationFeed: Send + Sync {
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn purge_revocations(&self, window_secs: u64) -> Result<u64, StoreError>;
 }
+
+/// Where the use cases report security events (`domain::SecurityEvent`): the audit trail, the
+/// metrics and the webhooks subscribe behind it. Reporting never fails and never waits on a
+/// store: an adapter that persists hands the event to its own bounded queue and counts what it
+/// has to drop, so an event cannot fail or slow the request it describes.
+pub trait SecurityEvents: Send + Sync {
+    fn record(&self, event: crate::domain::SecurityEvent);
+}
+
+/// Reports nowhere: the default until an audit trail, metrics or webhooks are configured.
+pub struct NoSecurityEvents;
+
+impl SecurityEvents for NoSecurityEvents {
+    fn record(&self, _event: crate::domain::SecurityEvent) {}
+}
+
+/// Hands every event to each of several sinks, in order.
+pub struct FanOut(pub Vec<std::sync::Arc<dyn SecurityEvents>>);
+
+impl SecurityEvents for FanOut {
+    fn record(&self, event: crate::domain::SecurityEvent) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for sink in rest {
+                sink.record(event.clone());
+            }
+            last.record(event);
+        }
+    }
+}
