@@ -35,8 +35,8 @@ use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, To
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
-    Clock, KeyStore, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys, RefreshStore,
-    Revocation, RevocationFeed, Successors, TokenIssuer, UserRepo,
+    Clock, KeyStore, LoginAttempts, NoSecurityEvents, PasswordHasher, PasswordUpgrades, PublicKeys,
+    RefreshStore, Revocation, RevocationFeed, SecurityEvents, Successors, TokenIssuer, UserRepo,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -58,6 +58,8 @@ pub struct Adapters {
     pub key_lifecycle: Option<Arc<KeyLifecycle>>,
     /// The revocation feed of the session store.
     pub revocations: Arc<dyn RevocationFeed>,
+    /// Where the use cases report security events (audit trail, metrics, webhooks).
+    pub events: Arc<dyn SecurityEvents>,
     database: Option<Database>,
 }
 
@@ -169,6 +171,7 @@ impl Adapters {
             key_ring: signing.ring,
             key_lifecycle: lifecycle,
             revocations: Arc::new(NoRevocations),
+            events: Arc::new(NoSecurityEvents),
             database: None,
         })
     }
@@ -186,6 +189,13 @@ impl Adapters {
             );
         }
         Self::from_settings(settings).await
+    }
+
+    /// Reports security events to `events` instead of nowhere.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn SecurityEvents>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Publishes revocations from `feed` (the session store's).
