@@ -11,7 +11,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 use crate::app::ThrottleSettings;
-use crate::domain::SigningAlgorithm;
+use crate::domain::{EventKind, SigningAlgorithm};
 
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -74,7 +74,19 @@ pub const KEYS: &[&str] = &[
     "JWT_PREVIOUS_SECRET_KEY_UNTIL",
     "JWT_KEY_ENCRYPTION_KEY",
     "JWT_KEY_ROTATION_DAYS",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_TIMEOUT_SECS",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_MAX_AGE_HOURS",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_RETRY_MAX_SECS",
 ];
+
+/// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
+pub const DEFAULT_WEBHOOK_EVENTS: &str =
+    "reuse_detected,account_locked,password_changed,password_reset,new_login";
 
 /// `dev` (demo user, plain-http cookie) or `prod` (strict secret checks, `Secure` cookie).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -269,6 +281,24 @@ pub struct Settings {
     pub refresh_idle_timeout_days: Option<u64>,
     /// Live sessions one account may have; a login beyond it ends the least recently used.
     pub max_sessions_per_user: usize,
+    /// Where security events are POSTed; unset: no webhooks. A `Secret`: its query may carry
+    /// the receiver's token.
+    pub webhook_url: Option<Secret>,
+    /// `whsec_` and the base64 of 24 to 64 random bytes (Standard Webhooks); required with
+    /// `WEBHOOK_URL`.
+    pub webhook_secret: Option<Secret>,
+    /// Comma-separated event types sent (see `DEFAULT_WEBHOOK_EVENTS`).
+    pub webhook_events: String,
+    /// One delivery (connect, send, answer) must finish within this time.
+    pub webhook_timeout_secs: u64,
+    /// Deliveries tried before an event is dead-lettered.
+    pub webhook_max_attempts: u32,
+    /// An event not delivered within this age is dead-lettered.
+    pub webhook_max_age_hours: u64,
+    /// The first retry waits about this long; each next one twice as long.
+    pub webhook_retry_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub webhook_retry_max_secs: u64,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -364,6 +394,7 @@ impl Settings {
             return bad("DATABASE_MAX_CONNECTIONS", "must be at least 1");
         }
         self.validate_defences()?;
+        self.validate_webhooks()?;
         if self.env == Profile::Prod && !self.jwt_algorithm.is_asymmetric() {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
@@ -555,6 +586,122 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// With `WEBHOOK_URL`: an http(s) URL without credentials (https in prod unless the host
+    /// is loopback), a strong `WEBHOOK_SECRET`, known event types and bounded retries.
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Err(why) = self.webhook_kinds() {
+            return bad("WEBHOOK_EVENTS", &why);
+        }
+        if !(1..=60).contains(&self.webhook_timeout_secs) {
+            return bad("WEBHOOK_TIMEOUT_SECS", "must be between 1 and 60");
+        }
+        if !(1..=100).contains(&self.webhook_max_attempts) {
+            return bad("WEBHOOK_MAX_ATTEMPTS", "must be between 1 and 100");
+        }
+        if !(1..=720).contains(&self.webhook_max_age_hours) {
+            return bad(
+                "WEBHOOK_MAX_AGE_HOURS",
+                "must be between 1 and 720 (30 days)",
+            );
+        }
+        if !(10..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return bad("WEBHOOK_RETRY_BASE_MS", "must be between 10 and 3600000");
+        }
+        if self.webhook_retry_max_secs == 0
+            || self.webhook_retry_max_secs > 86_400
+            || self.webhook_retry_max_secs * 1000 < self.webhook_retry_base_ms
+        {
+            return bad(
+                "WEBHOOK_RETRY_MAX_SECS",
+                "must be between WEBHOOK_RETRY_BASE_MS and 86400",
+            );
+        }
+        let Some(url) = self.webhook_url.as_ref().map(Secret::expose) else {
+            return Ok(());
+        };
+        // Never echo the URL: its query may hold a token.
+        let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
+            return bad("WEBHOOK_URL", "is not a valid URL");
+        };
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return bad(
+                "WEBHOOK_URL",
+                "must be an http:// or https:// URL with a host",
+            );
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return bad(
+                "WEBHOOK_URL",
+                "must not carry credentials: receivers check the signature",
+            );
+        }
+        let host = parsed.host_str().unwrap_or_default();
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if self.env == Profile::Prod && parsed.scheme() != "https" && !loopback {
+            return bad(
+                "WEBHOOK_URL",
+                "must be https:// in prod (plain http only to a loopback receiver)",
+            );
+        }
+        if let Err(why) = self.webhook_key() {
+            return bad("WEBHOOK_SECRET", &why);
+        }
+        Ok(())
+    }
+
+    /// The event kinds `WEBHOOK_EVENTS` names.
+    ///
+    /// # Errors
+    /// Why the list is unusable: empty, or an unknown name (the known ones are listed).
+    pub fn webhook_kinds(&self) -> Result<std::collections::HashSet<EventKind>, String> {
+        let mut kinds = std::collections::HashSet::new();
+        for name in self.webhook_events.split(',').map(str::trim) {
+            if name.is_empty() {
+                continue;
+            }
+            let Some(kind) = EventKind::parse(name) else {
+                let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(format!("unknown event type (known: {})", known.join(", ")));
+            };
+            kinds.insert(kind);
+        }
+        if kinds.is_empty() {
+            return Err("must name at least one event type".into());
+        }
+        Ok(kinds)
+    }
+
+    /// The webhook signing key: `WEBHOOK_SECRET` decoded.
+    ///
+    /// # Errors
+    /// Why the secret is unusable (never the secret itself).
+    pub fn webhook_key(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let Some(secret) = self.webhook_secret.as_ref().map(Secret::expose) else {
+            return Err("is required with WEBHOOK_URL".into());
+        };
+        let format = "must be whsec_ and the base64 of 24 to 64 random bytes (e.g.                       `echo whsec_$(openssl rand -base64 32)`)";
+        let Some(encoded) = secret.trim().strip_prefix("whsec_") else {
+            return Err(format.into());
+        };
+        let Ok(key) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+            return Err(format.into());
+        };
+        if !(24..=64).contains(&key.len()) {
+            return Err(format.into());
+        }
+        if has_placeholder_words(encoded) || estimated_entropy_bits(encoded) < MIN_SECRET_BITS {
+            return Err("looks guessable; use e.g. `echo whsec_$(openssl rand -base64 32)`".into());
+        }
+        Ok(key)
     }
 
     fn strong_secret(&self, key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {

@@ -560,3 +560,69 @@ impl SecurityEvents for FanOut {
         }
     }
 }
+
+/// An event waiting for its webhook delivery, as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The event id: the `webhook-id` receivers de-duplicate on.
+    pub id: uuid::Uuid,
+    /// The event type, e.g. `reuse_detected`.
+    pub kind: String,
+    /// The JSON body to POST, exactly as it is signed.
+    pub body: String,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+}
+
+/// What is in the outbox: still to deliver, and given up on (dead-lettered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// The webhook outbox: events to deliver, shared by every instance on one store. A worker
+/// claims due entries for a lease under a claim id; only the holder of the claim may settle
+/// them, so a worker whose lease ran out cannot delete what another one now holds. Times are
+/// Unix milliseconds from the caller.
+#[async_trait]
+pub trait WebhookOutbox: Send + Sync {
+    /// Adds entries due at once; an id already present is kept as it is.
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
+
+    /// Takes up to `limit` due entries (oldest first) that no live lease holds, and holds
+    /// them under `claim` until `now + lease_ms`.
+    async fn claim(
+        &self,
+        claim: uuid::Uuid,
+        now: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Removes a delivered entry (if `claim` still holds it).
+    async fn delivered(&self, id: uuid::Uuid, claim: uuid::Uuid) -> Result<(), StoreError>;
+
+    /// Counts a failed attempt and makes the entry due again at `next_at`; `None` releases
+    /// it without counting (it was never tried).
+    async fn retry(
+        &self,
+        id: uuid::Uuid,
+        claim: uuid::Uuid,
+        next_at: Option<u64>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up on an entry: it stays, marked dead at `now`, for the operator to see.
+    async fn dead_letter(
+        &self,
+        id: uuid::Uuid,
+        claim: uuid::Uuid,
+        now: u64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError>;
+}

@@ -31,12 +31,14 @@ use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::successors::HmacSuccessors;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
+use crate::adapters::outbound::webhooks::{InMemoryWebhookOutbox, WebhookConfig, Webhooks};
 use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy};
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
-    Clock, KeyStore, LoginAttempts, NoSecurityEvents, PasswordHasher, PasswordUpgrades, PublicKeys,
-    RefreshStore, Revocation, RevocationFeed, SecurityEvents, Successors, TokenIssuer, UserRepo,
+    Clock, FanOut, KeyStore, LoginAttempts, NoSecurityEvents, PasswordHasher, PasswordUpgrades,
+    PublicKeys, RefreshStore, Revocation, RevocationFeed, SecurityEvents, Successors, TokenIssuer,
+    UserRepo, WebhookOutbox,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -60,6 +62,8 @@ pub struct Adapters {
     pub revocations: Arc<dyn RevocationFeed>,
     /// Where the use cases report security events (audit trail, metrics, webhooks).
     pub events: Arc<dyn SecurityEvents>,
+    /// The security-event webhooks, when `WEBHOOK_URL` is set.
+    pub webhooks: Option<Arc<Webhooks>>,
     database: Option<Database>,
 }
 
@@ -88,14 +92,22 @@ impl Adapters {
             Some(db) => {
                 let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?
                     .with_key_store(settings, db.keys())
-                    .with_revocation_feed(db.revocations());
+                    .with_revocation_feed(db.revocations())
+                    .with_webhooks(settings, db.webhook_outbox())?;
                 adapters.database = Some(db);
                 adapters.prepare_keys().await?;
                 Ok(adapters)
             }
             None => {
                 tracing::info!("using the in-memory stores: nothing survives a restart");
-                let adapters = Self::in_memory(settings)?;
+                if settings.webhook_url.is_some() {
+                    tracing::warn!(
+                        "webhooks on the in-memory store: events not yet delivered are lost \
+                         at a restart (set DATABASE_URL for a persisted outbox)"
+                    );
+                }
+                let adapters = Self::in_memory(settings)?
+                    .with_webhooks(settings, Arc::new(InMemoryWebhookOutbox::new()))?;
                 adapters.prepare_keys().await?;
                 Ok(adapters)
             }
@@ -172,6 +184,7 @@ impl Adapters {
             key_lifecycle: lifecycle,
             revocations: Arc::new(NoRevocations),
             events: Arc::new(NoSecurityEvents),
+            webhooks: None,
             database: None,
         })
     }
@@ -196,6 +209,40 @@ impl Adapters {
     pub fn with_events(mut self, events: Arc<dyn SecurityEvents>) -> Self {
         self.events = events;
         self
+    }
+
+    /// Sends the security events `WEBHOOK_EVENTS` selects to `WEBHOOK_URL` through `outbox`,
+    /// besides wherever they went; nothing without `WEBHOOK_URL`. The tasks start with
+    /// `Webhooks::start` (the server does it).
+    ///
+    /// # Errors
+    /// When the webhook settings are unusable (`Settings` validated them already).
+    pub fn with_webhooks(
+        mut self,
+        settings: &Settings,
+        outbox: Arc<dyn WebhookOutbox>,
+    ) -> anyhow::Result<Self> {
+        let Some(url) = &settings.webhook_url else {
+            return Ok(self);
+        };
+        let config = WebhookConfig {
+            url: url.expose().trim().to_owned(),
+            key: settings
+                .webhook_key()
+                .map_err(|why| anyhow::anyhow!("WEBHOOK_SECRET: {why}"))?,
+            kinds: settings
+                .webhook_kinds()
+                .map_err(|why| anyhow::anyhow!("WEBHOOK_EVENTS: {why}"))?,
+            timeout: Duration::from_secs(settings.webhook_timeout_secs),
+            max_attempts: settings.webhook_max_attempts,
+            max_age: Duration::from_secs(settings.webhook_max_age_hours * 3600),
+            retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
+            retry_max: Duration::from_secs(settings.webhook_retry_max_secs),
+        };
+        let webhooks = Webhooks::new(config, outbox);
+        self.events = Arc::new(FanOut(vec![self.events.clone(), webhooks.sink.clone()]));
+        self.webhooks = Some(webhooks);
+        Ok(self)
     }
 
     /// Publishes revocations from `feed` (the session store's).
@@ -566,6 +613,7 @@ pub struct Application {
     revocations: Arc<dyn RevocationFeed>,
     revocation_window_secs: u64,
     purge_every: Duration,
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Application {
@@ -591,6 +639,7 @@ impl Application {
             revocations: adapters.revocations.clone(),
             revocation_window_secs: revocation_window_secs(settings),
             purge_every: Duration::from_secs(settings.session_purge_interval_secs),
+            webhooks: adapters.webhooks.clone(),
         })
     }
 
@@ -621,8 +670,21 @@ impl Application {
                 }
             }
         });
+        let webhooks = match &self.webhooks {
+            Some(w) => Some(w.start().map_err(std::io::Error::other)?),
+            None => None,
+        };
         let app = build_app(self.state).map_to_response().boxed();
-        server::serve(self.listener, app, self.options, shutdown_signal()).await
+        let served = server::serve(self.listener, app, self.options, shutdown_signal()).await;
+        if let (Some(w), Some(tasks)) = (&self.webhooks, webhooks) {
+            // Events of the last requests still queued go to the outbox (delivered by the
+            // next start, or another instance), not lost with the process.
+            tasks.abort();
+            if let Err(e) = w.flush().await {
+                tracing::warn!(error = %e, "webhook events not written at shutdown");
+            }
+        }
+        served
     }
 }
 

@@ -12,3 +12,4 @@ pub mod rehash;
 pub mod signing_keys;
 pub mod successors;
 pub mod verified_cache;
+pub mod webhooks;

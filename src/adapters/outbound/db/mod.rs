@@ -7,11 +7,12 @@ mod keys;
 mod postgres;
 mod revocations;
 mod sqlite;
+mod webhooks;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ports::{KeyStore, RefreshStore, RevocationFeed, UserRepo};
+use crate::ports::{KeyStore, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox};
 
 pub use common::PoolSettings;
 use postgres::{PostgresRefreshStore, PostgresUserRepo};
@@ -203,6 +204,14 @@ impl Database {
                 Arc::new(revocations::PostgresRevocationFeed::new(pool.clone()))
             }
             Pool::Sqlite(pool) => Arc::new(revocations::SqliteRevocationFeed::new(pool.clone())),
+        }
+    }
+
+    /// The security-event webhook outbox, shared by every instance on this database.
+    pub fn webhook_outbox(&self) -> Arc<dyn WebhookOutbox> {
+        match &self.pool {
+            Pool::Postgres(pool) => Arc::new(webhooks::PostgresWebhookOutbox::new(pool.clone())),
+            Pool::Sqlite(pool) => Arc::new(webhooks::SqliteWebhookOutbox::new(pool.clone())),
         }
     }
 
