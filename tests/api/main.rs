@@ -51,3 +51,4 @@ mod smoke;
 mod strict_json;
 mod throttle;
 mod verifier;
+mod webhooks;
