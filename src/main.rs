@@ -44,6 +44,19 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Inspect the security-event webhook outbox in the database (DATABASE_URL).
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// How many events wait for delivery, and how many were given up on (dead-lettered).
+    Status,
+    /// Send every dead-lettered event again (after fixing the receiver).
+    RetryDead,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +124,7 @@ fn main() -> ExitCode {
             Command::Migrate => print(jwt_auth::startup::migrate(&settings).await),
             Command::User { action } => user(&settings, action).await,
             Command::Keys { action } => keys(&settings, action).await,
+            Command::Webhooks { action } => webhooks(&settings, action).await,
         }
     });
     match result {
@@ -157,7 +171,31 @@ async fn user(settings: &Settings, action: UserCommand) -> anyhow::Result<()> {
         }
         (UserCommand::List, _) => cli::user_list(adapters.users.as_ref()).await,
     };
+    // Events of the command (e.g. account_disabled, when selected) join the outbox that
+    // the running instances deliver from.
+    if let Some(webhooks) = &adapters.webhooks {
+        if let Err(e) = webhooks.flush().await {
+            tracing::warn!(error = %e, "webhook events of this command not queued");
+        }
+    }
     adapters.close().await;
+    print(out)
+}
+
+async fn webhooks(settings: &Settings, action: WebhooksCommand) -> anyhow::Result<()> {
+    let db = jwt_auth::startup::open_database(settings)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not set: the in-memory outbox lives only inside a running server"
+            )
+        })?;
+    let outbox = db.webhook_outbox();
+    let out = match action {
+        WebhooksCommand::Status => cli::webhooks_status(outbox.as_ref()).await,
+        WebhooksCommand::RetryDead => cli::webhooks_retry_dead(outbox.as_ref()).await,
+    };
+    db.close().await;
     print(out)
 }
 

@@ -625,4 +625,8 @@ pub trait WebhookOutbox: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
+
+    /// Makes every dead-lettered entry due again at `now`, with fresh attempts and age (after
+    /// the operator fixed the receiver); returns how many.
+    async fn requeue_dead(&self, now: u64) -> Result<u64, StoreError>;
 }

@@ -679,10 +679,7 @@ impl Application {
         if let (Some(w), Some(tasks)) = (&self.webhooks, webhooks) {
             // Events of the last requests still queued go to the outbox (delivered by the
             // next start, or another instance), not lost with the process.
-            tasks.abort();
-            if let Err(e) = w.flush().await {
-                tracing::warn!(error = %e, "webhook events not written at shutdown");
-            }
+            w.stop(tasks).await;
         }
         served
     }

@@ -19,6 +19,7 @@ use jwt_auth::adapters::inbound::http::{build_app, AppState};
 use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+use jwt_auth::adapters::outbound::webhooks::InMemoryWebhookOutbox;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
     Email, LogoutScope, Password, PasswordHash, RefreshTokenHash, Session, SessionId, SessionInfo,
@@ -26,7 +27,7 @@ use jwt_auth::domain::{
 };
 use jwt_auth::ports::{
     Clock, CreateUserError, HashError, PasswordHasher, RefreshStore, RotateError, Rotated,
-    Rotation, StoreError, UserRepo,
+    Rotation, StoreError, UserRepo, WebhookOutbox,
 };
 use jwt_auth::startup::{Adapters, UseCases};
 pub use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
@@ -426,6 +427,14 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
         (None, None) => adapters,
     };
+    // Webhooks on the store's outbox when WEBHOOK_URL is set; the tests start the tasks.
+    let outbox: Arc<dyn WebhookOutbox> = match &stores.db {
+        Some(db) => db.db.webhook_outbox(),
+        None => Arc::new(InMemoryWebhookOutbox::new()),
+    };
+    let adapters = adapters
+        .with_webhooks(&settings, outbox)
+        .expect("webhook settings");
     // A store that is down on purpose cannot load keys; the start-up key signs then.
     let _ = adapters.prepare_keys().await;
     let cases = UseCases::new(&settings, &adapters);

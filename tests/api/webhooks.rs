@@ -15,13 +15,14 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body, Frame};
+use jwt_auth::adapters::inbound::cli;
 use jwt_auth::adapters::outbound::db::Database;
 use jwt_auth::adapters::outbound::webhooks::{
     InMemoryWebhookOutbox, WebhookConfig, WebhookTasks, Webhooks,
 };
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{ClientAddress, EventKind, SecurityEvent, SessionId, Timestamp, UserId};
-use jwt_auth::ports::{SecurityEvents, WebhookOutbox};
+use jwt_auth::ports::{OutboxStats, SecurityEvents, WebhookOutbox};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -437,7 +438,8 @@ async fn a_restart_on_the_database_keeps_the_queue(store: Store) {
         async || first.stats().await.unwrap().pending == 20,
     )
     .await;
-    // The crash: its tasks stop wherever they are, its pool is gone.
+    // The crash: its tasks stop wherever they are (entries it held come back when their
+    // lease ends, two timeouts and 5 s), its pool is gone.
     tasks.abort();
     drop(first);
     receiver.up().await;
@@ -514,6 +516,22 @@ async fn exhausted_attempts_are_dead_lettered(store: Store) {
         3,
         "exactly the allowed attempts"
     );
+    // The operator sees it, fixes the receiver and sends it again.
+    let status = cli::webhooks_status(webhooks.outbox.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(status, "pending: 0\ndead-lettered: 1");
+    receiver.set(Mode::Ok);
+    let out = cli::webhooks_retry_dead(webhooks.outbox.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(out, "1 dead-lettered event(s) queued again");
+    wait_until("the outbox empties", Duration::from_secs(10), async || {
+        webhooks.stats().await.unwrap() == OutboxStats::default()
+    })
+    .await;
+    assert_eq!(webhooks.delivered(), 1);
+    assert_eq!(receiver.deliveries().len(), 4);
 }
 
 macro_rules! on_every_store {
@@ -671,4 +689,58 @@ async fn the_standard_webhooks_reference_library_verifies_deliveries() {
     assert!(ok, "the reference library refused a delivery: {stderr}");
     let (ok, _) = run(&[tampered]);
     assert!(!ok, "the reference library accepted a tampered body");
+}
+
+/// The composition root sends what the use cases report: `WEBHOOK_URL` set, an event
+/// recorded on the app's own sink arrives; other instances' kinds filter as configured.
+async fn the_app_sends_what_its_use_cases_report(store: Store) {
+    let Some(stores) = crate::db::Stores::new(store).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let url = receiver.url();
+    let app = crate::helpers::spawn_app_from(
+        stores,
+        &[
+            ("WEBHOOK_URL", &url),
+            ("WEBHOOK_SECRET", SECRET),
+            ("WEBHOOK_EVENTS", "reuse_detected, account_disabled"),
+            ("WEBHOOK_RETRY_BASE_MS", "50"),
+        ],
+    )
+    .await;
+    let webhooks = app.adapters.webhooks.clone().expect("webhooks are wired");
+    let tasks = webhooks.start().unwrap();
+    app.adapters.events.record(reuse_event(0));
+    app.adapters.events.record(SecurityEvent::new(
+        EventKind::AccountDisabled,
+        Timestamp::from_unix(1_800_000_000),
+    ));
+    app.adapters.events.record(SecurityEvent::new(
+        EventKind::NewLogin,
+        Timestamp::from_unix(1_800_000_000),
+    ));
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let mut types: Vec<String> = receiver
+        .distinct()
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<Value>(&d.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["account_disabled", "reuse_detected"]);
+    // A graceful stop writes what is still queued, for the next start to deliver.
+    receiver.down().await;
+    app.adapters.events.record(reuse_event(1));
+    webhooks.stop(tasks).await;
+    assert_eq!(webhooks.stats().await.unwrap().pending, 1);
+}
+
+mod app {
+    use super::*;
+    on_every_store!(the_app_sends_what_its_use_cases_report);
 }

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 
 use crate::app::{Register, SetDisabled};
 use crate::domain::{Email, Password, RegisterError, Timestamp, User};
-use crate::ports::UserRepo;
+use crate::ports::{UserRepo, WebhookOutbox};
 
 /// `jwt-auth user add --email E`, with the same rules as `POST /auth/register`.
 ///
@@ -166,4 +166,27 @@ mod tests {
         let read = password_from(huge.as_bytes()).unwrap();
         assert!(Password::parse_new(read).is_err(), "too long is refused");
     }
+}
+
+/// `jwt-auth webhooks status`: what the outbox holds, dead letters included.
+///
+/// # Errors
+/// When the store cannot be reached.
+pub async fn webhooks_status(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
+    let stats = outbox.stats().await?;
+    Ok(format!(
+        "pending: {}\ndead-lettered: {}",
+        stats.pending, stats.dead
+    ))
+}
+
+/// `jwt-auth webhooks retry-dead`: every dead-lettered event is sent again by the running
+/// instances, with fresh attempts.
+///
+/// # Errors
+/// When the store cannot be reached.
+pub async fn webhooks_retry_dead(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
+    let now = crate::adapters::outbound::webhooks::now_ms();
+    let n = outbox.requeue_dead(now).await?;
+    Ok(format!("{n} dead-lettered event(s) queued again"))
 }

@@ -8,7 +8,7 @@
 //! instance that dies frees its entries when the lease ends.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -176,6 +176,7 @@ pub struct Webhooks {
     wake: Arc<Notify>,
     delivered: AtomicU64,
     dead: AtomicU64,
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -214,6 +215,7 @@ impl Webhooks {
             wake: Arc::new(Notify::new()),
             delivered: AtomicU64::new(0),
             dead: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -278,14 +280,43 @@ impl Webhooks {
         Ok(WebhookTasks { writer, worker })
     }
 
+    /// Stops the worker, lets the writer finish the batch in its hands (up to 5 s: a store
+    /// that is down then loses it, said in the log) and writes what is still queued.
+    pub async fn stop(&self, tasks: WebhookTasks) {
+        tasks.worker.abort();
+        self.closing.store(true, Ordering::Relaxed);
+        let mut writer = tasks.writer;
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+            tracing::warn!("webhook events in the writer's hands not written at shutdown");
+        }
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "queued webhook events not written at shutdown");
+        }
+    }
+
     async fn write_loop(self: Arc<Self>) {
         let mut batch = Vec::new();
         loop {
             if batch.is_empty() {
                 let mut rx = self.rx.lock().await;
-                if rx.recv_many(&mut batch, 256).await == 0 {
+                // A bounded wait, so that a shutdown is noticed; the lock is released between
+                // waits for `flush`.
+                let got =
+                    tokio::time::timeout(Duration::from_millis(100), rx.recv_many(&mut batch, 256))
+                        .await;
+                if got == Ok(0) {
                     return;
                 }
+            }
+            if batch.is_empty() {
+                if self.closing.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
             }
             match self.write(&batch).await {
                 Ok(()) => batch.clear(),
@@ -314,38 +345,35 @@ impl Webhooks {
         }
     }
 
-    /// One round: claims due entries and tries each; returns how many were delivered.
-    async fn deliver_due(&self, client: &reqwest::Client) -> Result<usize, StoreError> {
+    /// One round: claims due entries and tries them all at once (a round lasts at most one
+    /// timeout, so the lease is short and a crashed instance's entries come back soon);
+    /// returns how many were delivered.
+    async fn deliver_due(self: &Arc<Self>, client: &reqwest::Client) -> Result<usize, StoreError> {
         let claim = uuid::Uuid::new_v4();
-        // Long enough for every claimed entry to time out once, so a slow round does not
-        // let another instance take entries this one is still sending.
-        let lease = self
-            .config
-            .timeout
-            .saturating_mul(u32::try_from(CLAIM_BATCH).unwrap_or(16) + 2);
+        let lease = self.config.timeout.saturating_mul(2) + Duration::from_secs(5);
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let entries = self
             .outbox
             .claim(claim, now_ms(), lease_ms, CLAIM_BATCH)
             .await?;
-        let mut delivered = 0;
-        let mut failing = false;
+        let mut sends = tokio::task::JoinSet::new();
         for entry in entries {
-            if failing {
-                // The receiver just failed: release the rest untried, at no attempt's cost.
-                self.outbox.retry(entry.id, claim, None, "").await?;
-                continue;
-            }
-            match self.send(client, &entry).await {
+            let (this, client) = (self.clone(), client.clone());
+            sends.spawn(async move {
+                let result = this.send(&client, &entry).await;
+                (entry, result)
+            });
+        }
+        let mut delivered = 0;
+        while let Some(done) = sends.join_next().await {
+            let Ok((entry, result)) = done else { continue };
+            match result {
                 Ok(()) => {
                     self.outbox.delivered(entry.id, claim).await?;
                     self.delivered.fetch_add(1, Ordering::Relaxed);
                     delivered += 1;
                 }
-                Err(why) => {
-                    failing = true;
-                    self.failed(&entry, claim, &why).await?;
-                }
+                Err(why) => self.failed(&entry, claim, &why).await?,
             }
         }
         Ok(delivered)
@@ -564,6 +592,19 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
             pending: inner.rows.len() as u64 - dead,
             dead,
         })
+    }
+
+    async fn requeue_dead(&self, now: u64) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().expect("outbox lock");
+        let mut n = 0;
+        for row in inner.rows.values_mut().filter(|r| r.dead) {
+            row.dead = false;
+            row.entry.attempts = 0;
+            row.entry.created_at = now;
+            row.next_at = now;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

@@ -20,6 +20,7 @@ struct Sql {
     release: &'static str,
     dead: &'static str,
     stats: &'static str,
+    requeue: &'static str,
 }
 
 macro_rules! outbox {
@@ -153,6 +154,16 @@ macro_rules! outbox {
                     dead: u64::try_from(dead).unwrap_or(0),
                 })
             }
+
+            async fn requeue_dead(&self, now: u64) -> Result<u64, StoreError> {
+                let sql: &Sql = &$sql;
+                let done = sqlx::query(sql.requeue)
+                    .bind(to_db(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($store)?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }
@@ -174,6 +185,8 @@ const POSTGRES: Sql = Sql {
            locked_until = 0, claim = NULL WHERE id = $1 AND claim = $2",
     stats: "SELECT count(*) FILTER (WHERE dead_at IS NULL), \
                    count(*) FILTER (WHERE dead_at IS NOT NULL) FROM webhook_outbox",
+    requeue: "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, created_at = $1, \
+              next_attempt_at = $1 WHERE dead_at IS NOT NULL",
 };
 
 const SQLITE: Sql = Sql {
@@ -193,6 +206,8 @@ const SQLITE: Sql = Sql {
            locked_until = 0, claim = NULL WHERE id = ?1 AND claim = ?2",
     stats: "SELECT count(*) FILTER (WHERE dead_at IS NULL), \
                    count(*) FILTER (WHERE dead_at IS NOT NULL) FROM webhook_outbox",
+    requeue: "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, created_at = ?1, \
+              next_attempt_at = ?1 WHERE dead_at IS NOT NULL",
 };
 
 outbox!(
