@@ -958,6 +958,119 @@ mod tests {
     use super::*;
 
     const STRONG: &str = "k3J9x!Qp2#Lm8vZr5tYw0sEa7uBn4cHd";
+    const WHSEC: &str = "whsec_q4T9nW2x7LcVb8ZrKp3YhJ6sDf1GmE0uQaXoNiRtBwk=";
+
+    fn webhook_error(pairs: &[(&str, &str)]) -> String {
+        Settings::from_pairs(pairs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn webhooks_are_off_by_default_with_the_documented_selection() {
+        let s = Settings::from_pairs(&[]).unwrap();
+        assert!(s.webhook_url.is_none());
+        let mut kinds: Vec<_> = s
+            .webhook_kinds()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        kinds.sort_unstable();
+        let mut documented: Vec<_> = DEFAULT_WEBHOOK_EVENTS.split(',').collect();
+        documented.sort_unstable();
+        assert_eq!(kinds, documented);
+    }
+
+    #[test]
+    fn a_webhook_url_needs_a_strong_standard_secret() {
+        let url = (
+            "WEBHOOK_URL",
+            "http://127.0.0.1:9000/hooks?token=canary-url-token",
+        );
+        assert!(webhook_error(&[url]).contains("WEBHOOK_SECRET: is required"));
+        for weak in [
+            "plain-string-not-whsec-format-0123456789",
+            "whsec_not base64!",
+            "whsec_c2hvcnQ=",
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ] {
+            let e = webhook_error(&[url, ("WEBHOOK_SECRET", weak)]);
+            assert!(e.starts_with("configuration error: WEBHOOK_SECRET:"), "{e}");
+            assert!(!e.contains(weak) && !e.contains("canary-url-token"), "{e}");
+        }
+        let s = Settings::from_pairs(&[url, ("WEBHOOK_SECRET", WHSEC)]).unwrap();
+        assert_eq!(s.webhook_key().unwrap().len(), 32);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("canary-url-token") && !debug.contains(&WHSEC[6..]));
+    }
+
+    #[test]
+    fn prod_sends_webhooks_over_https_unless_the_receiver_is_loopback() {
+        let prod = [
+            ("ENV", "prod"),
+            ("JWT_SECRET_KEY", STRONG),
+            ("WEBHOOK_SECRET", WHSEC),
+        ];
+        let with = |url: &'static str| {
+            let mut pairs = prod.to_vec();
+            pairs.push(("WEBHOOK_URL", url));
+            Settings::from_pairs(&pairs)
+        };
+        let e = with("http://hooks.example.net/in").unwrap_err().to_string();
+        assert!(e.contains("WEBHOOK_URL: must be https:// in prod"), "{e}");
+        assert!(with("https://hooks.example.net/in").is_ok());
+        assert!(with("http://127.0.0.1:9000/in").is_ok());
+        assert!(with("http://[::1]:9000/in").is_ok());
+        assert!(with("http://localhost:9000/in").is_ok());
+        // In dev plain http anywhere is allowed.
+        assert!(Settings::from_pairs(&[
+            ("WEBHOOK_URL", "http://hooks.example.net/in"),
+            ("WEBHOOK_SECRET", WHSEC)
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_webhook_urls_events_and_retries_are_refused_by_name() {
+        let secret = ("WEBHOOK_SECRET", WHSEC);
+        for (url, why) in [
+            ("not a url", "WEBHOOK_URL: is not a valid URL"),
+            (
+                "ftp://host/x",
+                "WEBHOOK_URL: must be an http:// or https:// URL",
+            ),
+            (
+                "https://user:pw-canary@host/x",
+                "WEBHOOK_URL: must not carry credentials",
+            ),
+        ] {
+            let e = webhook_error(&[("WEBHOOK_URL", url), secret]);
+            assert!(e.contains(why), "{e}");
+            assert!(!e.contains("pw-canary"), "{e}");
+        }
+        for (key, value, why) in [
+            (
+                "WEBHOOK_EVENTS",
+                "reuse_detected,nope",
+                "WEBHOOK_EVENTS: unknown event type",
+            ),
+            (
+                "WEBHOOK_EVENTS",
+                " , ",
+                "WEBHOOK_EVENTS: must name at least one",
+            ),
+            ("WEBHOOK_TIMEOUT_SECS", "0", "WEBHOOK_TIMEOUT_SECS"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0", "WEBHOOK_MAX_ATTEMPTS"),
+            ("WEBHOOK_MAX_AGE_HOURS", "0", "WEBHOOK_MAX_AGE_HOURS"),
+            ("WEBHOOK_RETRY_BASE_MS", "1", "WEBHOOK_RETRY_BASE_MS"),
+            ("WEBHOOK_RETRY_MAX_SECS", "0", "WEBHOOK_RETRY_MAX_SECS"),
+        ] {
+            let e = webhook_error(&[(key, value)]);
+            assert!(e.contains(why), "{key}={value}: {e}");
+        }
+        let s =
+            Settings::from_pairs(&[("WEBHOOK_EVENTS", " login_failed , key_rotated ")]).unwrap();
+        assert_eq!(s.webhook_kinds().unwrap().len(), 2);
+    }
 
     #[test]
     fn defaults_match_the_contract() {

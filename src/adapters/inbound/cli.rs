@@ -134,6 +134,29 @@ pub fn password_from(input: impl Read) -> anyhow::Result<String> {
     Ok(raw)
 }
 
+/// `jwt-auth webhooks status`: what the outbox holds, dead letters included.
+///
+/// # Errors
+/// When the store cannot be reached.
+pub async fn webhooks_status(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
+    let stats = outbox.stats().await?;
+    Ok(format!(
+        "pending: {}\ndead-lettered: {}",
+        stats.pending, stats.dead
+    ))
+}
+
+/// `jwt-auth webhooks retry-dead`: every dead-lettered event is sent again by the running
+/// instances, with fresh attempts.
+///
+/// # Errors
+/// When the store cannot be reached.
+pub async fn webhooks_retry_dead(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
+    let now = crate::adapters::outbound::webhooks::now_ms();
+    let n = outbox.requeue_dead(now).await?;
+    Ok(format!("{n} dead-lettered event(s) queued again"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,27 +189,4 @@ mod tests {
         let read = password_from(huge.as_bytes()).unwrap();
         assert!(Password::parse_new(read).is_err(), "too long is refused");
     }
-}
-
-/// `jwt-auth webhooks status`: what the outbox holds, dead letters included.
-///
-/// # Errors
-/// When the store cannot be reached.
-pub async fn webhooks_status(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
-    let stats = outbox.stats().await?;
-    Ok(format!(
-        "pending: {}\ndead-lettered: {}",
-        stats.pending, stats.dead
-    ))
-}
-
-/// `jwt-auth webhooks retry-dead`: every dead-lettered event is sent again by the running
-/// instances, with fresh attempts.
-///
-/// # Errors
-/// When the store cannot be reached.
-pub async fn webhooks_retry_dead(outbox: &dyn WebhookOutbox) -> anyhow::Result<String> {
-    let now = crate::adapters::outbound::webhooks::now_ms();
-    let n = outbox.requeue_dead(now).await?;
-    Ok(format!("{n} dead-lettered event(s) queued again"))
 }
