@@ -457,10 +457,16 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Entries the in-memory outbox holds at most: events an attacker can cause (failed logins,
+/// when selected) while the receiver is down must not grow the process without bound.
+pub const MEMORY_OUTBOX_MAX: usize = 100_000;
+
 /// The outbox of the in-memory store: lives in the process and does not survive a restart.
+/// Holds at most `MEMORY_OUTBOX_MAX` entries; beyond that new events are dropped and counted.
 #[derive(Default)]
 pub struct InMemoryWebhookOutbox {
     inner: Mutex<MemoryOutbox>,
+    dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -482,6 +488,11 @@ impl InMemoryWebhookOutbox {
         Self::default()
     }
 
+    /// Events refused because the outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     fn with_row(&self, id: uuid::Uuid, claim: uuid::Uuid, f: impl FnOnce(&mut MemoryRow) -> bool) {
         let mut inner = self.inner.lock().expect("outbox lock");
         let remove = match inner.rows.get_mut(&id) {
@@ -501,6 +512,15 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
         let mut inner = self.inner.lock().expect("outbox lock");
         for e in entries {
             if inner.rows.contains_key(&e.id) {
+                continue;
+            }
+            if inner.rows.len() >= MEMORY_OUTBOX_MAX {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    event = "webhook_dropped",
+                    id = %e.id,
+                    "in-memory webhook outbox full: event not kept for delivery"
+                );
                 continue;
             }
             inner.order.push_back(e.id);
@@ -611,6 +631,28 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_memory_outbox_is_bounded_and_counts_what_it_refuses() {
+        let outbox = InMemoryWebhookOutbox::new();
+        let entry = |n: usize| OutboxEntry {
+            id: uuid::Uuid::new_v4(),
+            kind: "login_failed".into(),
+            body: format!("{n}"),
+            created_at: 0,
+            attempts: 0,
+        };
+        let batch: Vec<_> = (0..MEMORY_OUTBOX_MAX + 5).map(entry).collect();
+        outbox.enqueue(&batch).await.unwrap();
+        assert_eq!(
+            outbox.stats().await.unwrap().pending,
+            MEMORY_OUTBOX_MAX as u64
+        );
+        assert_eq!(outbox.dropped(), 5);
+        // The oldest are kept (they are due first); an id already present is not counted.
+        outbox.enqueue(&batch[..1]).await.unwrap();
+        assert_eq!(outbox.dropped(), 5);
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {
