@@ -688,7 +688,8 @@ impl Settings {
         let Some(secret) = self.webhook_secret.as_ref().map(Secret::expose) else {
             return Err("is required with WEBHOOK_URL".into());
         };
-        let format = "must be whsec_ and the base64 of 24 to 64 random bytes (e.g.                       `echo whsec_$(openssl rand -base64 32)`)";
+        let format = "must be whsec_ and the base64 of 24 to 64 random bytes (e.g. \
+                      `echo whsec_$(openssl rand -base64 32)`)";
         let Some(encoded) = secret.trim().strip_prefix("whsec_") else {
             return Err(format.into());
         };
@@ -996,6 +997,7 @@ mod tests {
             let e = webhook_error(&[url, ("WEBHOOK_SECRET", weak)]);
             assert!(e.starts_with("configuration error: WEBHOOK_SECRET:"), "{e}");
             assert!(!e.contains(weak) && !e.contains("canary-url-token"), "{e}");
+            assert!(!e.contains("  "), "one clean line: {e}");
         }
         let s = Settings::from_pairs(&[url, ("WEBHOOK_SECRET", WHSEC)]).unwrap();
         assert_eq!(s.webhook_key().unwrap().len(), 32);

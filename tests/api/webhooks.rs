@@ -747,3 +747,40 @@ mod app {
     use super::*;
     on_every_store!(the_app_sends_what_its_use_cases_report);
 }
+
+/// An `https://` receiver gets TLS (rustls, with the ring provider): a listener that is not a
+/// TLS server sees a ClientHello, never the event in clear, and the event is kept for retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_urls_speak_tls_and_never_send_the_event_in_clear() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/hooks",
+        listener.local_addr().unwrap().port()
+    );
+    let (webhooks, _tasks) = started(config(&url, &[]), Arc::new(InMemoryWebhookOutbox::new()));
+    webhooks.sink.record(reuse_event(0));
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the worker connects")
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n >= 5, "{n} bytes");
+    assert_eq!(first[0], 0x16, "a TLS handshake record");
+    assert_eq!(first[1], 0x03, "TLS");
+    let text = String::from_utf8_lossy(&first[..n]);
+    assert!(!text.contains("POST") && !text.contains("reuse_detected"));
+    drop(stream);
+    drop(listener);
+    wait_until(
+        "the attempt failed and was kept",
+        Duration::from_secs(10),
+        async || webhooks.stats().await.unwrap().pending == 1,
+    )
+    .await;
+    assert_eq!(webhooks.delivered(), 0);
+}

@@ -654,6 +654,51 @@ mod tests {
         assert_eq!(outbox.dropped(), 5);
     }
 
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_record_never_waits() {
+        let config = WebhookConfig {
+            url: "http://127.0.0.1:1/".into(),
+            key: vec![7; 32],
+            kinds: [EventKind::LoginFailed].into_iter().collect(),
+            timeout: Duration::from_secs(1),
+            max_attempts: 3,
+            max_age: Duration::from_secs(3600),
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+        };
+        let outbox = Arc::new(InMemoryWebhookOutbox::new());
+        // Not started: nothing drains the queue.
+        let webhooks = Webhooks::new(config, outbox.clone());
+        let event = || {
+            SecurityEvent::new(
+                EventKind::LoginFailed,
+                crate::domain::Timestamp::from_unix(0),
+            )
+        };
+        let start = std::time::Instant::now();
+        for _ in 0..QUEUE_CAPACITY + 3 {
+            webhooks.sink.record(event());
+        }
+        // Another kind is not queued at all.
+        webhooks.sink.record(SecurityEvent::new(
+            EventKind::Logout,
+            crate::domain::Timestamp::from_unix(0),
+        ));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(webhooks.sink.dropped(), 3);
+        webhooks.flush().await.unwrap();
+        assert_eq!(outbox.stats().await.unwrap().pending, QUEUE_CAPACITY as u64);
+        let debug = format!("{webhooks:?}");
+        assert!(
+            !debug.contains("127.0.0.1") && !debug.contains("[7, 7"),
+            "{debug}"
+        );
+    }
+
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
