@@ -582,8 +582,85 @@ mod databases {
     use super::*;
     on_databases!(
         a_restart_on_the_database_keeps_the_queue,
-        two_instances_send_each_event_once
+        two_instances_send_each_event_once,
+        a_crash_mid_delivery_hands_the_event_on_after_the_lease
     );
+}
+
+mod ages {
+    use super::*;
+    on_every_store!(events_past_their_age_are_dead_lettered_at_the_next_failure);
+}
+
+/// An instance that dies while its request is in flight: another instance sends the event
+/// once the lease has run out, not before (no double send while the lease holds).
+async fn a_crash_mid_delivery_hands_the_event_on_after_the_lease(store: Store) {
+    let Some((outbox, Some(db))) = outbox(store).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Hang);
+    let cfg = config(&receiver.url(), &[("WEBHOOK_TIMEOUT_SECS", "1")]);
+    let (first, tasks) = started(cfg.clone(), outbox);
+    first.sink.record(reuse_event(0));
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let crashed_at = Instant::now();
+    tasks.abort();
+    receiver.set(Mode::Ok);
+    let other = Database::connect(&db.url, test_pool()).await.unwrap();
+    let (second, _tasks) = started(cfg, other.webhook_outbox());
+    wait_until(
+        "the second instance delivers",
+        Duration::from_secs(20),
+        async || second.delivered() == 1,
+    )
+    .await;
+    // The lease is two timeouts and 5 s from the claim.
+    assert!(
+        crashed_at.elapsed() >= Duration::from_secs(5),
+        "sent again while the crashed instance's lease held: {:?}",
+        crashed_at.elapsed()
+    );
+    assert_eq!(
+        receiver.deliveries().len(),
+        2,
+        "the hung attempt and the delivery"
+    );
+    assert_eq!(receiver.distinct().len(), 1);
+    assert_eq!(second.stats().await.unwrap().pending, 0);
+}
+
+/// The age bound: an event queued longer than `WEBHOOK_MAX_AGE_HOURS` ago is given up on at
+/// its next failure, whatever attempts it has left.
+async fn events_past_their_age_are_dead_lettered_at_the_next_failure(store: Store) {
+    let Some((outbox, _db)) = outbox(store).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Status(502));
+    let two_hours_ago = jwt_auth::adapters::outbound::webhooks::now_ms() - 2 * 3600 * 1000;
+    let event = reuse_event(0);
+    outbox
+        .enqueue(&[jwt_auth::ports::OutboxEntry {
+            id: event.id,
+            kind: "reuse_detected".into(),
+            body: jwt_auth::adapters::outbound::webhooks::payload(&event),
+            created_at: two_hours_ago,
+            attempts: 0,
+        }])
+        .await
+        .unwrap();
+    let (webhooks, _tasks) = started(
+        config(&receiver.url(), &[("WEBHOOK_MAX_AGE_HOURS", "1")]),
+        outbox,
+    );
+    wait_until(
+        "the old event is dead",
+        Duration::from_secs(10),
+        async || webhooks.stats().await.unwrap().dead == 1,
+    )
+    .await;
+    assert_eq!(receiver.deliveries().len(), 1, "one attempt, then given up");
 }
 
 /// A receiver that hangs, floods or redirects costs the worker one timeout, a few bytes
