@@ -487,7 +487,11 @@ async fn previous_secret_ends_exactly_at_its_end_date_under_a_leeway_even_once_c
     let token = sign_hs256(&good_header(), &claims, old.as_bytes());
     assert_eq!(app.me(&token).await.status, 200, "before the end date");
     app.clock.advance(59);
-    assert_eq!(app.me(&token).await.status, 200, "cached, one second before");
+    assert_eq!(
+        app.me(&token).await.status,
+        200,
+        "cached, one second before"
+    );
     app.clock.advance(1);
     assert_refused(&app, &token, "at the end date, though cached").await;
     app.clock.advance(15);
