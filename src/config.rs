@@ -459,6 +459,21 @@ impl Settings {
                 "is for JWT_ALGORITHM EdDSA, ES256 or RS256; HS* sign with JWT_SECRET_KEY",
             );
         }
+        // Without it discovery would advertise the request's origin, which behind a TLS
+        // proxy is http://: verifiers would fetch the public keys in clear.
+        if self.env == Profile::Prod
+            && self.jwt_algorithm.is_asymmetric()
+            && !self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://") && u.len() > "https://".len())
+        {
+            return bad(
+                "PUBLIC_URL",
+                "is required in prod under a key pair (EdDSA, ES256, RS256) and must be \
+                 https://host: discovery advertises the issuer and jwks_uri from it",
+            );
+        }
         for origin in self.allowed_origins() {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin.ends_with('/')
@@ -1340,7 +1355,12 @@ mod tests {
     #[test]
     fn key_pair_algorithms_need_no_secret_and_a_previous_secret_needs_an_end_in_prod() {
         for alg in ["EdDSA", "ES256", "RS256"] {
-            let s = Settings::from_pairs(&[("ENV", "prod"), ("JWT_ALGORITHM", alg)]).unwrap();
+            let s = Settings::from_pairs(&[
+                ("ENV", "prod"),
+                ("JWT_ALGORITHM", alg),
+                ("PUBLIC_URL", "https://auth.example.com"),
+            ])
+            .unwrap();
             assert!(s.jwt_algorithm.is_asymmetric());
         }
         let old = "Zq9!xV2#mK7pL4$wR8tY1uE6iO3aS5dF0gH";

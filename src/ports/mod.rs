@@ -463,6 +463,22 @@ pub trait PublicKeys: Send + Sync {
     /// Each published key as a JWK (RFC 7517) with public parameters only; empty when tokens
     /// are signed with a shared secret.
     fn public_jwks(&self) -> Vec<serde_json::Map<String, serde_json::Value>>;
+
+    /// Whether the keys loaded fully, for readiness.
+    fn key_health(&self) -> KeyHealth {
+        KeyHealth::Ok
+    }
+}
+
+/// What the last key reload found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHealth {
+    Ok,
+    /// Some stored keys did not open and were skipped; the instance signs with a key the
+    /// store still publishes.
+    Degraded,
+    /// No key the store still lists could sign: this instance must not take traffic.
+    Unavailable,
 }
 
 /// Where generated signing keys live, shared by every instance on one database. Every change

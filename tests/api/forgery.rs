@@ -467,3 +467,33 @@ async fn previous_secret_stops_at_its_end_date() {
         );
     }
 }
+
+#[tokio::test]
+async fn previous_secret_ends_exactly_at_its_end_date_under_a_leeway_even_once_cached() {
+    // The leeway forgives clock skew on `exp`; it must not stretch the end of an old secret.
+    // A token verified (and so cached) before the end date was accepted up to one leeway past
+    // it.
+    let old = "the-old-secret-0123456789-abcdefghijklmnop";
+    let until = (T0 + 60).to_string();
+    let app = spawn_app_with(&[
+        ("JWT_PREVIOUS_SECRET_KEY", old),
+        ("JWT_PREVIOUS_SECRET_KEY_UNTIL", until.as_str()),
+        ("JWT_LEEWAY_SECS", "30"),
+    ])
+    .await;
+    let (sub, sid, _) = real_ids(&app).await;
+    let mut claims = good_claims(&sub, &sid, T0);
+    claims["exp"] = json!(T0 + 3600);
+    let token = sign_hs256(&good_header(), &claims, old.as_bytes());
+    assert_eq!(app.me(&token).await.status, 200, "before the end date");
+    app.clock.advance(59);
+    assert_eq!(
+        app.me(&token).await.status,
+        200,
+        "cached, one second before"
+    );
+    app.clock.advance(1);
+    assert_refused(&app, &token, "at the end date, though cached").await;
+    app.clock.advance(15);
+    assert_refused(&app, &token, "within one leeway past the end date").await;
+}

@@ -212,12 +212,92 @@ pub async fn a_retired_key_stops_verifying(store: Store) {
             .execute("UPDATE signing_keys SET state = 'previous' WHERE state = 'retired'")
             .await
             .unwrap();
-        let reload = app.adapters.key_lifecycle.as_ref().unwrap().tick().await;
-        assert!(reload.is_err(), "the revived row does not open");
+        tick(&app).await;
+        assert_eq!(
+            app.adapters.key_ring.as_ref().unwrap().unopenable(),
+            1,
+            "the revived row does not open"
+        );
         assert_eq!(
             app.me(&token).await.status,
             401,
             "a revived row verifies nothing"
+        );
+    }
+}
+
+/// One stored key that does not open (altered sealed text, another KEK, garbage) is skipped
+/// and reported; it does not freeze the reloads of every instance.
+pub async fn an_unopenable_key_is_skipped_and_reported(store: Store) {
+    let Some(stores) = Stores::new(store).await else {
+        return;
+    };
+    let app = spawn_app_from(stores, &[("JWT_ALGORITHM", ALG.name())]).await;
+    let lifecycle = app.adapters.key_lifecycle.clone().unwrap();
+    let first = app.kid().unwrap();
+    let token = app.login_demo().await.access_token();
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (200, "ok".into())
+    );
+    let garbage = jwt_auth::domain::StoredKey {
+        kid: "not-a-real-key".into(),
+        algorithm: ALG,
+        state: jwt_auth::domain::KeyState::Previous,
+        created_at: jwt_auth::domain::Timestamp::from_unix(T0),
+        activated_at: None,
+        deactivated_at: Some(jwt_auth::domain::Timestamp::from_unix(T0)),
+        sealed: "eyJhbGciOiJkaXIifQ..garbage.secret-looking-bytes.tag".into(),
+    };
+    assert!(lifecycle.store().insert(&garbage).await.unwrap());
+    tick(&app).await;
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (200, "degraded".into()),
+        "still serving, but it says so"
+    );
+    assert_eq!(app.adapters.key_ring.as_ref().unwrap().unopenable(), 1);
+    assert_eq!(
+        app.me(&token).await.status,
+        200,
+        "the good keys still verify"
+    );
+    // Reloads go on: a rotation is published and promoted past the bad row.
+    lifecycle.rotate().await.unwrap();
+    tick(&app).await;
+    let jwks = kids(&app.get("/.well-known/jwks.json").await.json());
+    assert_eq!(jwks.len(), 2, "the next key is published: {jwks:?}");
+    assert!(!jwks.contains(&"not-a-real-key".to_owned()));
+    app.clock.advance(JWKS_MAX_AGE_SECS + 2 * KEY_RELOAD_SECS);
+    tick(&app).await;
+    assert_ne!(app.kid().unwrap(), first, "promoted despite the bad row");
+    assert_eq!(app.me(&token).await.status, 200);
+
+    if let Some(db) = &app.db {
+        // The current key's row altered: the instance keeps signing with the copy it holds
+        // while the store still lists that key, and says it is degraded.
+        let current = app.kid().unwrap();
+        db.db
+            .execute("UPDATE signing_keys SET sealed_key = 'altered' WHERE state = 'current'")
+            .await
+            .unwrap();
+        tick(&app).await;
+        assert_eq!(app.kid().unwrap(), current);
+        let fresh = app.login_demo().await.access_token();
+        assert_eq!(app.me(&fresh).await.status, 200);
+        assert_eq!(app.get("/health/ready").await.json()["status"], "degraded");
+        // Once the store no longer lists it, it must not sign any more: not ready.
+        db.db
+            .execute("UPDATE signing_keys SET state = 'retired' WHERE state = 'current'")
+            .await
+            .unwrap();
+        assert!(lifecycle.tick().await.is_err(), "no key to sign with");
+        let ready = app.get("/health/ready").await;
+        assert_eq!(
+            (ready.status, ready.json()["status"].clone()),
+            (503, "unavailable".into())
         );
     }
 }
@@ -276,7 +356,11 @@ macro_rules! on_every_store {
     };
 }
 
-on_every_store!(a_retired_key_stops_verifying, the_schedule_rotates);
+on_every_store!(
+    a_retired_key_stops_verifying,
+    the_schedule_rotates,
+    an_unopenable_key_is_skipped_and_reported,
+);
 
 mod two_instances {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

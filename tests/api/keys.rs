@@ -260,6 +260,7 @@ async fn prod_under_a_key_pair_needs_no_shared_secret() {
             ("ENV", "prod"),
             ("BCRYPT_COST", "10"),
             ("JWT_SECRET_KEY", ""),
+            ("PUBLIC_URL", "https://auth.example.com"),
         ],
     )
     .await;
@@ -269,5 +270,47 @@ async fn prod_under_a_key_pair_needs_no_shared_secret() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn prod_under_a_key_pair_requires_an_https_public_url() {
+    // Without PUBLIC_URL, discovery advertises the request's origin, which behind a TLS
+    // proxy is http://: verifiers would fetch the keys in clear (or not at all).
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        for public_url in [
+            None,
+            Some("http://auth.example.com"),
+            Some("auth.example.com"),
+        ] {
+            let mut pairs = vec![("ENV", "prod"), ("JWT_ALGORITHM", alg)];
+            pairs.extend(public_url.map(|u| ("PUBLIC_URL", u)));
+            let err = jwt_auth::config::Settings::from_pairs(&pairs)
+                .err()
+                .unwrap_or_else(|| panic!("{alg} {public_url:?} accepted in prod"))
+                .to_string();
+            assert!(
+                err.contains("PUBLIC_URL") && err.contains("https"),
+                "{alg} {public_url:?}: {err}"
+            );
+        }
+    }
+    // HS256 publishes no keys; dev keeps the request's origin.
+    assert!(jwt_auth::config::Settings::from_pairs(&PROD).is_ok());
+    assert!(jwt_auth::config::Settings::from_pairs(&[("JWT_ALGORITHM", "EdDSA")]).is_ok());
+    let app = spawn_app_alg(
+        SigningAlgorithm::ES256,
+        &[
+            ("ENV", "prod"),
+            ("BCRYPT_COST", "10"),
+            ("JWT_SECRET_KEY", ""),
+            ("PUBLIC_URL", "https://auth.example.com"),
+        ],
+    )
+    .await;
+    let discovery = app.get("/.well-known/openid-configuration").await.json();
+    assert_eq!(
+        discovery["jwks_uri"], "https://auth.example.com/.well-known/jwks.json",
+        "{discovery}"
     );
 }

@@ -415,7 +415,10 @@ impl TokenIssuer for JoseTokenIssuer {
         }
         let mut claims = self.check_claims(&payload, now)?;
         if let Some(until) = until {
-            claims.exp = claims.exp.min(until);
+            // Any later check of these claims (the verified-token cache) adds the leeway to
+            // `exp`; an old secret's end is a hard one, so `exp` stops one leeway before it.
+            let end = Timestamp::from_unix(until.unix().saturating_sub(self.leeway_secs));
+            claims.exp = claims.exp.min(end);
         }
         Ok(claims)
     }

@@ -154,23 +154,73 @@ impl KeyLifecycle {
         Ok(applied)
     }
 
-    /// Loads the store's keys into the ring.
+    /// Loads the store's keys into the ring. A stored key that does not open (altered row,
+    /// another key-encryption key, garbage) is skipped, logged and counted, so one bad row
+    /// does not freeze the reloads of every instance; readiness then says `degraded`.
+    ///
+    /// When the current key is the one that does not open, the instance keeps signing with
+    /// the key it holds only while the store still lists that key (as current or previous:
+    /// still published and verified everywhere); once the store lists it no more, the reload
+    /// fails and readiness answers 503, so a stale key never signs for ever.
     ///
     /// # Errors
-    /// When the store cannot be reached, a key does not open, or no key is current.
+    /// When the store cannot be reached or no listed key is left to sign with.
     pub async fn reload(&self) -> anyhow::Result<()> {
         let keys = self.store.list(self.algorithm).await?;
         let mut set = Vec::with_capacity(keys.len());
+        let mut unopenable = 0;
+        let mut current_error = None;
         for stored in &keys {
-            set.push((stored.state, self.open(stored)?));
+            match self.open(stored) {
+                Ok(key) => set.push((stored.state, key)),
+                Err(e) => {
+                    unopenable += 1;
+                    // The message names the kid and the reason, never key material.
+                    tracing::error!(
+                        event = "signing_key_unopenable",
+                        kid = %stored.kid,
+                        state = stored.state.name(),
+                        error = %e,
+                        "a stored signing key does not open: skipped"
+                    );
+                    if stored.state == KeyState::Current {
+                        current_error = Some(e);
+                    }
+                }
+            }
         }
         // Forget what is no longer listed (retired), so it is never served from here again.
         self.opened
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|kid, _| keys.iter().any(|k| &k.kid == kid));
-        self.ring.replace(KeySet::new(set)?);
-        Ok(())
+        if let Some(e) = current_error {
+            let held = self.ring.snapshot().signing_key();
+            if !keys.iter().any(|k| k.kid == held.kid()) {
+                self.ring.record_reload(unopenable, false);
+                anyhow::bail!("{e}; and the key this instance holds is no longer listed");
+            }
+            match set.iter_mut().find(|(_, k)| k.kid() == held.kid()) {
+                Some(entry) => entry.0 = KeyState::Current,
+                None => set.push((KeyState::Current, held)),
+            }
+        }
+        match KeySet::new(set) {
+            Ok(set) => {
+                self.ring.replace(set);
+                self.ring.record_reload(unopenable, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.ring.record_reload(unopenable, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// The store the keys live in.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
     }
 
     fn open(&self, stored: &StoredKey) -> anyhow::Result<Arc<SigningKey>> {

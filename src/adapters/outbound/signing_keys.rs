@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{KeyState, SigningAlgorithm};
-use crate::ports::PublicKeys;
+use crate::ports::{KeyHealth, PublicKeys};
 
 /// Smallest RSA modulus accepted (NIST SP 800-131A).
 const MIN_RSA_BITS: usize = 2048;
@@ -271,6 +271,10 @@ impl KeySet {
         &self.signing
     }
 
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.signing.clone()
+    }
+
     /// The published key `kid` names, if any; a retired or unknown kid is `None`.
     pub fn verifying(&self, kid: &str) -> Option<&SigningKey> {
         self.by_kid.get(kid).map(AsRef::as_ref)
@@ -291,6 +295,10 @@ impl KeySet {
 pub struct KeyRing {
     set: RwLock<Arc<KeySet>>,
     generation: AtomicU64,
+    /// Stored keys the last reload skipped because they did not open.
+    unopenable: AtomicUsize,
+    /// The last reload found no key the store still lists to sign with.
+    unavailable: AtomicBool,
 }
 
 impl KeyRing {
@@ -298,6 +306,8 @@ impl KeyRing {
         Self {
             set: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(0),
+            unopenable: AtomicUsize::new(0),
+            unavailable: AtomicBool::new(false),
         }
     }
 
@@ -325,6 +335,18 @@ impl KeyRing {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
+
+    /// What the last reload found: how many stored keys did not open, and whether a key the
+    /// store still lists was left to sign with.
+    pub fn record_reload(&self, unopenable: usize, can_sign: bool) {
+        self.unopenable.store(unopenable, Ordering::SeqCst);
+        self.unavailable.store(!can_sign, Ordering::SeqCst);
+    }
+
+    /// Stored keys the last reload skipped.
+    pub fn unopenable(&self) -> usize {
+        self.unopenable.load(Ordering::SeqCst)
+    }
 }
 
 impl PublicKeys for KeyRing {
@@ -334,6 +356,16 @@ impl PublicKeys for KeyRing {
             .iter()
             .map(|(_, k)| k.public_jwk().clone())
             .collect()
+    }
+
+    fn key_health(&self) -> KeyHealth {
+        if self.unavailable.load(Ordering::SeqCst) {
+            KeyHealth::Unavailable
+        } else if self.unopenable() > 0 {
+            KeyHealth::Degraded
+        } else {
+            KeyHealth::Ok
+        }
     }
 }
 
