@@ -367,7 +367,12 @@ async fn a_delivery_is_signed_and_shaped_as_documented() {
         &d.signature
     ));
     assert_eq!(webhooks.stats().await.unwrap().pending, 0);
-    assert_eq!(webhooks.delivered(), 1);
+    wait_until(
+        "the delivery is counted",
+        Duration::from_secs(10),
+        async || webhooks.delivered() == 1,
+    )
+    .await;
 }
 
 /// Events recorded before, during and after an outage of minutes (here: seconds, with fast
@@ -504,8 +509,10 @@ async fn exhausted_attempts_are_dead_lettered(store: Store) {
         outbox,
     );
     webhooks.sink.record(reuse_event(0));
+    // The worker marks the row, then counts: wait for both, so a loaded machine cannot
+    // read the row between the two.
     wait_until("the event is dead", Duration::from_secs(20), async || {
-        webhooks.stats().await.unwrap().dead == 1
+        webhooks.stats().await.unwrap().dead == 1 && webhooks.dead_lettered() == 1
     })
     .await;
     assert_eq!(webhooks.stats().await.unwrap().pending, 0);
@@ -530,7 +537,12 @@ async fn exhausted_attempts_are_dead_lettered(store: Store) {
         webhooks.stats().await.unwrap() == OutboxStats::default()
     })
     .await;
-    assert_eq!(webhooks.delivered(), 1);
+    wait_until(
+        "the delivery is counted",
+        Duration::from_secs(10),
+        async || webhooks.delivered() == 1,
+    )
+    .await;
     assert_eq!(receiver.deliveries().len(), 4);
 }
 
