@@ -465,6 +465,7 @@ mod tests {
             email: e.clone(),
             client: c.clone(),
             at: NOW,
+            locks: None,
         }))
     }
 

@@ -76,6 +76,28 @@ pub struct Reservation {
     /// Unix seconds when it was counted: a settlement only takes it back from the window it
     /// was counted in.
     pub at: u64,
+    /// What settling it as a failure starts, if anything: this is the attempt that locks the
+    /// pair, or the one that first slows the account down. Reported once, as `account_locked`.
+    pub locks: Option<Lockout>,
+}
+
+/// A hold on an account that a failed attempt starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockout {
+    /// The (account, client) pair is locked.
+    Pair,
+    /// The account's failures from all clients passed their ceiling: every client is slowed.
+    Account,
+}
+
+impl Lockout {
+    /// The event's `detail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pair => "pair",
+            Self::Account => "account",
+        }
+    }
 }
 
 /// The answer to "may this login attempt go ahead?".

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use crate::domain::{
-    Attempt, ClientAddress, Email, FailureCount, MinuteRate, Reservation, ThrottleDecision,
-    ThrottleSettings,
+    Attempt, ClientAddress, Email, FailureCount, Lockout, MinuteRate, Reservation,
+    ThrottleDecision, ThrottleSettings,
 };
 use crate::ports::{Clock, LoginAttempts, StoreError};
 
@@ -181,10 +181,11 @@ fn pair_key(email: &Email, client: &ClientAddress) -> (String, String) {
 impl LoginAttempts for InMemoryLoginAttempts {
     async fn begin(&self, email: &Email, client: &ClientAddress) -> Result<Attempt, StoreError> {
         let now = self.now();
-        let reservation = Reservation {
+        let mut reservation = Reservation {
             email: email.clone(),
             client: client.clone(),
             at: now,
+            locks: None,
         };
         let s = self.settings;
         if !s.enabled {
@@ -237,10 +238,17 @@ impl LoginAttempts for InMemoryLoginAttempts {
             .or_default()
             .count(now);
         c.account_rates.entry(key.clone()).or_default().count(now);
-        c.pairs
-            .insert(key, pair.after_failure(now, s.pair_max_failures, &s));
-        c.accounts
-            .insert(email.as_str().to_owned(), account.counted(now, &s));
+        let pair_after = pair.after_failure(now, s.pair_max_failures, &s);
+        let account_after = account.counted(now, &s);
+        reservation.locks = if pair_after.locked_for(now).is_some() {
+            Some(Lockout::Pair)
+        } else if !account_slowed && account_after.current(now, &s) >= s.account_max_failures {
+            Some(Lockout::Account)
+        } else {
+            None
+        };
+        c.pairs.insert(key, pair_after);
+        c.accounts.insert(email.as_str().to_owned(), account_after);
         c.clients
             .insert(client.as_str().to_owned(), from_client.counted(now, &s));
         Ok(Attempt::Admitted(reservation))
