@@ -1,12 +1,14 @@
 use std::sync::Arc;
 
+use super::MAX_LISTED_SESSIONS;
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{
-    Attempt, ClientAddress, Email, IssuedTokens, LoginError, Password, RefreshToken, Reservation,
-    Session, SessionId, SessionOrigin, User, UserAgent,
+    Attempt, ClientAddress, Email, EventKind, IssuedTokens, LoginError, Password, RefreshToken,
+    Reservation, SecurityEvent, Session, SessionId, SessionOrigin, Timestamp, User, UserAgent,
 };
 use crate::ports::{
-    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, TokenIssuer, UserRepo,
+    Clock, LoginAttempts, PasswordHasher, PasswordUpgrades, RefreshStore, SecurityEvents,
+    TokenIssuer, UserRepo,
 };
 
 /// A login attempt, already parsed at the edge.
@@ -29,6 +31,7 @@ pub struct Login {
     pub clock: Arc<dyn Clock>,
     pub throttle: Arc<dyn LoginAttempts>,
     pub upgrades: Arc<dyn PasswordUpgrades>,
+    pub events: Arc<dyn SecurityEvents>,
     pub policy: TokenPolicy,
     /// An account that never authenticates here, whatever its password (the `dev` demo
     /// account under `prod`): answered like a wrong password, after the same full check.
@@ -44,14 +47,24 @@ impl Login {
         Ok((user, matches))
     }
 
+    /// An event about this attempt's client.
+    fn event(&self, kind: EventKind, cmd: &LoginCommand, now: Timestamp) -> SecurityEvent {
+        SecurityEvent::new(kind, now)
+            .client(cmd.client.clone())
+            .user_agent(cmd.user_agent.clone())
+    }
+
     /// Settles a refused attempt as failed: `InvalidCredentials`, or `Infra` when the throttle
-    /// cannot be reached.
+    /// cannot be reached. `why` is the event's detail: `unknown_account`, `wrong_password`,
+    /// `disabled` (a disabled account, or the refused demo account, with its right password).
     async fn failed(
         &self,
         attempt: Reservation,
         user: Option<&User>,
         cmd: &LoginCommand,
+        why: &'static str,
     ) -> LoginError {
+        let locks = attempt.locks;
         if let Err(e) = self.throttle.failed(attempt).await {
             return e.into();
         }
@@ -59,9 +72,46 @@ impl Login {
             event = "login_failed",
             user = user.map(|u| tracing::field::display(u.id)),
             client = %cmd.client,
+            why,
             "login failed"
         );
+        let now = self.clock.now();
+        let kind = if why == "disabled" {
+            EventKind::LoginDisabled
+        } else {
+            EventKind::LoginFailed
+        };
+        let with_user = |e: SecurityEvent| match user {
+            Some(u) => e.user(u.id),
+            None => e,
+        };
+        self.events
+            .record(with_user(self.event(kind, cmd, now)).detail(why));
+        if let Some(lock) = locks {
+            self.events.record(
+                with_user(self.event(EventKind::AccountLocked, cmd, now)).detail(lock.as_str()),
+            );
+        }
         LoginError::InvalidCredentials
+    }
+
+    /// Whether none of the account's live sessions came from this client (address bucket and
+    /// user agent). A store failure answers `false`: the login does not fail for an event.
+    async fn is_new_client(&self, user: &User, cmd: &LoginCommand, now: Timestamp) -> bool {
+        match self
+            .sessions
+            .list_sessions(user.id, now, MAX_LISTED_SESSIONS)
+            .await
+        {
+            Ok(live) => !live.iter().any(|s| {
+                s.client_address.as_deref() == Some(cmd.client.as_str())
+                    && s.user_agent.as_deref() == cmd.user_agent.as_ref().map(UserAgent::as_str)
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "sessions not listed: new_login not judged");
+                false
+            }
+        }
     }
 
     /// # Errors
@@ -81,6 +131,8 @@ impl Login {
                     retry_after_secs,
                     "login throttled"
                 );
+                self.events
+                    .record(self.event(EventKind::LoginThrottled, &cmd, self.clock.now()));
                 return Err(LoginError::Throttled { retry_after_secs });
             }
         };
@@ -94,15 +146,20 @@ impl Login {
             }
         };
         let user = match user {
-            Some(user)
-                if matches && !user.disabled && self.refused.as_ref() != Some(&user.email) =>
-            {
-                user
+            None => return Err(self.failed(attempt, None, &cmd, "unknown_account").await),
+            Some(user) if !matches => {
+                return Err(self
+                    .failed(attempt, Some(&user), &cmd, "wrong_password")
+                    .await)
             }
-            other => return Err(self.failed(attempt, other.as_ref(), &cmd).await),
+            Some(user) if user.disabled || self.refused.as_ref() == Some(&user.email) => {
+                return Err(self.failed(attempt, Some(&user), &cmd, "disabled").await)
+            }
+            Some(user) => user,
         };
 
         let now = self.clock.now();
+        let new_client = self.is_new_client(&user, &cmd, now).await;
         let expires_at = now.plus_secs(self.policy.session_ttl_secs);
         let session = Session {
             id: SessionId::new_random(),
@@ -129,7 +186,7 @@ impl Login {
             )
             .await;
         if matches!(created, Ok(false)) {
-            return Err(self.failed(attempt, Some(&user), &cmd).await);
+            return Err(self.failed(attempt, Some(&user), &cmd, "disabled").await);
         }
         // The password was right even if the session store then failed.
         self.throttle.succeeded(attempt).await?;
@@ -139,6 +196,15 @@ impl Login {
         }
         created?;
         tracing::info!(event = "login", user = %user.id, session = %session.id, "session opened");
+        let opened = |kind| {
+            self.event(kind, &cmd, now)
+                .user(user.id)
+                .session(session.id)
+        };
+        self.events.record(opened(EventKind::LoginSucceeded));
+        if new_client {
+            self.events.record(opened(EventKind::NewLogin));
+        }
         Ok(issue_tokens(
             &self.issuer,
             self.policy,
@@ -154,7 +220,7 @@ mod tests {
     use super::*;
     use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
     use crate::app::test_support::*;
-    use crate::domain::{AccessToken, InfraError, Reservation, ThrottleSettings};
+    use crate::domain::{AccessToken, InfraError, Reservation, SessionInfo, ThrottleSettings};
     use crate::ports::{
         HashError, MockLoginAttempts, MockPasswordHasher, MockPasswordUpgrades, MockRefreshStore,
         MockTokenIssuer, MockUserRepo, TokenError,
@@ -167,6 +233,7 @@ mod tests {
         issuer: MockTokenIssuer,
         sessions: MockRefreshStore,
         upgrades: MockPasswordUpgrades,
+        events: Arc<dyn SecurityEvents>,
     }
 
     impl Mocks {
@@ -176,12 +243,18 @@ mod tests {
             hasher.expect_needs_rehash().return_const(false);
             let mut upgrades = MockPasswordUpgrades::new();
             upgrades.expect_schedule().never();
+            // No live session yet: every login is from a new client.
+            let mut sessions = MockRefreshStore::new();
+            sessions
+                .expect_list_sessions()
+                .returning(|_, _, _| Ok(vec![]));
             Self {
                 users: MockUserRepo::new(),
                 hasher,
                 issuer: MockTokenIssuer::new(),
-                sessions: MockRefreshStore::new(),
+                sessions,
                 upgrades,
+                events: Arc::new(crate::ports::NoSecurityEvents),
             }
         }
 
@@ -202,6 +275,7 @@ mod tests {
                 sessions: Arc::new(self.sessions),
                 throttle,
                 upgrades: Arc::new(self.upgrades),
+                events: self.events,
                 clock: Arc::new(clock_at(NOW)),
                 policy: policy(),
                 refused: None,
@@ -457,6 +531,128 @@ mod tests {
         match login.execute(cmd()).await {
             Err(LoginError::Throttled { retry_after_secs }) => assert!(retry_after_secs > 0),
             other => panic!("expected throttled, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_and_the_one_that_locks_the_pair_reports_the_lock_once() {
+        let settings = ThrottleSettings {
+            pair_max_failures: 3,
+            ..ThrottleSettings::default()
+        };
+        let recorder = Arc::new(Recorder::default());
+        let mut m = Mocks::new();
+        m.events = recorder.clone();
+        let u = user(false);
+        let id = u.id;
+        m.users
+            .expect_find_by_email()
+            .returning(move |_| Ok(Some(u.clone())));
+        m.hasher.expect_verify().returning(|_, _| Ok(false));
+        let login = m.build(settings);
+        for _ in 0..3 {
+            assert!(matches!(
+                login.execute(cmd()).await,
+                Err(LoginError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            login.execute(cmd()).await,
+            Err(LoginError::Throttled { .. })
+        ));
+        use EventKind::*;
+        assert_eq!(
+            recorder.kinds(),
+            [
+                LoginFailed,
+                LoginFailed,
+                LoginFailed,
+                AccountLocked,
+                LoginThrottled
+            ]
+        );
+        let events = recorder.events();
+        assert!(events[..4].iter().all(|e| e.user == Some(id)));
+        assert_eq!(events[0].detail.as_deref(), Some("wrong_password"));
+        assert_eq!(events[3].detail.as_deref(), Some("pair"));
+        assert_eq!(events[4].user, None, "no store read for a refused attempt");
+        assert!(events
+            .iter()
+            .all(|e| e.client.as_ref().map(ClientAddress::as_str) == Some("127.0.0.1")));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_account_with_its_right_password_is_reported_as_disabled() {
+        let recorder = Arc::new(Recorder::default());
+        let mut m = Mocks::new();
+        m.events = recorder.clone();
+        let u = user(true);
+        m.users
+            .expect_find_by_email()
+            .return_once(move |_| Ok(Some(u)));
+        m.hasher.expect_verify().return_once(|_, _| Ok(true));
+        let _ = m.build(ThrottleSettings::default()).execute(cmd()).await;
+        assert_eq!(recorder.kinds(), [EventKind::LoginDisabled]);
+        assert_eq!(recorder.events()[0].detail.as_deref(), Some("disabled"));
+    }
+
+    #[tokio::test]
+    async fn a_login_is_new_only_from_a_client_no_live_session_came_from() {
+        let ua = UserAgent::parse("Firefox/140");
+        let with_cmd = || LoginCommand {
+            user_agent: ua.clone(),
+            ..cmd()
+        };
+        for (known_client, known_agent, new) in [
+            (None, None, true),
+            (Some("127.0.0.1"), Some("Firefox/140"), false),
+            (Some("127.0.0.1"), Some("Chrome/140"), true),
+            (Some("192.0.2.9"), Some("Firefox/140"), true),
+        ] {
+            let recorder = Arc::new(Recorder::default());
+            let mut m = Mocks::new();
+            m.events = recorder.clone();
+            let u = user(false);
+            let existing = session_of(&u);
+            m.sessions = MockRefreshStore::new();
+            m.sessions.expect_list_sessions().returning(move |_, _, _| {
+                Ok(known_client
+                    .map(|client| SessionInfo {
+                        session: existing.clone(),
+                        last_used_at: existing.created_at,
+                        user_agent: known_agent.map(str::to_owned),
+                        client_address: Some(client.to_owned()),
+                    })
+                    .into_iter()
+                    .collect())
+            });
+            m.sessions
+                .expect_create_session()
+                .return_once(|_, _, _, _| Ok(true));
+            m.users
+                .expect_find_by_email()
+                .return_once(move |_| Ok(Some(u)));
+            m.hasher.expect_verify().return_once(|_, _| Ok(true));
+            m.issuer
+                .expect_issue_access()
+                .return_once(|_| Ok(AccessToken::new("jwt".into())));
+            m.build(ThrottleSettings::default())
+                .execute(with_cmd())
+                .await
+                .unwrap();
+            let expected: &[EventKind] = if new {
+                &[EventKind::LoginSucceeded, EventKind::NewLogin]
+            } else {
+                &[EventKind::LoginSucceeded]
+            };
+            assert_eq!(
+                recorder.kinds(),
+                expected,
+                "{known_client:?} {known_agent:?}"
+            );
+            let opened = &recorder.events()[0];
+            assert!(opened.user.is_some() && opened.session.is_some());
+            assert_eq!(opened.user_agent, ua);
         }
     }
 

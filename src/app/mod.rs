@@ -98,8 +98,10 @@ fn issue_tokens(
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Builders shared by the use-case unit tests.
-    use crate::domain::{Email, PasswordHash, Session, SessionId, Timestamp, User, UserId};
-    use crate::ports::{MockClock, StoreError};
+    use crate::domain::{
+        Email, EventKind, PasswordHash, SecurityEvent, Session, SessionId, Timestamp, User, UserId,
+    };
+    use crate::ports::{MockClock, SecurityEvents, StoreError};
 
     pub const NOW: u64 = 1_700_000_000;
 
@@ -141,5 +143,25 @@ pub(crate) mod test_support {
 
     pub fn down() -> StoreError {
         StoreError::Unavailable(anyhow::anyhow!("connection refused"))
+    }
+
+    /// Keeps every event reported, for the assertions.
+    #[derive(Default)]
+    pub struct Recorder(std::sync::Mutex<Vec<SecurityEvent>>);
+
+    impl Recorder {
+        pub fn events(&self) -> Vec<SecurityEvent> {
+            self.0.lock().unwrap().clone()
+        }
+
+        pub fn kinds(&self) -> Vec<EventKind> {
+            self.events().iter().map(|e| e.kind).collect()
+        }
+    }
+
+    impl SecurityEvents for Recorder {
+        fn record(&self, event: SecurityEvent) {
+            self.0.lock().unwrap().push(event);
+        }
     }
 }

@@ -1,8 +1,13 @@
 use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
-use crate::domain::{ClientAddress, IssuedTokens, RefreshError, RefreshToken, RotationRefusal};
-use crate::ports::{Clock, RefreshStore, RotateError, Rotation, Successors, TokenIssuer};
+use crate::domain::{
+    ClientAddress, EventKind, IssuedTokens, RefreshError, RefreshToken, RotationRefusal,
+    SecurityEvent, Timestamp,
+};
+use crate::ports::{
+    Clock, RefreshStore, RotateError, Rotation, SecurityEvents, Successors, TokenIssuer,
+};
 
 /// Consumes a refresh token and issues its successor in the same session.
 ///
@@ -17,6 +22,7 @@ pub struct Refresh {
     pub clock: Arc<dyn Clock>,
     pub policy: TokenPolicy,
     pub successors: Arc<dyn Successors>,
+    pub events: Arc<dyn SecurityEvents>,
 }
 
 impl Refresh {
@@ -47,7 +53,7 @@ impl Refresh {
                 reuse_grace_secs: self.policy.reuse_grace_secs,
             })
             .await
-            .map_err(|e| refused(e, client))?;
+            .map_err(|e| self.refused(e, client, now))?;
         if rotated.replayed {
             tracing::info!(
                 event = "refresh_replayed",
@@ -72,38 +78,52 @@ impl Refresh {
     }
 }
 
-/// The one place that knows the shape of `RotateError`: each refusal becomes a reason for the
-/// logs; a reuse and a gone user are also reported on their own, with the session, its account
-/// and the client, so an operator can investigate (never the token).
-fn refused(e: RotateError, client: &ClientAddress) -> RefreshError {
-    let (why, session) = match e {
-        RotateError::Refused { why, session } => (why, session),
-        RotateError::Store(e) => return e.into(),
-    };
-    let session_id = session.as_ref().map(|s| s.id.to_string());
-    let user = session.as_ref().map(|s| s.user_id.to_string());
-    match why {
-        RotationRefusal::NotFound => RefreshError::InvalidRefreshToken("unknown"),
-        RotationRefusal::Expired => RefreshError::InvalidRefreshToken("expired"),
-        RotationRefusal::Reused => {
-            tracing::warn!(
-                event = "refresh_token_reuse",
-                session = session_id,
-                user,
-                client = client.as_str(),
-                "consumed refresh token presented; session revoked"
-            );
-            RefreshError::InvalidRefreshToken("reused")
-        }
-        RotationRefusal::UserInactive => {
-            tracing::info!(
-                event = "refresh_user_gone",
-                session = session_id,
-                user,
-                client = client.as_str(),
-                "user disabled or deleted; all their sessions revoked"
-            );
-            RefreshError::InvalidRefreshToken("user disabled or deleted")
+impl Refresh {
+    /// The one place that knows the shape of `RotateError`: each refusal becomes a reason for
+    /// the logs; a reuse and a gone user are also reported as security events, with the
+    /// session, its account and the client, so an operator can investigate (never the token).
+    fn refused(&self, e: RotateError, client: &ClientAddress, now: Timestamp) -> RefreshError {
+        let (why, session) = match e {
+            RotateError::Refused { why, session } => (why, session),
+            RotateError::Store(e) => return e.into(),
+        };
+        let session_id = session.as_ref().map(|s| s.id.to_string());
+        let user = session.as_ref().map(|s| s.user_id.to_string());
+        let report = |kind, detail: Option<&str>| {
+            let mut event = SecurityEvent::new(kind, now).client(client.clone());
+            if let Some(s) = &session {
+                event = event.user(s.user_id).session(s.id);
+            }
+            if let Some(detail) = detail {
+                event = event.detail(detail);
+            }
+            self.events.record(event);
+        };
+        match why {
+            RotationRefusal::NotFound => RefreshError::InvalidRefreshToken("unknown"),
+            RotationRefusal::Expired => RefreshError::InvalidRefreshToken("expired"),
+            RotationRefusal::Reused => {
+                tracing::warn!(
+                    event = "refresh_token_reuse",
+                    session = session_id,
+                    user,
+                    client = client.as_str(),
+                    "consumed refresh token presented; session revoked"
+                );
+                report(EventKind::RefreshReuse, None);
+                RefreshError::InvalidRefreshToken("reused")
+            }
+            RotationRefusal::UserInactive => {
+                tracing::info!(
+                    event = "refresh_user_gone",
+                    session = session_id,
+                    user,
+                    client = client.as_str(),
+                    "user disabled or deleted; all their sessions revoked"
+                );
+                report(EventKind::SessionRevoked, Some("account_inactive"));
+                RefreshError::InvalidRefreshToken("user disabled or deleted")
+            }
         }
     }
 }
@@ -136,6 +156,7 @@ mod tests {
                 clock: Arc::new(clock_at(NOW)),
                 policy: policy(),
                 successors: Arc::new(Reversed),
+                events: Arc::new(crate::ports::NoSecurityEvents),
             }
         }
     }
@@ -197,6 +218,51 @@ mod tests {
         assert_ne!(tokens.refresh_token, old);
         assert_eq!(tokens.refresh_token, Reversed.successor_of(&old));
         assert_eq!(tokens.session_expires_at, session.expires_at);
+    }
+
+    #[tokio::test]
+    async fn a_reuse_and_a_gone_user_are_reported_and_other_refusals_are_not() {
+        let session = session_of(&user(false));
+        for (why, reported) in [
+            (
+                RotationRefusal::Reused,
+                Some((EventKind::RefreshReuse, None)),
+            ),
+            (
+                RotationRefusal::UserInactive,
+                Some((EventKind::SessionRevoked, Some("account_inactive"))),
+            ),
+            (RotationRefusal::Expired, None),
+            (RotationRefusal::NotFound, None),
+        ] {
+            let mut m = Mocks::new();
+            let s = session.clone();
+            m.sessions
+                .expect_rotate()
+                .return_once(move |_| Err(RotateError::refused_in(why, s)));
+            let recorder = Arc::new(Recorder::default());
+            let refresh = Refresh {
+                events: recorder.clone(),
+                ..m.build()
+            };
+            let client = ClientAddress::from_ip([198, 51, 100, 7].into());
+            assert!(refresh.execute(Some(presented()), &client).await.is_err());
+            let events = recorder.events();
+            match reported {
+                None => assert!(events.is_empty(), "{why:?}"),
+                Some((kind, detail)) => {
+                    assert_eq!(events.len(), 1, "{why:?}");
+                    let e = &events[0];
+                    assert_eq!(e.kind, kind);
+                    assert_eq!(e.detail.as_deref(), detail);
+                    assert_eq!(
+                        (e.user, e.session),
+                        (Some(session.user_id), Some(session.id))
+                    );
+                    assert_eq!(e.client.as_ref(), Some(&client));
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    ClientAddress, Email, Password, RegisterError, ThrottleDecision, User, UserId,
+    ClientAddress, Email, EventKind, Password, RegisterError, SecurityEvent, ThrottleDecision,
+    User, UserId,
 };
-use crate::ports::{Clock, CreateUserError, LoginAttempts, PasswordHasher, UserRepo};
+use crate::ports::{
+    Clock, CreateUserError, LoginAttempts, PasswordHasher, SecurityEvents, UserRepo,
+};
 
 /// Creates an account. Used by `POST /auth/register`, the `user add` command and the dev seed.
 pub struct Register {
@@ -12,6 +15,7 @@ pub struct Register {
     pub clock: Arc<dyn Clock>,
     /// The sign-up rate per client, for requests from the network.
     pub throttle: Arc<dyn LoginAttempts>,
+    pub events: Arc<dyn SecurityEvents>,
 }
 
 impl Register {
@@ -37,7 +41,7 @@ impl Register {
             );
             return Err(RegisterError::Throttled { retry_after_secs });
         }
-        self.execute(email, password).await
+        self.create(email, password, Some(client)).await
     }
 
     /// Unthrottled: for operators (the CLI) and the seed, and after `execute_from`'s check.
@@ -46,6 +50,15 @@ impl Register {
     /// `EmailTaken` when the email (in any letter case) has an account; `Infra` when the
     /// store is down or hashing fails.
     pub async fn execute(&self, email: Email, password: &Password) -> Result<User, RegisterError> {
+        self.create(email, password, None).await
+    }
+
+    async fn create(
+        &self,
+        email: Email,
+        password: &Password,
+        client: Option<&ClientAddress>,
+    ) -> Result<User, RegisterError> {
         let password_hash = self.hasher.hash(password).await?;
         let user = User {
             id: UserId::new_random(),
@@ -55,7 +68,15 @@ impl Register {
             created_at: self.clock.now(),
         };
         match self.users.create(user.clone()).await {
-            Ok(()) => Ok(user),
+            Ok(()) => {
+                let mut event =
+                    SecurityEvent::new(EventKind::AccountCreated, user.created_at).user(user.id);
+                if let Some(client) = client {
+                    event = event.client(client.clone());
+                }
+                self.events.record(event);
+                Ok(user)
+            }
             Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
             Err(CreateUserError::Store(e)) => Err(e.into()),
         }
@@ -85,6 +106,7 @@ mod tests {
             hasher: Arc::new(hasher),
             clock: Arc::new(clock_at(NOW)),
             throttle: Arc::new(throttle),
+            events: Arc::new(crate::ports::NoSecurityEvents),
         }
     }
 

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::Me;
-use crate::domain::{AccessToken, MeError, SessionId, SessionInfo};
-use crate::ports::{Clock, RefreshStore};
+use crate::domain::{AccessToken, EventKind, MeError, SecurityEvent, SessionId, SessionInfo};
+use crate::ports::{Clock, RefreshStore, SecurityEvents};
 
 /// The most sessions one list returns: `MAX_SESSIONS_PER_USER`'s upper bound, so a list is
 /// complete under any cap.
@@ -14,6 +14,7 @@ pub struct Sessions {
     pub auth: Me,
     pub sessions: Arc<dyn RefreshStore>,
     pub clock: Arc<dyn Clock>,
+    pub events: Arc<dyn SecurityEvents>,
 }
 
 /// The caller's live sessions, most recently used first.
@@ -47,10 +48,16 @@ impl Sessions {
     /// As `Me::execute`.
     pub async fn end(&self, bearer: &AccessToken, session: SessionId) -> Result<bool, MeError> {
         let (user, _) = self.auth.authenticate(bearer).await?;
-        let ended = self
-            .sessions
-            .revoke_session(user.id, session, self.clock.now())
-            .await?;
+        let now = self.clock.now();
+        let ended = self.sessions.revoke_session(user.id, session, now).await?;
+        if ended {
+            self.events.record(
+                SecurityEvent::new(EventKind::SessionRevoked, now)
+                    .user(user.id)
+                    .session(session)
+                    .detail("ended_by_owner"),
+            );
+        }
         tracing::info!(
             event = "session_ended",
             user = %user.id,
@@ -80,6 +87,7 @@ mod tests {
             },
             sessions,
             clock,
+            events: Arc::new(crate::ports::NoSecurityEvents),
         }
     }
 

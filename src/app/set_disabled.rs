@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use crate::domain::{Email, SetDisabledError, User};
-use crate::ports::{RefreshStore, UserRepo};
+use crate::domain::{Email, EventKind, SecurityEvent, SetDisabledError, User};
+use crate::ports::{Clock, RefreshStore, SecurityEvents, UserRepo};
 
 /// Disables an account, or enables it again. Disabling also revokes every session of the user,
 /// so its refresh tokens die at once and its access tokens stop working at `/auth/me`.
@@ -9,6 +9,8 @@ use crate::ports::{RefreshStore, UserRepo};
 pub struct SetDisabled {
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
+    pub clock: Arc<dyn Clock>,
+    pub events: Arc<dyn SecurityEvents>,
 }
 
 /// The account after the change, and how many live sessions were revoked.
@@ -38,6 +40,13 @@ impl SetDisabled {
             0
         };
         tracing::info!(event = "user_disabled_set", user = %user.id, disabled, sessions_revoked);
+        let kind = if disabled {
+            EventKind::AccountDisabled
+        } else {
+            EventKind::AccountEnabled
+        };
+        self.events
+            .record(SecurityEvent::new(kind, self.clock.now()).user(user.id));
         Ok(Some(SetDisabledOutcome {
             user,
             sessions_revoked,
@@ -56,6 +65,8 @@ mod tests {
         SetDisabled {
             users: Arc::new(users),
             sessions: Arc::new(sessions),
+            clock: Arc::new(clock_at(NOW)),
+            events: Arc::new(crate::ports::NoSecurityEvents),
         }
     }
 

@@ -68,6 +68,17 @@ pub enum LogoutScope {
     Global,
 }
 
+impl LogoutScope {
+    /// The query parameter's value, and the `logout` event's detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Others => "others",
+            Self::Global => "global",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

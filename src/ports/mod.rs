@@ -76,6 +76,15 @@ pub struct Rotation {
     pub reuse_grace_secs: u64,
 }
 
+/// What a logout ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoggedOut {
+    /// How many live sessions were revoked.
+    pub revoked: u64,
+    /// The presented token's session and its user, when that session was live.
+    pub session: Option<(SessionId, UserId)>,
+}
+
 /// A rotation that succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
@@ -299,7 +308,8 @@ pub trait RefreshStore: Send + Sync {
     /// of its user, but only for a session's current token or a replay within
     /// `reuse_grace_secs`: an older token ends only its own session, so a stale cookie cannot
     /// sign its owner out everywhere. Returns how many live sessions were revoked; an unknown
-    /// (or forgotten) token revokes nothing.
+    /// (or forgotten) token revokes nothing. Also names the token's session and its user when
+    /// that session was live, for the audit trail.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
@@ -309,7 +319,7 @@ pub trait RefreshStore: Send + Sync {
         scope: LogoutScope,
         now: Timestamp,
         reuse_grace_secs: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<LoggedOut, StoreError>;
 
     /// Revokes `session` if it is a live session of `user`; returns whether it did. Someone
     /// else's session, an ended one and an unknown id all answer `false` alike.
@@ -569,6 +579,38 @@ pub struct FanOut(pub Vec<std::sync::Arc<dyn SecurityEvents>>);
 impl SecurityEvents for FanOut {
     fn record(&self, event: crate::domain::SecurityEvent) {
         if let Some((last, rest)) = self.0.split_last() {
+            for sink in rest {
+                sink.record(event.clone());
+            }
+            last.record(event);
+        }
+    }
+}
+
+/// Where the wiring sends events: subscribers (the audit trail, metrics, webhooks) may join
+/// after the hub was handed to what reports (the use cases, the key lifecycle), so the order in
+/// which adapters are wired does not decide who hears what.
+#[derive(Default)]
+pub struct EventHub {
+    sinks: std::sync::RwLock<Vec<std::sync::Arc<dyn SecurityEvents>>>,
+}
+
+impl EventHub {
+    pub fn subscribe(&self, sink: std::sync::Arc<dyn SecurityEvents>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sink);
+    }
+}
+
+impl SecurityEvents for EventHub {
+    fn record(&self, event: crate::domain::SecurityEvent) {
+        let sinks = self
+            .sinks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((last, rest)) = sinks.split_last() {
             for sink in rest {
                 sink.record(event.clone());
             }

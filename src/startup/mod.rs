@@ -36,9 +36,9 @@ use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, To
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
-    Clock, FanOut, KeyStore, LoginAttempts, NoSecurityEvents, PasswordHasher, PasswordUpgrades,
-    PublicKeys, RefreshStore, Revocation, RevocationFeed, SecurityEvents, Successors, TokenIssuer,
-    UserRepo, WebhookOutbox,
+    Clock, EventHub, KeyStore, LoginAttempts, PasswordHasher, PasswordUpgrades, PublicKeys,
+    RefreshStore, Revocation, RevocationFeed, SecurityEvents, Successors, TokenIssuer, UserRepo,
+    WebhookOutbox,
 };
 
 /// One implementation of every port, and the database behind the stores, if any.
@@ -60,8 +60,9 @@ pub struct Adapters {
     pub key_lifecycle: Option<Arc<KeyLifecycle>>,
     /// The revocation feed of the session store.
     pub revocations: Arc<dyn RevocationFeed>,
-    /// Where the use cases report security events (audit trail, metrics, webhooks).
-    pub events: Arc<dyn SecurityEvents>,
+    /// Where the use cases and the key lifecycle report security events; the audit trail,
+    /// metrics and webhooks subscribe to it.
+    pub events: Arc<EventHub>,
     /// The security-event webhooks, when `WEBHOOK_URL` is set.
     pub webhooks: Option<Arc<Webhooks>>,
     database: Option<Database>,
@@ -149,12 +150,14 @@ impl Adapters {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let signing = Signing::new(settings, clock.now())?;
+        let events = Arc::new(EventHub::default());
         let lifecycle = match &signing.ring {
             Some(ring) if settings.generates_keys() => Some(Arc::new(key_lifecycle(
                 settings,
                 Arc::new(InMemoryKeyStore::new()),
                 ring.clone(),
                 clock.clone(),
+                events.clone(),
             ))),
             _ => None,
         };
@@ -183,7 +186,7 @@ impl Adapters {
             key_ring: signing.ring,
             key_lifecycle: lifecycle,
             revocations: Arc::new(NoRevocations),
-            events: Arc::new(NoSecurityEvents),
+            events,
             webhooks: None,
             database: None,
         })
@@ -204,10 +207,10 @@ impl Adapters {
         Self::from_settings(settings).await
     }
 
-    /// Reports security events to `events` instead of nowhere.
+    /// Reports security events to `events` too.
     #[must_use]
-    pub fn with_events(mut self, events: Arc<dyn SecurityEvents>) -> Self {
-        self.events = events;
+    pub fn with_events(self, events: Arc<dyn SecurityEvents>) -> Self {
+        self.events.subscribe(events);
         self
     }
 
@@ -240,7 +243,7 @@ impl Adapters {
             retry_max: Duration::from_secs(settings.webhook_retry_max_secs),
         };
         let webhooks = Webhooks::new(config, outbox);
-        self.events = Arc::new(FanOut(vec![self.events.clone(), webhooks.sink.clone()]));
+        self.events.subscribe(webhooks.sink.clone());
         self.webhooks = Some(webhooks);
         Ok(self)
     }
@@ -261,6 +264,7 @@ impl Adapters {
                 store,
                 ring.clone(),
                 self.clock.clone(),
+                self.events.clone(),
             )));
         }
         self
@@ -411,6 +415,7 @@ fn key_lifecycle(
     store: Arc<dyn KeyStore>,
     ring: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
+    events: Arc<dyn SecurityEvents>,
 ) -> KeyLifecycle {
     let sealer = match &settings.jwt_key_encryption_key {
         Some(kek) => KeySealer::new(kek.expose().as_bytes()),
@@ -427,7 +432,7 @@ fn key_lifecycle(
             KeySealer::new(b"jwt-auth development key-encryption key")
         }
     };
-    KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock)
+    KeyLifecycle::new(store, sealer, ring, key_policy(settings), clock).with_events(events)
 }
 
 /// A feed with nothing in it, for stores that keep no revocations.
@@ -486,6 +491,7 @@ impl UseCases {
                 clock: a.clock.clone(),
                 throttle: a.attempts.clone(),
                 upgrades: a.upgrades.clone(),
+                events: a.events.clone(),
                 policy,
                 refused: (settings.env == Profile::Prod).then(demo::email),
             },
@@ -495,27 +501,33 @@ impl UseCases {
                 clock: a.clock.clone(),
                 policy,
                 successors: a.successors.clone(),
+                events: a.events.clone(),
             },
             logout: Logout {
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
                 reuse_grace_secs: policy.reuse_grace_secs,
+                events: a.events.clone(),
             },
             me: me(),
             sessions: Sessions {
                 auth: me(),
                 sessions: a.sessions.clone(),
                 clock: a.clock.clone(),
+                events: a.events.clone(),
             },
             register: Register {
                 users: a.users.clone(),
                 hasher: a.hasher.clone(),
                 clock: a.clock.clone(),
                 throttle: a.attempts.clone(),
+                events: a.events.clone(),
             },
             set_disabled: SetDisabled {
                 users: a.users.clone(),
                 sessions: a.sessions.clone(),
+                clock: a.clock.clone(),
+                events: a.events.clone(),
             },
         }
     }

@@ -90,6 +90,7 @@ async fn revoke_local(s: &Stores, presented: RefreshTokenHash) -> bool {
         .revoke_by_token(presented, LogoutScope::Local, at(T0), 0)
         .await
         .unwrap()
+        .revoked
         > 0
 }
 
@@ -391,6 +392,18 @@ async fn revoke_by_token_accepts_a_consumed_token(s: Stores) {
 
 async fn revoke_by_unknown_token_is_false(s: Stores) {
     assert!(!revoke_local(&s, token()).await);
+}
+
+async fn a_local_revocation_names_the_session_and_its_user(s: Stores) {
+    let uid = owner(&s).await;
+    let (sess, first) = session(&s, uid).await;
+    let ended = s
+        .sessions
+        .revoke_by_token(first, LogoutScope::Local, at(T0), 0)
+        .await
+        .unwrap();
+    assert_eq!(ended.revoked, 1);
+    assert_eq!(ended.session, Some((sess.id, uid)));
 }
 
 async fn revoke_user_sessions_counts_live_ones_and_spares_others(s: Stores) {
@@ -1149,7 +1162,12 @@ async fn scoped_revocation_by_token_reaches_as_far_as_its_scope(s: Stores) {
         .revoke_by_token(here_first, LogoutScope::Others, now, 5)
         .await
         .unwrap();
-    assert_eq!(ended, 2);
+    assert_eq!(ended.revoked, 2);
+    assert_eq!(
+        ended.session,
+        Some((here.id, uid)),
+        "names the token's session"
+    );
     assert!(is_live(&s, here.id, now).await);
     assert!(!is_live(&s, b.id, now).await && !is_live(&s, c.id, now).await);
     assert!(is_live(&s, theirs.id, now).await);
@@ -1166,7 +1184,8 @@ async fn scoped_revocation_by_token_reaches_as_far_as_its_scope(s: Stores) {
         .revoke_by_token(here_first, LogoutScope::Global, late, 5)
         .await
         .unwrap();
-    assert_eq!(ended, 1);
+    assert_eq!(ended.revoked, 1);
+    assert_eq!(ended.session, Some((here.id, uid)));
     assert!(!is_live(&s, here.id, late).await);
     assert!(
         is_live(&s, d.id, late).await,
@@ -1179,7 +1198,18 @@ async fn scoped_revocation_by_token_reaches_as_far_as_its_scope(s: Stores) {
         .revoke_by_token(e_first, LogoutScope::Global, late, 5)
         .await
         .unwrap();
-    assert_eq!(ended, 2);
+    assert_eq!(ended.revoked, 2);
+    assert_eq!(ended.session, Some((e.id, uid)));
+    let again = s
+        .sessions
+        .revoke_by_token(e_first, LogoutScope::Local, late, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        jwt_auth::ports::LoggedOut::default(),
+        "an ended session's token names nothing"
+    );
     assert!(!is_live(&s, d.id, late).await && !is_live(&s, e.id, late).await);
     assert!(is_live(&s, theirs.id, late).await);
     assert_eq!(
@@ -1187,7 +1217,7 @@ async fn scoped_revocation_by_token_reaches_as_far_as_its_scope(s: Stores) {
             .revoke_by_token(token(), LogoutScope::Global, late, 5)
             .await
             .unwrap(),
-        0
+        jwt_auth::ports::LoggedOut::default()
     );
 }
 
@@ -1247,6 +1277,7 @@ contract!(
     revoked_session_token_is_not_found,
     revoke_by_token_accepts_a_consumed_token,
     revoke_by_unknown_token_is_false,
+    a_local_revocation_names_the_session_and_its_user,
     revoke_user_sessions_counts_live_ones_and_spares_others,
     purge_is_bounded_by_its_limit_and_spares_live_sessions,
     purge_forgets_revoked_sessions,

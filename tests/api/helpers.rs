@@ -199,7 +199,7 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         scope: LogoutScope,
         now: Timestamp,
         grace: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<jwt_auth::ports::LoggedOut, StoreError> {
         self.check()?;
         self.inner.revoke_by_token(p, scope, now, grace).await
     }

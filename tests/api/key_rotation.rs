@@ -326,36 +326,6 @@ pub async fn the_schedule_rotates(store: Store) {
     assert_ne!(app.kid().unwrap(), first);
 }
 
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Memory).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
     a_retired_key_stops_verifying,
     the_schedule_rotates,

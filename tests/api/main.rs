@@ -22,6 +22,45 @@ macro_rules! for_each_algorithm {
     };
 }
 
+/// Runs each named `async fn(Store)` once per store: `memory::name`, `sqlite::name` and
+/// `postgres::name` (ignored, so counted, without `TEST_DATABASE_URL`).
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::helpers::Store::Memory).await;
+                }
+            )*
+        }
+        on_databases!($($case),*);
+    };
+}
+
+/// As `on_every_store`, on SQLite and PostgreSQL only.
+macro_rules! on_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::helpers::Store::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+                async fn $case() {
+                    super::$case(crate::helpers::Store::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 mod architecture;
 mod at_rest;
 mod boundaries;
@@ -31,6 +70,7 @@ mod csrf;
 mod db;
 mod demo;
 mod durable;
+mod events;
 mod faults;
 mod flow;
 mod forgery;

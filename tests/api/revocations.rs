@@ -162,36 +162,6 @@ pub async fn a_logout_flood_stays_bounded(store: Store) {
     assert_eq!(page["more"], false);
 }
 
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Memory).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
     every_revocation_path_is_published,
     a_logout_flood_stays_bounded

@@ -118,7 +118,8 @@ async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
             .sessions
             .revoke_by_token(hash, LogoutScope::Local, now, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .revoked;
         assert_eq!(revoked, 1);
         tokio::time::sleep(POLL * 2).await;
         assert!(

@@ -546,42 +546,6 @@ async fn exhausted_attempts_are_dead_lettered(store: Store) {
     assert_eq!(receiver.deliveries().len(), 4);
 }
 
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Memory).await;
-                }
-            )*
-        }
-        on_databases!($($case),*);
-    };
-}
-
-macro_rules! on_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
-                async fn $case() {
-                    super::$case(crate::helpers::Store::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 mod every_store {
     use super::*;
     on_every_store!(

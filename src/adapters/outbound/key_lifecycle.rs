@@ -16,9 +16,10 @@ use josekit::jwe::{Dir, JweHeader};
 use sha2::Sha256;
 
 use crate::domain::{
-    due_key_actions, KeyAction, KeyPolicy, KeyState, SigningAlgorithm, StoredKey, Timestamp,
+    due_key_actions, EventKind, KeyAction, KeyPolicy, KeyState, SecurityEvent, SigningAlgorithm,
+    StoredKey, Timestamp,
 };
-use crate::ports::{Clock, KeyStore};
+use crate::ports::{Clock, KeyStore, NoSecurityEvents, SecurityEvents};
 
 use super::signing_keys::{KeyRing, KeySet, SigningKey};
 
@@ -94,6 +95,8 @@ pub struct KeyLifecycle {
     /// Unsealed keys by kid, with the sealed text they came from, so a reload parses only new
     /// ones and a row whose sealed key changed (a retired key's is wiped) is unsealed again.
     opened: Mutex<HashMap<String, (String, Arc<SigningKey>)>>,
+    /// Hears `key_rotated` from the instance whose promotion won.
+    events: Arc<dyn SecurityEvents>,
 }
 
 impl std::fmt::Debug for KeyLifecycle {
@@ -122,7 +125,15 @@ impl KeyLifecycle {
             policy,
             clock,
             opened: Mutex::default(),
+            events: Arc::new(NoSecurityEvents),
         }
+    }
+
+    /// Reports promotions to `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn SecurityEvents>) -> Self {
+        self.events = events;
+        self
     }
 
     pub fn policy(&self) -> KeyPolicy {
@@ -147,6 +158,10 @@ impl KeyLifecycle {
             };
             if done {
                 tracing::info!(event = "signing_key", action = ?action, "key lifecycle step");
+                if let KeyAction::Promote(kid) = &action {
+                    self.events
+                        .record(SecurityEvent::new(EventKind::KeyRotated, now).detail(kid.clone()));
+                }
                 applied.push(action);
             }
         }

@@ -14,7 +14,7 @@ use crate::domain::{
     SessionInfo, SessionOrigin, Timestamp, User, UserId, KEPT_CONSUMED_TOKENS,
 };
 use crate::ports::{
-    CreateUserError, RefreshStore, RotateError, Rotated, Rotation, StoreError, UserRepo,
+    CreateUserError, LoggedOut, RefreshStore, RotateError, Rotated, Rotation, StoreError, UserRepo,
 };
 
 /// Accounts in a map, with an index by normalized email. Clones share the accounts.
@@ -563,19 +563,19 @@ impl RefreshStore for InMemoryRefreshStore {
         scope: LogoutScope,
         now: Timestamp,
         reuse_grace_secs: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<LoggedOut, StoreError> {
         let mut f = self.lock();
         let Some(token) = f.tokens.get(&presented).copied() else {
-            return Ok(0);
+            return Ok(LoggedOut::default());
         };
         let Some(record) = f.sessions.get(&token.session) else {
             f.tokens.remove(&presented);
-            return Ok(0);
+            return Ok(LoggedOut::default());
         };
         let user = record.user;
+        let live = record.live_at(now);
         // The cookie of an ended session speaks for nobody: it ends its own session only.
-        let fresh =
-            record.live_at(now) && f.is_fresh(record, &presented, token, now, reuse_grace_secs);
+        let fresh = live && f.is_fresh(record, &presented, token, now, reuse_grace_secs);
         let revoked = match scope {
             LogoutScope::Others if fresh => f.remove_user(user, Some(token.session)),
             LogoutScope::Global if fresh => f.remove_user(user, None),
@@ -588,7 +588,17 @@ impl RefreshStore for InMemoryRefreshStore {
         };
         let count = revoked.len() as u64;
         self.record_revoked(revoked);
-        Ok(count)
+        // As the database stores: a local logout names the session it ended, a wider one the
+        // live session its token speaks from.
+        let named = if scope == LogoutScope::Local {
+            count > 0
+        } else {
+            live
+        };
+        Ok(LoggedOut {
+            revoked: count,
+            session: named.then_some((token.session, user)),
+        })
     }
 
     async fn revoke_session(

@@ -189,9 +189,10 @@ impl AuthApi {
             return LogoutResponse::BadRequest(INVALID_REQUEST.body_with("scope is given twice"));
         }
         let scope = LogoutScope::from(scope.0.unwrap_or_default());
+        let client = client_address(state, req);
         match state
             .logout
-            .execute(cookie::presented(req.headers(), &cookie), scope)
+            .execute(cookie::presented(req.headers(), &cookie), scope, &client)
             .await
         {
             Ok(_) if scope == LogoutScope::Others => LogoutResponse::NoContent(None),

@@ -621,15 +621,25 @@ macro_rules! sql_stores {
                 scope: $crate::domain::LogoutScope,
                 now: $crate::domain::Timestamp,
                 reuse_grace_secs: u64,
-            ) -> Result<u64, $crate::ports::StoreError> {
+            ) -> Result<$crate::ports::LoggedOut, $crate::ports::StoreError> {
                 use $crate::domain::LogoutScope;
+                use $crate::ports::LoggedOut;
                 if scope == LogoutScope::Local {
-                    return Ok(sqlx::query(SQL.revoke_by_token)
+                    let ended = sqlx::query_as::<_, (Id, Id)>(SQL.revoke_by_token)
                         .bind(common::hash_bytes(&presented))
-                        .execute(&self.pool)
+                        .fetch_optional(&self.pool)
                         .await
-                        .map_err(store)?
-                        .rows_affected());
+                        .map_err(store)?;
+                    return Ok(match ended {
+                        Some((session, user)) => LoggedOut {
+                            revoked: 1,
+                            session: Some((
+                                $crate::domain::SessionId::from_uuid(uuid(session, "session id")?),
+                                $crate::domain::UserId::from_uuid(uuid(user, "user id")?),
+                            )),
+                        },
+                        None => LoggedOut::default(),
+                    });
                 }
                 let Some((session, user, consumed_at, successor_current)) =
                     sqlx::query_as::<_, common::OwnerRow<Id>>(SQL.token_owner)
@@ -639,8 +649,13 @@ macro_rules! sql_stores {
                         .await
                         .map_err(store)?
                 else {
-                    return Ok(0);
+                    return Ok(LoggedOut::default());
                 };
+                let (session, user) = (uuid(session, "session id")?, uuid(user, "user id")?);
+                let owner = (
+                    $crate::domain::SessionId::from_uuid(session),
+                    $crate::domain::UserId::from_uuid(user),
+                );
                 let fresh = $crate::domain::speaks_for_session(
                     consumed_at.map(common::from_db),
                     successor_current,
@@ -649,17 +664,20 @@ macro_rules! sql_stores {
                 );
                 let query = match scope {
                     LogoutScope::Others if fresh => sqlx::query(SQL.revoke_other_sessions)
-                        .bind(user)
-                        .bind(session),
+                        .bind(id(user))
+                        .bind(id(session)),
                     LogoutScope::Global if fresh => {
-                        sqlx::query(SQL.revoke_user_sessions).bind(user)
+                        sqlx::query(SQL.revoke_user_sessions).bind(id(user))
                     }
                     // A stale token ends its own session only.
                     _ => sqlx::query(SQL.revoke_session)
-                        .bind(session)
+                        .bind(id(session))
                         .bind(common::to_db(now)),
                 };
-                Ok(query.execute(&self.pool).await.map_err(store)?.rows_affected())
+                Ok(LoggedOut {
+                    revoked: query.execute(&self.pool).await.map_err(store)?.rows_affected(),
+                    session: Some(owner),
+                })
             }
 
             async fn revoke_session(

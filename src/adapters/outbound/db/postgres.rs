@@ -176,7 +176,7 @@ const SQL: Queries = Queries {
                      WHERE id = $1 AND revoked_at IS NULL",
     revoke_by_token: "UPDATE sessions SET revoked_at = now() \
                       WHERE revoked_at IS NULL \
-                        AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)",
+                        AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $1) RETURNING id, user_id",
     revoke_user_sessions: "UPDATE sessions SET revoked_at = now() \
                            WHERE user_id = $1 AND revoked_at IS NULL",
     token_owner: "SELECT s.id, s.user_id, extract(epoch FROM t.consumed_at)::int8, \

@@ -156,7 +156,7 @@ const SQL: Queries = Queries {
         "UPDATE sessions SET revoked_at = ",
         sql_now!(),
         " WHERE revoked_at IS NULL \
-           AND id = (SELECT session_id FROM refresh_tokens WHERE hash = ?1)"
+           AND id = (SELECT session_id FROM refresh_tokens WHERE hash = ?1) RETURNING id, user_id"
     ),
     revoke_user_sessions: concat!(
         "UPDATE sessions SET revoked_at = ",
