@@ -409,7 +409,7 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
     let sessions = Arc::new(Switchable::new(stores.sessions));
     let users = Arc::new(Switchable::new(stores.users));
     let hasher = Arc::new(CountingHasher::new(
-        PolicyHasher::new(settings.bcrypt_cost, 2).unwrap(),
+        PolicyHasher::with_policy(settings.hash_policy(), 2, 128).unwrap(),
     ));
     let adapters = Adapters::new(
         &settings,

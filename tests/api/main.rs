@@ -34,6 +34,7 @@ mod durable;
 mod faults;
 mod flow;
 mod forgery;
+mod hash_formats;
 mod hash_queue;
 mod helpers;
 mod host;
