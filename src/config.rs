@@ -1397,6 +1397,36 @@ mod tests {
     }
 
     #[test]
+    fn password_hash_policy_is_bcrypt_by_default_and_argon2id_is_bounded() {
+        let s = Settings::from_pairs(&[]).unwrap();
+        assert_eq!(s.hash_policy(), Policy::Bcrypt { cost: 12 });
+        let s = Settings::from_pairs(&[("PASSWORD_HASH", "argon2id")]).unwrap();
+        assert_eq!(
+            s.hash_policy(),
+            Policy::Argon2id {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        for (key, value) in [
+            ("PASSWORD_HASH", "scrypt"),
+            ("BCRYPT_COST", "17"),
+            ("ARGON2_MEMORY_KIB", "262145"),
+            ("ARGON2_MEMORY_KIB", "512"),
+            ("ARGON2_ITERATIONS", "0"),
+            ("ARGON2_ITERATIONS", "11"),
+            ("ARGON2_PARALLELISM", "0"),
+            ("ARGON2_PARALLELISM", "17"),
+        ] {
+            let err = Settings::from_pairs(&[(key, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
     fn log_format_is_text_or_json() {
         assert_eq!(
             Settings::from_pairs(&[]).unwrap().log_format,
