@@ -305,6 +305,11 @@ fn phc_bcrypt(phc: &password_hash::PasswordHash<'_>) -> Result<BcryptParts, Form
     bcrypt_within_limits(BcryptParts { cost, salt, digest })
 }
 
+/// Whether `hash` is a format this service verifies, within the cost limits.
+pub fn readable(hash: &str) -> bool {
+    parse(hash).is_ok()
+}
+
 /// Whether `password` matches `hash`. Unrecognised or over-cost hashes are a mismatch (the
 /// latter with a warning that never shows the hash): a bad row never fails a login loudly.
 pub fn verify(password: &[u8], hash: &str) -> bool {

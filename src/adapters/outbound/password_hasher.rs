@@ -182,10 +182,19 @@ impl PasswordHasher for PolicyHasher {
             Some(h) => (h.as_str().to_owned(), true),
             None => (self.dummy_hash.clone(), false),
         };
-        // A malformed or over-cost stored hash is a mismatch, not an outage.
+        let dummy = self.dummy_hash.clone();
+        // A malformed or over-cost stored hash is a mismatch, not an outage; the dummy is
+        // checked instead so that it takes as long as a real check.
         let matches = self
             .pool
-            .run(move || password_formats::verify(&input, &stored))
+            .run(move || {
+                if password_formats::readable(&stored) {
+                    password_formats::verify(&input, &stored)
+                } else {
+                    let _ = password_formats::verify(&input, &dummy);
+                    password_formats::verify(&input, &stored)
+                }
+            })
             .await?;
         Ok(real && matches)
     }
@@ -420,6 +429,27 @@ mod tests {
         assert!(!argon.needs_rehash(&PasswordHash::new(argon.dummy_hash.clone())));
         let bcrypt = PolicyHasher::new(5, 1).unwrap();
         assert!(!bcrypt.needs_rehash(&PasswordHash::new(bcrypt.dummy_hash.clone())));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stored_hash_costs_what_a_real_check_costs() {
+        let hasher = PolicyHasher::new(10, 1).unwrap();
+        let real = hasher.hash(&pw("pw")).await.unwrap();
+        let over_cost = PasswordHash::new(real.as_str().replacen("r=10", "r=31", 1));
+        let timed = |hash: PasswordHash| {
+            let hasher = &hasher;
+            async move {
+                let started = std::time::Instant::now();
+                assert!(!hasher.verify(&pw("wrong"), Some(hash)).await.unwrap());
+                started.elapsed()
+            }
+        };
+        let genuine = timed(real).await;
+        for bad in [over_cost, PasswordHash::new("garbage".into())] {
+            let took = timed(bad).await;
+            // Without the dummy check these return in microseconds.
+            assert!(took * 4 > genuine, "{took:?} against {genuine:?}");
+        }
     }
 
     #[test]
