@@ -10,10 +10,19 @@ use figment::value::Value;
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::adapters::outbound::password_formats::{
+    Policy, MAX_ARGON2_ITERATIONS, MAX_ARGON2_MEMORY_KIB, MAX_ARGON2_PARALLELISM, MAX_BCRYPT_COST,
+    MIN_BCRYPT_COST,
+};
 use crate::app::ThrottleSettings;
 use crate::domain::{EventKind, SigningAlgorithm};
 
 const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Argon2 memory bounds: a floor for tests and small machines, and OWASP's lowest
+/// recommended setting (7 MiB with 5 iterations) in `prod`.
+const MIN_ARGON2_MEMORY_KIB: u32 = 1024;
+const MIN_PROD_ARGON2_MEMORY_KIB: u32 = 7168;
 
 /// The longest refresh grace window accepted: enough for tabs racing on a slow network, short
 /// enough that a replay long after a rotation is still caught as reuse.
@@ -38,6 +47,10 @@ pub const KEYS: &[&str] = &[
     "ACCESS_TOKEN_EXPIRES_MIN",
     "REFRESH_TOKEN_EXPIRES_DAYS",
     "BCRYPT_COST",
+    "PASSWORD_HASH",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS",
+    "ARGON2_PARALLELISM",
     "LOGIN_CONCURRENCY",
     "COOKIE_SECURE",
     "ALLOWED_ORIGINS",
@@ -102,6 +115,16 @@ pub enum Profile {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The algorithm of new password hashes (stored ones of every supported kind keep verifying).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordHashAlgorithm {
+    /// bcrypt over an HMAC-SHA256 pre-hash, at `BCRYPT_COST`.
+    Bcrypt,
+    /// Argon2id with `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM`.
+    Argon2id,
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -221,6 +244,12 @@ pub struct Settings {
     pub access_token_expires_min: u64,
     pub refresh_token_expires_days: u64,
     pub bcrypt_cost: u32,
+    /// How new password hashes are made; a login with a hash made otherwise replaces it.
+    pub password_hash: PasswordHashAlgorithm,
+    /// Argon2id memory in KiB (OWASP: 19456 with 2 iterations).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
     /// Concurrent bcrypt runs; 0 means one per core.
     pub login_concurrency: usize,
     /// `Secure` on the refresh cookie; unset means on in `prod`, off in `dev`.
@@ -372,11 +401,30 @@ impl Settings {
         if !(1..=1000).contains(&self.max_sessions_per_user) {
             return bad("MAX_SESSIONS_PER_USER", "must be between 1 and 1000");
         }
-        if !(4..=31).contains(&self.bcrypt_cost) {
-            return bad("BCRYPT_COST", "must be between 4 and 31");
+        // Stored hashes beyond these limits are refused at login, so new ones stay within.
+        if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&self.bcrypt_cost) {
+            return bad("BCRYPT_COST", "must be between 4 and 16");
         }
         if self.env == Profile::Prod && self.bcrypt_cost < 10 {
             return bad("BCRYPT_COST", "must be at least 10 in prod");
+        }
+        if !(MIN_ARGON2_MEMORY_KIB..=MAX_ARGON2_MEMORY_KIB).contains(&self.argon2_memory_kib) {
+            return bad("ARGON2_MEMORY_KIB", "must be between 1024 and 262144");
+        }
+        if self.env == Profile::Prod && self.argon2_memory_kib < MIN_PROD_ARGON2_MEMORY_KIB {
+            return bad(
+                "ARGON2_MEMORY_KIB",
+                "must be at least 7168 in prod (OWASP's lowest)",
+            );
+        }
+        if !(1..=MAX_ARGON2_ITERATIONS).contains(&self.argon2_iterations) {
+            return bad("ARGON2_ITERATIONS", "must be between 1 and 10");
+        }
+        if !(1..=MAX_ARGON2_PARALLELISM).contains(&self.argon2_parallelism) {
+            return bad("ARGON2_PARALLELISM", "must be between 1 and 16");
+        }
+        if let Err(e) = self.hash_policy().check() {
+            return bad("ARGON2_MEMORY_KIB", &e);
         }
         if self.max_body_bytes < 256 {
             return bad("MAX_BODY_BYTES", "must be at least 256");
@@ -855,6 +903,20 @@ impl Settings {
         }
     }
 
+    /// How new password hashes are made (`PASSWORD_HASH` and its parameters).
+    pub fn hash_policy(&self) -> Policy {
+        match self.password_hash {
+            PasswordHashAlgorithm::Bcrypt => Policy::Bcrypt {
+                cost: self.bcrypt_cost,
+            },
+            PasswordHashAlgorithm::Argon2id => Policy::Argon2id {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+        }
+    }
+
     pub fn login_concurrency(&self) -> usize {
         match self.login_concurrency {
             0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
@@ -1326,6 +1388,36 @@ mod tests {
             ("HEADER_READ_TIMEOUT_SECS", "86400"),
             ("MAX_CONNECTIONS", "0"),
             ("HASH_QUEUE_MAX", "10000000"),
+        ] {
+            let err = Settings::from_pairs(&[(key, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn password_hash_policy_is_bcrypt_by_default_and_argon2id_is_bounded() {
+        let s = Settings::from_pairs(&[]).unwrap();
+        assert_eq!(s.hash_policy(), Policy::Bcrypt { cost: 12 });
+        let s = Settings::from_pairs(&[("PASSWORD_HASH", "argon2id")]).unwrap();
+        assert_eq!(
+            s.hash_policy(),
+            Policy::Argon2id {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        for (key, value) in [
+            ("PASSWORD_HASH", "scrypt"),
+            ("BCRYPT_COST", "17"),
+            ("ARGON2_MEMORY_KIB", "262145"),
+            ("ARGON2_MEMORY_KIB", "512"),
+            ("ARGON2_ITERATIONS", "0"),
+            ("ARGON2_ITERATIONS", "11"),
+            ("ARGON2_PARALLELISM", "0"),
+            ("ARGON2_PARALLELISM", "17"),
         ] {
             let err = Settings::from_pairs(&[(key, value)])
                 .unwrap_err()

@@ -94,6 +94,15 @@ enum UserCommand {
     },
     /// List the accounts: id, email, created, disabled.
     List,
+    /// Create accounts from a file of `email` and `hash` (a JSON array of objects, or CSV
+    /// with a header row): bcrypt hashes as passlib writes them, or PHC strings. Every row
+    /// is checked first; a bad one refuses the file; existing emails are skipped.
+    Import {
+        file: PathBuf,
+        /// json or csv; by default from the file name's extension.
+        #[arg(long, value_enum)]
+        format: Option<cli::ImportFormat>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -170,6 +179,15 @@ async fn user(settings: &Settings, action: UserCommand) -> anyhow::Result<()> {
             cli::user_set_disabled(&cases.set_disabled, &email, false).await
         }
         (UserCommand::List, _) => cli::user_list(adapters.users.as_ref()).await,
+        (UserCommand::Import { file, format }, _) => {
+            cli::user_import(
+                adapters.users.as_ref(),
+                adapters.clock.as_ref(),
+                &file,
+                format,
+            )
+            .await
+        }
     };
     // Events of the command (e.g. account_disabled, when selected) join the outbox that
     // the running instances deliver from.

@@ -63,7 +63,8 @@ impl Password {
     }
 }
 
-/// A stored password hash (a bcrypt `$2b$` string).
+/// A stored password hash: a PHC string (see `adapters::outbound::password_formats`), or
+/// the bare `$2b$` of earlier versions.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash(String);
 redacted_debug!(PasswordHash);

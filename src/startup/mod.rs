@@ -19,7 +19,6 @@ use std::time::Duration;
 use poem::EndpointExt;
 
 use crate::adapters::inbound::http::{build_app, AppState, HttpSettings};
-use crate::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
@@ -27,6 +26,7 @@ use crate::adapters::outbound::key_lifecycle::{KeyLifecycle, KeySealer, KEY_RELO
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_keys::InMemoryKeyStore;
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
+use crate::adapters::outbound::password_hasher::PolicyHasher;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::successors::HmacSuccessors;
@@ -115,7 +115,7 @@ impl Adapters {
         }
     }
 
-    /// These stores with bcrypt, josekit and the system clock.
+    /// These stores with the password-hash policy, josekit and the system clock.
     ///
     /// # Errors
     /// When the token or hashing settings are unusable.
@@ -124,8 +124,8 @@ impl Adapters {
         users: Arc<dyn UserRepo>,
         sessions: Arc<dyn RefreshStore>,
     ) -> anyhow::Result<Self> {
-        let hasher = BcryptHasher::with_queue(
-            settings.bcrypt_cost,
+        let hasher = PolicyHasher::with_policy(
+            settings.hash_policy(),
             settings.login_concurrency(),
             settings.hash_queue_max(),
         )?;

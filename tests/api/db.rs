@@ -143,8 +143,13 @@ impl TestDb {
     /// Stores, behind the service's back, an account whose email no longer parses (longer than
     /// allowed once lower-cased, as an older version could write); returns its id.
     pub async fn insert_unreadable_user(&self) -> uuid::Uuid {
-        let id = uuid::Uuid::new_v4();
         let email = format!("{}@x.io", "\u{69}\u{307}".repeat(200));
+        self.insert_user_row(&email, "x").await
+    }
+
+    /// An account row written with SQL, as an earlier version (or an operator) left it.
+    pub async fn insert_user_row(&self, email: &str, password_hash: &str) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
         let created_at = match self.db.kind() {
             DatabaseKind::Postgres => "to_timestamp(1800000000)",
             DatabaseKind::Sqlite => "1800000000",
@@ -152,7 +157,7 @@ impl TestDb {
         self.db
             .execute(&format!(
                 "INSERT INTO users (id, email, password_hash, created_at, disabled) \
-                 VALUES ('{id}', '{email}', 'x', {created_at}, false)"
+                 VALUES ('{id}', '{email}', '{password_hash}', {created_at}, false)"
             ))
             .await
             .unwrap();

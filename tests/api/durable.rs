@@ -71,6 +71,12 @@ on_databases!(
         an_email_longer_once_normalized_is_refused_and_breaks_nothing,
     crate::durable::an_unreadable_stored_account_never_fails_user_list =>
         an_unreadable_stored_account_never_fails_user_list,
+    crate::hash_formats::a_legacy_prehashed_row_logs_in_and_is_rewritten_as_phc =>
+        a_legacy_prehashed_2b_row_logs_in_and_is_rewritten_as_phc,
+    crate::hash_formats::a_passlib_hash_imported_with_the_cli_logs_in_and_is_upgraded =>
+        a_passlib_hash_imported_with_the_cli_logs_in_and_is_upgraded,
+    crate::hash_formats::a_file_with_a_bad_row_imports_nothing =>
+        an_import_file_with_a_bad_row_imports_nothing,
 );
 
 #[tokio::test]
@@ -524,7 +530,7 @@ pub async fn sessions_survive_a_restart(app: TestApp) {
 // ---- Start-up, migrations and the operator commands of the binary ----
 
 /// Runs the binary in an empty directory (no `.env`) with only these variables.
-fn jwt_auth(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+pub(crate) fn jwt_auth(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let dir = std::env::temp_dir().join(format!("jwt-auth-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_jwt-auth"))
@@ -550,7 +556,7 @@ fn jwt_auth(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output 
     out
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -677,7 +683,10 @@ pub async fn cli_user_commands_work_on_the_served_database(app: TestApp) {
         "{listed}"
     );
     assert!(listed.contains(DEMO_EMAIL) && listed.contains("ops@example.com"));
-    assert!(!listed.contains("$2b$"), "never a hash: {listed}");
+    assert!(
+        !listed.contains("$2b$") && !listed.contains("$bcrypt"),
+        "never a hash: {listed}"
+    );
 
     let demo = app.login_demo().await;
     let disable = jwt_auth(&["user", "disable", "--email", DEMO_EMAIL], &env, None);

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use jwt_auth::adapters::inbound::http::{build_app, AppState};
-use jwt_auth::adapters::outbound::bcrypt_hasher::BcryptHasher;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
+use jwt_auth::adapters::outbound::password_hasher::PolicyHasher;
 use jwt_auth::adapters::outbound::webhooks::InMemoryWebhookOutbox;
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{
@@ -290,13 +290,13 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
 
 /// A password hasher that counts its calls, to show that a request did or did not hash.
 pub struct CountingHasher {
-    inner: BcryptHasher,
+    inner: PolicyHasher,
     pub hashes: std::sync::atomic::AtomicUsize,
     pub verifies: std::sync::atomic::AtomicUsize,
 }
 
 impl CountingHasher {
-    pub fn new(inner: BcryptHasher) -> Self {
+    pub fn new(inner: PolicyHasher) -> Self {
         Self {
             inner,
             hashes: Default::default(),
@@ -409,7 +409,7 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
     let sessions = Arc::new(Switchable::new(stores.sessions));
     let users = Arc::new(Switchable::new(stores.users));
     let hasher = Arc::new(CountingHasher::new(
-        BcryptHasher::new(settings.bcrypt_cost, 2).unwrap(),
+        PolicyHasher::with_policy(settings.hash_policy(), 2, 128).unwrap(),
     ));
     let adapters = Adapters::new(
         &settings,

@@ -219,6 +219,64 @@ async fn an_operator_disable_cuts_access_at_once_and_enable_restores_login() {
     app.login_demo().await;
 }
 
+/// After `PASSWORD_HASH=argon2id`, a login with a bcrypt hash stores an Argon2id one with the
+/// configured parameters; the unknown-account check follows the new policy too.
+#[tokio::test]
+async fn switching_to_argon2id_upgrades_bcrypt_hashes_at_login() {
+    let old = spawn_app().await;
+    old.add_user("switch@example.com", "a long passphrase")
+        .await;
+    let email = jwt_auth::domain::Email::parse("switch@example.com").unwrap();
+    let stores = Stores {
+        users: old.users.inner.clone(),
+        sessions: old.sessions.inner.clone(),
+        memory: None,
+        db: None,
+    };
+    let argon = [
+        ("PASSWORD_HASH", "argon2id"),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+    ];
+    let new = spawn_app_from(stores, &argon).await;
+    let stored = || async {
+        new.users
+            .find_by_email(&email)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+    };
+    assert!(stored().await.as_str().starts_with("$bcrypt-hmac-sha256$"));
+    new.login("switch@example.com", "a long passphrasE")
+        .await
+        .assert_error(401, "invalid_credentials");
+    assert_eq!(
+        new.login("switch@example.com", "a long passphrase")
+            .await
+            .status,
+        200
+    );
+    let mut now = stored().await;
+    for _ in 0..100 {
+        if now.as_str().starts_with("$argon2id$") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        now = stored().await;
+    }
+    assert!(now.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+    assert_eq!(
+        new.login("switch@example.com", "a long passphrase")
+            .await
+            .status,
+        200
+    );
+    new.login("nobody@example.com", "a long passphrase")
+        .await
+        .assert_error(401, "invalid_credentials");
+}
+
 /// After `BCRYPT_COST` changes, a successful login replaces the account's older hash (off the
 /// request's path), so stored hashes and the unknown-account dummy cost the same again.
 #[tokio::test]
@@ -238,7 +296,10 @@ async fn a_login_upgrades_a_hash_made_at_an_older_cost() {
                 .password_hash
         }
     };
-    assert!(stored(&old).await.as_str().starts_with("$2b$04$"));
+    assert!(stored(&old)
+        .await
+        .as_str()
+        .starts_with("$bcrypt-hmac-sha256$v=1$r=4$"));
     let stores = Stores {
         users: old.users.inner.clone(),
         sessions: old.sessions.inner.clone(),
@@ -254,14 +315,19 @@ async fn a_login_upgrades_a_hash_made_at_an_older_cost() {
     );
     let mut upgraded = stored(&new).await;
     for _ in 0..100 {
-        if upgraded.as_str().starts_with("$2b$05$") {
+        if upgraded
+            .as_str()
+            .starts_with("$bcrypt-hmac-sha256$v=1$r=5$")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         upgraded = stored(&new).await;
     }
     assert!(
-        upgraded.as_str().starts_with("$2b$05$"),
+        upgraded
+            .as_str()
+            .starts_with("$bcrypt-hmac-sha256$v=1$r=5$"),
         "upgraded to the policy cost"
     );
     assert_eq!(

@@ -74,6 +74,7 @@ mod events;
 mod faults;
 mod flow;
 mod forgery;
+mod hash_formats;
 mod hash_queue;
 mod helpers;
 mod host;

@@ -5,9 +5,10 @@
 
 use std::io::{IsTerminal, Read};
 
+use crate::adapters::outbound::password_formats;
 use crate::app::{Register, SetDisabled};
-use crate::domain::{Email, Password, RegisterError, Timestamp, User};
-use crate::ports::{UserRepo, WebhookOutbox};
+use crate::domain::{Email, Password, PasswordHash, RegisterError, Timestamp, User, UserId};
+use crate::ports::{Clock, CreateUserError, UserRepo, WebhookOutbox};
 
 /// `jwt-auth user add --email E`, with the same rules as `POST /auth/register`.
 ///
@@ -132,6 +133,176 @@ pub fn password_from(input: impl Read) -> anyhow::Result<String> {
         }
     }
     Ok(raw)
+}
+
+/// Largest import file read: far beyond any real export, small enough to hold in memory.
+const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The layout of a `user import` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// A JSON array of objects with `email` and `hash` (other fields are ignored).
+    Json,
+    /// CSV with a header row naming `email` and `hash` columns (others are ignored).
+    Csv,
+}
+
+impl ImportFormat {
+    /// From the file's extension: `.json` or `.csv`.
+    pub fn of_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ImportRow {
+    email: String,
+    hash: String,
+}
+
+/// An account to import, checked: its row number (1 = the first account), normalized email
+/// and hash in its stored form.
+struct Checked {
+    row: usize,
+    email: Email,
+    hash: PasswordHash,
+}
+
+/// Reads every row; a file that does not parse as a whole is refused.
+fn read_rows(bytes: &[u8], format: ImportFormat) -> anyhow::Result<Vec<ImportRow>> {
+    match format {
+        ImportFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
+            // serde's message names the position, never a value of the file.
+            anyhow::anyhow!("not a JSON array of {{\"email\", \"hash\"}} objects: {e}")
+        }),
+        ImportFormat::Csv => csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(bytes)
+            .deserialize()
+            .enumerate()
+            .map(|(i, row)| {
+                row.map_err(|e| {
+                    let why = match e.kind() {
+                        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                        _ => "malformed CSV".to_owned(),
+                    };
+                    anyhow::anyhow!(
+                        "row {}: {why} (a header row with email and hash is needed)",
+                        i + 1
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Every problem of the file, one line each (row numbers and emails, never a hash), or the
+/// accounts to insert.
+fn check_rows(rows: Vec<ImportRow>) -> Result<Vec<Checked>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    let mut checked = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let n = i + 1;
+        let email = match Email::parse_new(&row.email) {
+            Ok(email) => email,
+            Err(e) => {
+                problems.push(format!("row {n}: email: {e}"));
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert(email.clone(), n) {
+            problems.push(format!("row {n}: {email} is also on row {first}"));
+        }
+        match password_formats::import(row.hash.trim()) {
+            Ok(hash) => checked.push(Checked {
+                row: n,
+                email,
+                hash: PasswordHash::new(hash),
+            }),
+            Err(e) => problems.push(format!("row {n} ({email}): hash: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `jwt-auth user import FILE`: accounts from a file of emails and password hashes (plain
+/// `$2a$`/`$2b$`/`$2y$` bcrypt as passlib writes it, or a PHC string this service reads).
+///
+/// Every row is checked before anything is written; any bad row (email, unrecognised or
+/// over-cost hash, an email twice in the file) refuses the whole file. Emails that already
+/// have an account are skipped and listed, so a rerun after a partial import is safe. Plain
+/// bcrypt hashes are stored marked as such and replaced at each account's next login.
+///
+/// # Errors
+/// An unreadable or invalid file, or a store failure (the accounts before it are in).
+pub async fn user_import(
+    users: &dyn UserRepo,
+    clock: &dyn Clock,
+    path: &std::path::Path,
+    format: Option<ImportFormat>,
+) -> anyhow::Result<String> {
+    let format = format
+        .or_else(|| ImportFormat::of_path(path))
+        .ok_or_else(|| {
+            anyhow::anyhow!("give --format json or csv (the file name ends in neither)")
+        })?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_IMPORT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        anyhow::bail!("{} is larger than {MAX_IMPORT_BYTES} bytes", path.display());
+    }
+    let checked = check_rows(read_rows(&bytes, format)?).map_err(|problems| {
+        anyhow::anyhow!(
+            "nothing imported; {} problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        )
+    })?;
+    let (mut imported, mut skipped) = (0usize, Vec::new());
+    for account in checked {
+        let user = User {
+            id: UserId::new_random(),
+            email: account.email.clone(),
+            password_hash: account.hash,
+            disabled: false,
+            created_at: clock.now(),
+        };
+        match users.create(user).await {
+            Ok(()) => imported += 1,
+            Err(CreateUserError::EmailTaken) => {
+                skipped.push(format!(
+                    "row {}: {} already has an account",
+                    account.row, account.email
+                ));
+            }
+            Err(CreateUserError::Store(e)) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "stopped at row {} after importing {imported} account(s); a rerun skips them",
+                    account.row
+                )));
+            }
+        }
+    }
+    let mut out = format!(
+        "imported {imported} account(s), skipped {} existing",
+        skipped.len()
+    );
+    for line in skipped {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    Ok(out)
 }
 
 /// `jwt-auth webhooks status`: what the outbox holds, dead letters included.

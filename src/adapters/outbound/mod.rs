@@ -1,6 +1,5 @@
 //! Driven adapters, each behind exactly one port.
 
-pub mod bcrypt_hasher;
 pub mod clock;
 pub mod db;
 pub mod jose_issuer;
@@ -8,6 +7,8 @@ pub mod key_lifecycle;
 pub mod memory;
 pub mod memory_keys;
 pub mod memory_throttle;
+pub mod password_formats;
+pub mod password_hasher;
 pub mod rehash;
 pub mod signing_keys;
 pub mod successors;

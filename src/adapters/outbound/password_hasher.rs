@@ -1,10 +1,6 @@
-//! `PasswordHasher` on bcrypt.
-//!
-//! bcrypt reads at most 72 bytes, so a long password would authenticate by its prefix. Policy:
-//! every password (up to the 1024-byte cap) is first pre-hashed with HMAC-SHA256 under a fixed
-//! domain-separation key and base64-encoded (44 ASCII bytes, no NUL), and that string is what
-//! bcrypt sees. Every byte of the password counts; bcrypt's `non_truncating_*` functions make
-//! any future slip an error instead of a silent truncation.
+//! `PasswordHasher` over the stored formats of `password_formats`: verifies each kind, makes
+//! new hashes under the configured `Policy` (bcrypt over a pre-hash by default, Argon2id with
+//! `PASSWORD_HASH=argon2id`), and says when a stored hash should be replaced.
 //!
 //! Hashing runs on a pool of `max_concurrent` dedicated threads with a lower scheduling
 //! priority (nice 10), so a flood of logins queues here and uses the cores only when the async
@@ -17,16 +13,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
+use super::password_formats::{self, Policy};
 use crate::domain::{Password, PasswordHash};
 use crate::ports::{HashError, PasswordHasher};
-
-/// Fixed, public key of the pre-hash: domain separation, not a secret pepper.
-const PREHASH_KEY: &[u8] = b"jwt-auth/bcrypt-prehash/v1";
 
 /// Nice value of the hashing threads: well below the async workers under contention, yet they
 /// take every idle cycle.
@@ -48,7 +38,7 @@ impl HashPool {
         for i in 0..threads {
             let queue = queue.clone();
             std::thread::Builder::new()
-                .name(format!("bcrypt-{i}"))
+                .name(format!("hasher-{i}"))
                 .spawn(move || {
                     lower_own_priority();
                     loop {
@@ -109,17 +99,18 @@ fn lower_own_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_own_priority() {}
 
-pub struct BcryptHasher {
-    cost: u32,
+pub struct PolicyHasher {
+    policy: Policy,
     pool: HashPool,
-    /// Verified against when the user does not exist, so both paths cost one bcrypt run.
+    /// Verified against when the user does not exist: made under the policy, so an unknown
+    /// account costs what a known one does.
     dummy_hash: String,
 }
 
-impl std::fmt::Debug for BcryptHasher {
+impl std::fmt::Debug for PolicyHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BcryptHasher")
-            .field("cost", &self.cost)
+        f.debug_struct("PolicyHasher")
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -127,61 +118,58 @@ impl std::fmt::Debug for BcryptHasher {
 /// Jobs allowed to wait per hashing thread when no queue bound is given.
 pub const QUEUE_PER_THREAD: usize = 64;
 
-impl BcryptHasher {
-    /// `max_concurrent` threads with `QUEUE_PER_THREAD` waiting jobs each.
+impl PolicyHasher {
+    /// bcrypt at `cost`, `max_concurrent` threads with `QUEUE_PER_THREAD` waiting jobs each.
     ///
     /// # Errors
-    /// When `cost` is outside bcrypt's range (4 to 31).
+    /// When `cost` is outside 4 to 16.
     pub fn new(cost: u32, max_concurrent: usize) -> anyhow::Result<Self> {
         let threads = max_concurrent.max(1);
         Self::with_queue(cost, threads, QUEUE_PER_THREAD * threads)
     }
 
-    /// `max_concurrent` threads and at most `queue_max` jobs waiting for one.
+    /// bcrypt at `cost`, `max_concurrent` threads and at most `queue_max` jobs waiting.
     ///
     /// # Errors
-    /// When `cost` is outside bcrypt's range (4 to 31).
+    /// When `cost` is outside 4 to 16.
     pub fn with_queue(cost: u32, max_concurrent: usize, queue_max: usize) -> anyhow::Result<Self> {
-        let dummy_hash = bcrypt::non_truncating_hash(prehash(b"no such user: dummy"), cost)?;
+        Self::with_policy(Policy::Bcrypt { cost }, max_concurrent, queue_max)
+    }
+
+    /// New hashes under `policy`, `max_concurrent` threads and at most `queue_max` jobs
+    /// waiting for one.
+    ///
+    /// # Errors
+    /// When the policy's parameters are outside the limits.
+    pub fn with_policy(
+        policy: Policy,
+        max_concurrent: usize,
+        queue_max: usize,
+    ) -> anyhow::Result<Self> {
+        policy.check().map_err(anyhow::Error::msg)?;
+        let dummy_hash = password_formats::hash(policy, b"no such user: dummy")?;
         Ok(Self {
-            cost,
+            policy,
             pool: HashPool::new(max_concurrent.max(1), queue_max)?,
             dummy_hash,
         })
     }
 
-    pub fn cost(&self) -> u32 {
-        self.cost
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
-}
-
-/// The cost of a `$2b$` hash as this hasher writes them (`$2b$NN$` and 53 characters of salt
-/// and digest); `None` for anything else.
-fn bcrypt_2b_cost(hash: &str) -> Option<u32> {
-    let rest = hash.strip_prefix("$2b$")?;
-    let (cost, tail) = rest.split_once('$')?;
-    if cost.len() != 2 || tail.len() != 53 {
-        return None;
-    }
-    cost.parse().ok()
-}
-
-fn prehash(password: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(PREHASH_KEY).expect("HMAC takes any key length");
-    mac.update(password);
-    STANDARD.encode(mac.finalize().into_bytes())
 }
 
 #[async_trait]
-impl PasswordHasher for BcryptHasher {
+impl PasswordHasher for PolicyHasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
-        let input = prehash(password.expose().as_bytes());
-        let cost = self.cost;
+        let input = password.expose().as_bytes().to_vec();
+        let policy = self.policy;
         self.pool
-            .run(move || bcrypt::non_truncating_hash(input, cost))
+            .run(move || password_formats::hash(policy, &input))
             .await?
             .map(PasswordHash::new)
-            .map_err(|e| HashError(e.into()))
+            .map_err(HashError)
     }
 
     async fn verify(
@@ -189,21 +177,30 @@ impl PasswordHasher for BcryptHasher {
         password: &Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, HashError> {
-        let input = prehash(password.expose().as_bytes());
+        let input = password.expose().as_bytes().to_vec();
         let (stored, real) = match hash {
             Some(h) => (h.as_str().to_owned(), true),
             None => (self.dummy_hash.clone(), false),
         };
-        // A malformed stored hash is a mismatch, not an outage.
+        let dummy = self.dummy_hash.clone();
+        // A malformed or over-cost stored hash is a mismatch, not an outage; the dummy is
+        // checked instead so that it takes as long as a real check.
         let matches = self
             .pool
-            .run(move || bcrypt::non_truncating_verify(input, &stored).unwrap_or(false))
+            .run(move || {
+                if password_formats::readable(&stored) {
+                    password_formats::verify(&input, &stored)
+                } else {
+                    let _ = password_formats::verify(&input, &dummy);
+                    password_formats::verify(&input, &stored)
+                }
+            })
             .await?;
         Ok(real && matches)
     }
 
     fn needs_rehash(&self, hash: &PasswordHash) -> bool {
-        bcrypt_2b_cost(hash.as_str()) != Some(self.cost)
+        !password_formats::matches_policy(hash.as_str(), self.policy)
     }
 }
 
@@ -218,11 +215,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hash_is_2b_at_the_configured_cost_and_verifies() {
+    async fn hash_is_prehashed_bcrypt_at_the_configured_cost_and_verifies() {
         // Checklist case 48.
-        let hasher = BcryptHasher::new(10, 2).unwrap();
+        let hasher = PolicyHasher::new(10, 2).unwrap();
         let hash = hasher.hash(&pw("correct horse")).await.unwrap();
-        assert!(hash.as_str().starts_with("$2b$10$"), "{}", hash.as_str());
+        assert!(
+            hash.as_str().starts_with("$bcrypt-hmac-sha256$v=1$r=10$"),
+            "{}",
+            hash.as_str()
+        );
         assert!(hasher
             .verify(&pw("correct horse"), Some(hash.clone()))
             .await
@@ -236,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn bytes_past_72_still_count() {
         // Checklist cases 53 and 54: no prefix authenticates.
-        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let hasher = PolicyHasher::new(4, 2).unwrap();
         let long = format!("{}{}", "a".repeat(72), "tail-one");
         let hash = hasher.hash(&pw(&long)).await.unwrap();
         let other = format!("{}{}", "a".repeat(72), "tail-two");
@@ -268,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn nfc_and_nfd_are_different_passwords_and_nul_is_fine() {
         // Checklist case 54: verified as received, no normalization.
-        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let hasher = PolicyHasher::new(4, 2).unwrap();
         let nfc = "caf\u{e9}";
         let nfd = "cafe\u{301}";
         let hash = hasher.hash(&pw(nfc)).await.unwrap();
@@ -285,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_user_and_malformed_hash_never_match() {
-        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let hasher = PolicyHasher::new(4, 2).unwrap();
         assert!(!hasher
             .verify(&pw("no such user: dummy"), None)
             .await
@@ -299,7 +300,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_run_at_lower_priority() {
-        let hasher = BcryptHasher::new(4, 2).unwrap();
+        let hasher = PolicyHasher::new(4, 2).unwrap();
         // SAFETY: getpriority only reads its integer arguments.
         let nice = hasher
             .pool
@@ -312,8 +313,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once() {
         // One thread, one waiting job; cost 12 keeps the first hash running meanwhile.
-        let hasher = Arc::new(BcryptHasher::with_queue(12, 1, 1).unwrap());
-        let spawn = |h: &Arc<BcryptHasher>| {
+        let hasher = Arc::new(PolicyHasher::with_queue(12, 1, 1).unwrap());
+        let spawn = |h: &Arc<PolicyHasher>| {
             let h = h.clone();
             tokio::spawn(async move { h.hash(&pw("a long passphrase")).await.map(drop) })
         };
@@ -336,7 +337,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_whose_caller_is_gone_never_runs() {
-        let hasher = Arc::new(BcryptHasher::with_queue(12, 1, 4).unwrap());
+        let hasher = Arc::new(PolicyHasher::with_queue(12, 1, 4).unwrap());
         let running = {
             let h = hasher.clone();
             tokio::spawn(async move { h.hash(&pw("a long passphrase")).await.map(drop) })
@@ -355,17 +356,17 @@ mod tests {
 
     #[tokio::test]
     async fn rehash_is_needed_for_another_cost_or_scheme_only() {
-        let hasher = BcryptHasher::new(5, 1).unwrap();
+        let hasher = PolicyHasher::new(5, 1).unwrap();
         let same = hasher.hash(&pw("correct horse")).await.unwrap();
         assert!(!hasher.needs_rehash(&same));
-        let older = BcryptHasher::new(4, 1).unwrap();
+        let older = PolicyHasher::new(4, 1).unwrap();
         let cheaper = older.hash(&pw("correct horse")).await.unwrap();
         assert!(
             hasher.needs_rehash(&cheaper),
             "a cost-4 hash under a cost-5 policy"
         );
         assert!(!older.needs_rehash(&cheaper));
-        let dearer = BcryptHasher::new(6, 1)
+        let dearer = PolicyHasher::new(6, 1)
             .unwrap()
             .hash(&pw("x"))
             .await
@@ -374,15 +375,87 @@ mod tests {
             hasher.needs_rehash(&dearer),
             "a higher cost is another policy too"
         );
-        let other_scheme = same.as_str().replacen("$2b$", "$2a$", 1);
+        let other_scheme = same
+            .as_str()
+            .replacen("bcrypt-hmac-sha256$v=1", "bcrypt", 1);
         assert!(hasher.needs_rehash(&PasswordHash::new(other_scheme)));
         assert!(hasher.needs_rehash(&PasswordHash::new("not a hash".into())));
-        assert_eq!(bcrypt_2b_cost(same.as_str()), Some(5));
+        let legacy = bcrypt::non_truncating_hash(password_formats::prehash(b"x"), 5).unwrap();
+        assert!(hasher.needs_rehash(&PasswordHash::new(legacy)));
+    }
+
+    #[tokio::test]
+    async fn argon2id_policy_hashes_verifies_and_rehashes_other_formats() {
+        let policy = Policy::Argon2id {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let hasher = PolicyHasher::with_policy(policy, 1, 4).unwrap();
+        let hash = hasher.hash(&pw("correct horse")).await.unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert!(!hasher.needs_rehash(&hash));
+        assert!(hasher
+            .verify(&pw("correct horse"), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher.verify(&pw("wrong"), Some(hash)).await.unwrap());
+        assert!(!hasher
+            .verify(&pw("no such user: dummy"), None)
+            .await
+            .unwrap());
+        // A bcrypt hash from before the switch still verifies, and is to be replaced.
+        let old = PolicyHasher::new(4, 1)
+            .unwrap()
+            .hash(&pw("pw"))
+            .await
+            .unwrap();
+        assert!(hasher.verify(&pw("pw"), Some(old.clone())).await.unwrap());
+        assert!(hasher.needs_rehash(&old));
+    }
+
+    #[tokio::test]
+    async fn the_dummy_follows_the_policy() {
+        let argon = PolicyHasher::with_policy(
+            Policy::Argon2id {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+            4,
+        )
+        .unwrap();
+        assert!(!argon.needs_rehash(&PasswordHash::new(argon.dummy_hash.clone())));
+        let bcrypt = PolicyHasher::new(5, 1).unwrap();
+        assert!(!bcrypt.needs_rehash(&PasswordHash::new(bcrypt.dummy_hash.clone())));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stored_hash_costs_what_a_real_check_costs() {
+        let hasher = PolicyHasher::new(10, 1).unwrap();
+        let real = hasher.hash(&pw("pw")).await.unwrap();
+        let over_cost = PasswordHash::new(real.as_str().replacen("r=10", "r=31", 1));
+        let timed = |hash: PasswordHash| {
+            let hasher = &hasher;
+            async move {
+                let started = std::time::Instant::now();
+                assert!(!hasher.verify(&pw("wrong"), Some(hash)).await.unwrap());
+                started.elapsed()
+            }
+        };
+        let genuine = timed(real).await;
+        for bad in [over_cost, PasswordHash::new("garbage".into())] {
+            let took = timed(bad).await;
+            // Without the dummy check these return in microseconds.
+            assert!(took * 4 > genuine, "{took:?} against {genuine:?}");
+        }
     }
 
     #[test]
     fn out_of_range_cost_is_refused() {
-        assert!(BcryptHasher::new(3, 1).is_err());
-        assert!(BcryptHasher::new(32, 1).is_err());
+        assert!(PolicyHasher::new(3, 1).is_err());
+        assert!(PolicyHasher::new(17, 1).is_err());
+        assert!(PolicyHasher::new(32, 1).is_err());
     }
 }
