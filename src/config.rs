@@ -82,6 +82,9 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_MAX_AGE_HOURS",
     "WEBHOOK_RETRY_BASE_MS",
     "WEBHOOK_RETRY_MAX_SECS",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "THROTTLE_STORE_FAILURE",
 ];
 
 /// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
@@ -102,6 +105,16 @@ pub enum Profile {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What the login throttle does when its store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailure {
+    /// Refuse the attempt (the login answers 503): no guess goes uncounted.
+    Closed,
+    /// Admit the attempt uncounted, with a warning: logins keep working through an outage.
+    Open,
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -299,6 +312,15 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// The longest wait between two attempts.
     pub webhook_retry_max_secs: u64,
+    /// `redis://…` or `rediss://…`: the login throttle's counters live there, shared by every
+    /// instance; unset: on PostgreSQL when `DATABASE_URL` is one, else in process. A
+    /// `Secret`: it may carry a password.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key the service writes, so several services (or tests) can share
+    /// one Redis.
+    pub redis_key_prefix: String,
+    /// What the throttle does when its store (PostgreSQL or Redis) cannot be reached.
+    pub throttle_store_failure: StoreFailure,
 }
 
 /// A configuration problem, said in one line naming the key.

@@ -11,5 +11,6 @@ pub mod memory_throttle;
 pub mod rehash;
 pub mod signing_keys;
 pub mod successors;
+pub mod throttle_outage;
 pub mod verified_cache;
 pub mod webhooks;
