@@ -222,7 +222,8 @@ impl LoginAttempts for InMemoryLoginAttempts {
         // Admitted: counted, as a failure until it is settled, before anything is checked.
         let (after, locks) = counters.admitted(now, &s);
         reservation.locks = locks;
-        c.rates.insert(client.as_str().to_owned(), after.client_rate);
+        c.rates
+            .insert(client.as_str().to_owned(), after.client_rate);
         c.account_rates.insert(key.clone(), after.pair_rate);
         c.pairs.insert(key, after.pair);
         c.accounts.insert(email.as_str().to_owned(), after.account);

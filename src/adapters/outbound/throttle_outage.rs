@@ -52,7 +52,9 @@ impl OnStoreFailure {
         if self.policy == StoreFailure::Closed {
             return Err(e);
         }
-        let total = self.admitted_uncounted.fetch_add(u64::from(admits), Ordering::Relaxed)
+        let total = self
+            .admitted_uncounted
+            .fetch_add(u64::from(admits), Ordering::Relaxed)
             + u64::from(admits);
         let mut last = self
             .last_warning

@@ -113,7 +113,14 @@ impl Writes {
         self.expires.push(0);
     }
 
-    fn failures(&mut self, kind: i16, email: &str, client: &str, f: FailureCount, s: &ThrottleSettings) {
+    fn failures(
+        &mut self,
+        kind: i16,
+        email: &str,
+        client: &str,
+        f: FailureCount,
+        s: &ThrottleSettings,
+    ) {
         self.push(kind, email, client, f, MinuteRate::default());
         if let Some(e) = self.expires.last_mut() {
             *e = to_db(f.expires_at(s));
@@ -157,11 +164,8 @@ impl Writes {
             .await?;
         }
         if !self.gone.is_empty() {
-            let (kinds, rest): (Vec<i16>, Vec<(String, String)>) = self
-                .gone
-                .into_iter()
-                .map(|(k, e, c)| (k, (e, c)))
-                .unzip();
+            let (kinds, rest): (Vec<i16>, Vec<(String, String)>) =
+                self.gone.into_iter().map(|(k, e, c)| (k, (e, c))).unzip();
             let (emails, clients): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
             sqlx::query(
                 "DELETE FROM login_throttle WHERE (kind, email, client) IN \
