@@ -82,8 +82,6 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_MAX_AGE_HOURS",
     "WEBHOOK_RETRY_BASE_MS",
     "WEBHOOK_RETRY_MAX_SECS",
-    "REDIS_URL",
-    "REDIS_KEY_PREFIX",
     "THROTTLE_STORE_FAILURE",
 ];
 
@@ -312,14 +310,7 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// The longest wait between two attempts.
     pub webhook_retry_max_secs: u64,
-    /// `redis://…` or `rediss://…`: the login throttle's counters live there, shared by every
-    /// instance; unset: on PostgreSQL when `DATABASE_URL` is one, else in process. A
-    /// `Secret`: it may carry a password.
-    pub redis_url: Option<Secret>,
-    /// Prefix of every Redis key the service writes, so several services (or tests) can share
-    /// one Redis.
-    pub redis_key_prefix: String,
-    /// What the throttle does when its store (PostgreSQL or Redis) cannot be reached.
+    /// What the login throttle does when its shared store (PostgreSQL) cannot be reached.
     pub throttle_store_failure: StoreFailure,
 }
 

@@ -207,9 +207,8 @@ impl Adapters {
         Self::from_settings(settings).await
     }
 
-    /// The login throttle `settings` select: on Redis when `REDIS_URL` is set, else on
-    /// `db` when it is PostgreSQL (shared by every instance either way, under the outage
-    /// policy `THROTTLE_STORE_FAILURE`), else the in-process one already in place.
+    /// The login throttle on `db` when it is PostgreSQL (shared by every instance, under the
+    /// outage policy `THROTTLE_STORE_FAILURE`), else the in-process one already in place.
     #[must_use]
     pub fn with_shared_throttle(mut self, settings: &Settings, db: Option<&Database>) -> Self {
         let shared = db.and_then(|db| db.login_attempts(settings.throttle(), self.clock.clone()));
