@@ -95,6 +95,7 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_MAX_AGE_HOURS",
     "WEBHOOK_RETRY_BASE_MS",
     "WEBHOOK_RETRY_MAX_SECS",
+    "THROTTLE_STORE_FAILURE",
 ];
 
 /// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
@@ -125,6 +126,16 @@ pub enum PasswordHashAlgorithm {
     Bcrypt,
     /// Argon2id with `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM`.
     Argon2id,
+}
+
+/// What the login throttle does when its store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailure {
+    /// Refuse the attempt (the login answers 503): no guess goes uncounted.
+    Closed,
+    /// Admit the attempt uncounted, with a warning: logins keep working through an outage.
+    Open,
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -328,6 +339,8 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// The longest wait between two attempts.
     pub webhook_retry_max_secs: u64,
+    /// What the login throttle does when its shared store (PostgreSQL) cannot be reached.
+    pub throttle_store_failure: StoreFailure,
 }
 
 /// A configuration problem, said in one line naming the key.

@@ -33,7 +33,8 @@ pub use secrets::{
 pub use sessions::{LogoutScope, SessionInfo, SessionOrigin, UserAgent, MAX_USER_AGENT_CHARS};
 pub use signing::SigningAlgorithm;
 pub use throttle::{
-    Attempt, FailureCount, Lockout, MinuteRate, Reservation, ThrottleDecision, ThrottleSettings,
+    Attempt, AttemptCounters, FailureCount, Lockout, MinuteRate, Reservation, ThrottleDecision,
+    ThrottleSettings,
 };
 pub use time::Timestamp;
 pub use user::{Email, Session, User, LOGIN_EMAIL_PATTERN, MAX_EMAIL_CHARS, NEW_EMAIL_PATTERN};

@@ -262,6 +262,105 @@ impl MinuteRate {
     }
 }
 
+/// The counters one login attempt reads and counts, as an adapter loads them (a counter it
+/// does not hold yet is `Default`, a failure count `FailureCount::starting(now)`). Judging
+/// them here keeps every adapter's decisions identical; the adapter's part is to load and
+/// store them atomically.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptCounters {
+    /// The (account, client) pair: the count that locks.
+    pub pair: FailureCount,
+    pub account: FailureCount,
+    pub client: FailureCount,
+    /// The client's attempts this minute.
+    pub client_rate: MinuteRate,
+    /// The pair's attempts this minute: what holds a client back on a slowed account.
+    pub pair_rate: MinuteRate,
+}
+
+impl AttemptCounters {
+    /// Seconds an attempt must wait at `now`, if any limit refuses it.
+    pub fn refusal(&self, now: u64, s: &ThrottleSettings) -> Option<u64> {
+        let client_rate = if self.client.current(now, s) >= s.client_max_failures {
+            s.slowed_max_per_minute.min(s.client_max_per_minute)
+        } else {
+            s.client_max_per_minute
+        };
+        let account_slowed = self.account.current(now, s) >= s.account_max_failures;
+        [
+            self.pair.locked_for(now),
+            self.client_rate.wait(now, client_rate),
+            self.pair_rate
+                .wait(now, s.slowed_max_per_minute)
+                .filter(|_| account_slowed),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    /// The counters after admitting an attempt at `now` (counted, provisionally as a
+    /// failure), and what settling it as a failure would start.
+    #[must_use]
+    pub fn admitted(mut self, now: u64, s: &ThrottleSettings) -> (Self, Option<Lockout>) {
+        let account_slowed = self.account.current(now, s) >= s.account_max_failures;
+        self.client_rate.count(now);
+        self.pair_rate.count(now);
+        self.pair = self.pair.after_failure(now, s.pair_max_failures, s);
+        self.account = self.account.counted(now, s);
+        self.client = self.client.counted(now, s);
+        let locks = if self.pair.locked_for(now).is_some() {
+            Some(Lockout::Pair)
+        } else if !account_slowed && self.account.current(now, s) >= s.account_max_failures {
+            Some(Lockout::Account)
+        } else {
+            None
+        };
+        (self, locks)
+    }
+
+    /// A correct password: the pair's failures forgotten (`pair` empty), the provisional
+    /// failure taken back from the account and the client.
+    #[must_use]
+    pub fn succeeded(mut self, at: u64, now: u64, s: &ThrottleSettings) -> Self {
+        self.pair = FailureCount::default();
+        self.account = self.account.released(at, now, s);
+        self.client = self.client.released(at, now, s);
+        self
+    }
+
+    /// Not judged: the provisional failure taken back everywhere, the lock it started with it
+    /// (one from earlier failures stays: its exact end is not kept, and erring long is the
+    /// safe side), and the pair's rate too (the client's own rate keeps it).
+    #[must_use]
+    pub fn abandoned(mut self, at: u64, now: u64, s: &ThrottleSettings) -> Self {
+        self.pair = self.pair.released(at, now, s);
+        if self.pair.failures < s.pair_max_failures {
+            self.pair.locked_until = 0;
+        }
+        self.pair_rate.release(at);
+        self.account = self.account.released(at, now, s);
+        self.client = self.client.released(at, now, s);
+        self
+    }
+}
+
+impl FailureCount {
+    /// When forgetting it changes no decision any more, in Unix seconds: its lock and its
+    /// window both over (a store's expiry time for it).
+    pub fn expires_at(&self, s: &ThrottleSettings) -> u64 {
+        self.locked_until
+            .max(self.window_start.saturating_add(s.window_secs))
+    }
+}
+
+impl MinuteRate {
+    /// The end of its minute, in Unix seconds (a store's expiry time for it).
+    pub fn expires_at(&self) -> u64 {
+        self.minute.saturating_add(1).saturating_mul(60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ use crate::adapters::outbound::password_hasher::PolicyHasher;
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::successors::HmacSuccessors;
+use crate::adapters::outbound::throttle_outage::OnStoreFailure;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::adapters::outbound::webhooks::{InMemoryWebhookOutbox, WebhookConfig, Webhooks};
 use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy};
@@ -92,6 +93,7 @@ impl Adapters {
         match open_database(settings).await? {
             Some(db) => {
                 let mut adapters = Self::with_stores(settings, db.users(), db.sessions())?
+                    .with_shared_throttle(settings, Some(&db))
                     .with_key_store(settings, db.keys())
                     .with_revocation_feed(db.revocations())
                     .with_webhooks(settings, db.webhook_outbox())?;
@@ -108,6 +110,7 @@ impl Adapters {
                     );
                 }
                 let adapters = Self::in_memory(settings)?
+                    .with_shared_throttle(settings, None)
                     .with_webhooks(settings, Arc::new(InMemoryWebhookOutbox::new()))?;
                 adapters.prepare_keys().await?;
                 Ok(adapters)
@@ -205,6 +208,32 @@ impl Adapters {
             );
         }
         Self::from_settings(settings).await
+    }
+
+    /// The login throttle on `db` when it is PostgreSQL (shared by every instance, under the
+    /// outage policy `THROTTLE_STORE_FAILURE`), else the in-process one already in place.
+    #[must_use]
+    pub fn with_shared_throttle(mut self, settings: &Settings, db: Option<&Database>) -> Self {
+        let shared = db.and_then(|db| db.login_attempts(settings.throttle(), self.clock.clone()));
+        match shared {
+            Some(shared) => {
+                tracing::info!(
+                    store = "postgres",
+                    on_failure = ?settings.throttle_store_failure,
+                    "login throttle shared by every instance on the database"
+                );
+                self.attempts = Arc::new(OnStoreFailure::new(
+                    shared,
+                    settings.throttle_store_failure,
+                    self.clock.clone(),
+                ));
+            }
+            None => tracing::info!(
+                store = "memory",
+                "login throttle in process: each instance counts on its own"
+            ),
+        }
+        self
     }
 
     /// Reports security events to `events` too.

@@ -17,6 +17,7 @@ use sha2::Sha256;
 
 use jwt_auth::adapters::inbound::http::{build_app, AppState};
 use jwt_auth::adapters::outbound::clock::ManualClock;
+use jwt_auth::adapters::outbound::db::Database;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
 use jwt_auth::adapters::outbound::password_hasher::PolicyHasher;
 use jwt_auth::adapters::outbound::webhooks::InMemoryWebhookOutbox;
@@ -387,7 +388,7 @@ pub async fn spawn_second_instance(first: &TestApp, overrides: &[(&str, &str)]) 
         memory: None,
         db: None,
     };
-    let mut app = spawn_app_from(stores, overrides).await;
+    let mut app = spawn_app_throttled_on(stores, overrides, Some(db)).await;
     app.adapters = app.adapters.with_key_store(&app.settings, db.keys());
     app.adapters.prepare_keys().await.expect("keys load");
     app
@@ -400,7 +401,19 @@ pub async fn spawn_app_on(store: Store) -> Option<TestApp> {
 }
 
 /// As `spawn_app_with`, on these stores. The demo user is seeded when the store answers.
+/// On PostgreSQL the login throttle is the shared one on that database, as in the service.
 pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestApp {
+    let throttle_db = stores.db.as_ref().map(|d| d.db.clone());
+    spawn_app_throttled_on(stores, overrides, throttle_db.as_ref()).await
+}
+
+/// As `spawn_app_from`, with the login throttle on `throttle_db` (when it is PostgreSQL)
+/// rather than the stores' own database; the in-process one without.
+pub async fn spawn_app_throttled_on(
+    stores: Stores,
+    overrides: &[(&str, &str)],
+    throttle_db: Option<&Database>,
+) -> TestApp {
     init_tracing();
     let mut pairs = vec![("JWT_SECRET_KEY", TEST_SECRET), ("BCRYPT_COST", "4")];
     pairs.extend_from_slice(overrides);
@@ -418,7 +431,8 @@ pub async fn spawn_app_from(stores: Stores, overrides: &[(&str, &str)]) -> TestA
         hasher.clone(),
         clock.clone(),
     )
-    .expect("test adapters");
+    .expect("test adapters")
+    .with_shared_throttle(&settings, throttle_db);
     // Generated keys and the revocation feed live in the store, as in the service.
     let adapters = match (&stores.db, &stores.memory) {
         (Some(db), _) => adapters

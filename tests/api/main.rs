@@ -91,5 +91,6 @@ mod slow_clients;
 mod smoke;
 mod strict_json;
 mod throttle;
+mod throttle_shared;
 mod verifier;
 mod webhooks;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use crate::domain::{
-    Attempt, ClientAddress, Email, FailureCount, Lockout, MinuteRate, Reservation,
+    Attempt, AttemptCounters, ClientAddress, Email, FailureCount, MinuteRate, Reservation,
     ThrottleDecision, ThrottleSettings,
 };
 use crate::ports::{Clock, LoginAttempts, StoreError};
@@ -195,27 +195,14 @@ impl LoginAttempts for InMemoryLoginAttempts {
         let c = &mut *guard;
         let fresh = FailureCount::starting(now);
         let key = pair_key(email, client);
-        let pair = c.pairs.get(&key).copied().unwrap_or(fresh);
-        let account = c.accounts.get(email.as_str()).copied().unwrap_or(fresh);
-        let from_client = c.clients.get(client.as_str()).copied().unwrap_or(fresh);
-
-        let client_rate = if from_client.current(now, &s) >= s.client_max_failures {
-            s.slowed_max_per_minute.min(s.client_max_per_minute)
-        } else {
-            s.client_max_per_minute
+        let counters = AttemptCounters {
+            pair: c.pairs.get(&key).copied().unwrap_or(fresh),
+            account: c.accounts.get(email.as_str()).copied().unwrap_or(fresh),
+            client: c.clients.get(client.as_str()).copied().unwrap_or(fresh),
+            client_rate: c.rates.get(client.as_str()).copied().unwrap_or_default(),
+            pair_rate: c.account_rates.get(&key).copied().unwrap_or_default(),
         };
-        let account_slowed = account.current(now, &s) >= s.account_max_failures;
-        let waits = [
-            pair.locked_for(now),
-            c.rates
-                .get(client.as_str())
-                .and_then(|r| r.wait(now, client_rate)),
-            c.account_rates
-                .get(&key)
-                .filter(|_| account_slowed)
-                .and_then(|r| r.wait(now, s.slowed_max_per_minute)),
-        ];
-        if let Some(retry_after_secs) = waits.into_iter().flatten().max() {
+        if let Some(retry_after_secs) = counters.refusal(now, &s) {
             return Ok(Attempt::Refused { retry_after_secs });
         }
 
@@ -233,24 +220,14 @@ impl LoginAttempts for InMemoryLoginAttempts {
         }
 
         // Admitted: counted, as a failure until it is settled, before anything is checked.
+        let (after, locks) = counters.admitted(now, &s);
+        reservation.locks = locks;
         c.rates
-            .entry(client.as_str().to_owned())
-            .or_default()
-            .count(now);
-        c.account_rates.entry(key.clone()).or_default().count(now);
-        let pair_after = pair.after_failure(now, s.pair_max_failures, &s);
-        let account_after = account.counted(now, &s);
-        reservation.locks = if pair_after.locked_for(now).is_some() {
-            Some(Lockout::Pair)
-        } else if !account_slowed && account_after.current(now, &s) >= s.account_max_failures {
-            Some(Lockout::Account)
-        } else {
-            None
-        };
-        c.pairs.insert(key, pair_after);
-        c.accounts.insert(email.as_str().to_owned(), account_after);
-        c.clients
-            .insert(client.as_str().to_owned(), from_client.counted(now, &s));
+            .insert(client.as_str().to_owned(), after.client_rate);
+        c.account_rates.insert(key.clone(), after.pair_rate);
+        c.pairs.insert(key, after.pair);
+        c.accounts.insert(email.as_str().to_owned(), after.account);
+        c.clients.insert(client.as_str().to_owned(), after.client);
         Ok(Attempt::Admitted(reservation))
     }
 

@@ -12,5 +12,6 @@ pub mod password_hasher;
 pub mod rehash;
 pub mod signing_keys;
 pub mod successors;
+pub mod throttle_outage;
 pub mod verified_cache;
 pub mod webhooks;

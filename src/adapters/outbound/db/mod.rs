@@ -7,12 +7,16 @@ mod keys;
 mod postgres;
 mod revocations;
 mod sqlite;
+mod throttle;
 mod webhooks;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ports::{KeyStore, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox};
+use crate::domain::ThrottleSettings;
+use crate::ports::{
+    Clock, KeyStore, LoginAttempts, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox,
+};
 
 pub use common::PoolSettings;
 use postgres::{PostgresRefreshStore, PostgresUserRepo};
@@ -212,6 +216,23 @@ impl Database {
         match &self.pool {
             Pool::Postgres(pool) => Arc::new(webhooks::PostgresWebhookOutbox::new(pool.clone())),
             Pool::Sqlite(pool) => Arc::new(webhooks::SqliteWebhookOutbox::new(pool.clone())),
+        }
+    }
+
+    /// The login throttle shared by every instance on this database: on PostgreSQL only;
+    /// `None` on SQLite, a single-instance store that keeps the in-process throttle.
+    pub fn login_attempts(
+        &self,
+        settings: ThrottleSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Option<Arc<dyn LoginAttempts>> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(Arc::new(throttle::PostgresLoginAttempts::new(
+                pool.clone(),
+                settings,
+                clock,
+            ))),
+            Pool::Sqlite(_) => None,
         }
     }
 

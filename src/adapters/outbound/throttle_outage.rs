@@ -1,0 +1,133 @@
+//! What the login throttle does when its shared store (PostgreSQL) cannot be
+//! reached: `THROTTLE_STORE_FAILURE`. Closed (the default) passes the error on, so a login
+//! answers 503 and no guess goes uncounted; open admits the attempt uncounted, with a
+//! warning at most every `WARN_EVERY`, so logins keep working through an outage at the price
+//! of no throttle while it lasts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::config::StoreFailure;
+use crate::domain::{Attempt, ClientAddress, Email, Reservation, ThrottleDecision};
+use crate::ports::{Clock, LoginAttempts, StoreError};
+
+/// At most one outage warning this often: an outage under load must not flood the log.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A throttle adapter with the outage policy applied.
+pub struct OnStoreFailure {
+    inner: Arc<dyn LoginAttempts>,
+    policy: StoreFailure,
+    clock: Arc<dyn Clock>,
+    last_warning: Mutex<Option<Instant>>,
+    admitted_uncounted: AtomicU64,
+}
+
+impl OnStoreFailure {
+    pub fn new(inner: Arc<dyn LoginAttempts>, policy: StoreFailure, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            policy,
+            clock,
+            last_warning: Mutex::new(None),
+            admitted_uncounted: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests let through uncounted since start-up (fail-open only).
+    pub fn admitted_uncounted(&self) -> u64 {
+        self.admitted_uncounted.load(Ordering::Relaxed)
+    }
+
+    /// Whether this error is let through, warning when due; closed passes every error on
+    /// as `Unavailable` (whatever went wrong, the counters could not be used).
+    fn let_through(&self, what: &str, e: StoreError, admits: bool) -> Result<(), StoreError> {
+        let e = match e {
+            StoreError::Unknown(e) => StoreError::Unavailable(e),
+            unavailable @ StoreError::Unavailable(_) => unavailable,
+        };
+        if self.policy == StoreFailure::Closed {
+            return Err(e);
+        }
+        let total = self
+            .admitted_uncounted
+            .fetch_add(u64::from(admits), Ordering::Relaxed)
+            + u64::from(admits);
+        let mut last = self
+            .last_warning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                event = "throttle_store_unavailable",
+                operation = what,
+                admitted_uncounted = total,
+                error = %e,
+                "the login throttle's store cannot be reached: attempts are let through \
+                 uncounted (THROTTLE_STORE_FAILURE=open)"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LoginAttempts for OnStoreFailure {
+    async fn begin(&self, email: &Email, client: &ClientAddress) -> Result<Attempt, StoreError> {
+        match self.inner.begin(email, client).await {
+            Ok(attempt) => Ok(attempt),
+            Err(e) => {
+                self.let_through("begin", e, true)?;
+                Ok(Attempt::Admitted(Reservation {
+                    email: email.clone(),
+                    client: client.clone(),
+                    at: self.clock.now().unix(),
+                    locks: None,
+                }))
+            }
+        }
+    }
+
+    async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
+        match self.inner.succeeded(attempt).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.let_through("succeeded", e, false),
+        }
+    }
+
+    async fn failed(&self, attempt: Reservation) -> Result<(), StoreError> {
+        match self.inner.failed(attempt).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.let_through("failed", e, false),
+        }
+    }
+
+    async fn abandoned(&self, attempt: Reservation) -> Result<(), StoreError> {
+        match self.inner.abandoned(attempt).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.let_through("abandoned", e, false),
+        }
+    }
+
+    async fn begin_registration(
+        &self,
+        client: &ClientAddress,
+    ) -> Result<ThrottleDecision, StoreError> {
+        match self.inner.begin_registration(client).await {
+            Ok(decision) => Ok(decision),
+            Err(e) => {
+                self.let_through("begin_registration", e, true)?;
+                Ok(ThrottleDecision::Allow)
+            }
+        }
+    }
+
+    async fn sweep(&self) -> Result<(), StoreError> {
+        // The sweeper logs its own failures and tries again; nothing to let through.
+        self.inner.sweep().await
+    }
+}

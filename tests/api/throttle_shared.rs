@@ -1,0 +1,652 @@
+//! The login throttle shared by every instance: the in-process adapter's behaviour as a
+//! contract every adapter of `LoginAttempts` passes (on memory and on PostgreSQL), two
+//! instances on one database enforcing one budget, bursts across instances, and what an
+//! outage of the throttle's store does under `THROTTLE_STORE_FAILURE`.
+
+use std::sync::Arc;
+
+use jwt_auth::adapters::outbound::clock::ManualClock;
+use jwt_auth::adapters::outbound::db::{Database, PoolSettings};
+use jwt_auth::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
+use jwt_auth::adapters::outbound::throttle_outage::OnStoreFailure;
+use jwt_auth::config::StoreFailure;
+use jwt_auth::domain::{
+    Attempt, ClientAddress, Email, Lockout, Reservation, ThrottleDecision, ThrottleSettings,
+    Timestamp,
+};
+use jwt_auth::ports::{Clock, LoginAttempts};
+use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
+
+use crate::helpers::*;
+
+/// Which adapter a contract case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Memory,
+    Postgres,
+}
+
+/// One or more instances of one throttle store, each with its own clock.
+struct Shared {
+    kind: Kind,
+    settings: ThrottleSettings,
+    db: Option<TestDb>,
+}
+
+impl Shared {
+    async fn new(kind: Kind, settings: ThrottleSettings) -> Option<Self> {
+        let db = match kind {
+            Kind::Memory => None,
+            Kind::Postgres => Some(TestDb::new(Store::Postgres).await?),
+        };
+        Some(Self { kind, settings, db })
+    }
+
+    /// An instance on this store with its own clock at `T0` (the in-process throttle is
+    /// one per instance, so a second one of it counts on its own).
+    fn instance(&self) -> (Arc<ManualClock>, Arc<dyn LoginAttempts>) {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(T0)));
+        let throttle: Arc<dyn LoginAttempts> = match (self.kind, &self.db) {
+            (Kind::Postgres, Some(db)) => db
+                .db
+                .login_attempts(self.settings, clock.clone())
+                .expect("PostgreSQL has a shared throttle"),
+            _ => Arc::new(InMemoryLoginAttempts::new(self.settings, clock.clone())),
+        };
+        (clock, throttle)
+    }
+
+    async fn rows(&self) -> Option<i64> {
+        let db = self.db.as_ref()?;
+        Some(
+            db.db
+                .query_i64("SELECT count(*) FROM login_throttle")
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+/// Runs `case` on a fresh store of `kind` with these settings.
+async fn setup(
+    kind: Kind,
+    settings: ThrottleSettings,
+) -> Option<(Shared, Arc<ManualClock>, Arc<dyn LoginAttempts>)> {
+    let shared = Shared::new(kind, settings).await?;
+    let (clock, t) = shared.instance();
+    Some((shared, clock, t))
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+fn client(s: &str) -> ClientAddress {
+    ClientAddress::from_ip(
+        match s {
+            "c1" | "c" => [10, 0, 0, 1],
+            "c2" => [10, 0, 0, 2],
+            "c3" => [10, 0, 0, 3],
+            "attacker" | "stuffer" => [10, 0, 0, 66],
+            _ => [10, 0, 0, 99],
+        }
+        .into(),
+    )
+}
+
+async fn begin(t: &dyn LoginAttempts, e: &Email, c: &str) -> Result<Reservation, u64> {
+    match t.begin(e, &client(c)).await.unwrap() {
+        Attempt::Admitted(r) => Ok(r),
+        Attempt::Refused { retry_after_secs } => Err(retry_after_secs),
+    }
+}
+
+async fn fail(t: &dyn LoginAttempts, e: &Email, c: &str) -> Result<(), u64> {
+    let r = begin(t, e, c).await?;
+    t.failed(r).await.unwrap();
+    Ok(())
+}
+
+async fn succeed(t: &dyn LoginAttempts, e: &Email, c: &str) -> Result<(), u64> {
+    let r = begin(t, e, c).await?;
+    t.succeeded(r).await.unwrap();
+    Ok(())
+}
+
+/// To the start of the next minute, so a rate budget is whole.
+fn next_minute(clock: &ManualClock) {
+    clock.advance(60 - clock.now().unix() % 60);
+}
+
+macro_rules! on_every_throttle {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Kind::Memory).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+                async fn $case() {
+                    super::$case(super::Kind::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_throttle!(
+    a_pair_locks_after_n_failures_with_growing_delay_and_unlocks,
+    a_lockout_shuts_out_only_the_client_that_failed,
+    many_emails_from_one_client_hit_the_client_budget,
+    an_account_past_its_ceiling_is_slowed_for_every_client,
+    a_burst_in_flight_is_counted_before_any_of_it_is_settled,
+    a_concurrent_burst_is_admitted_exactly_to_each_limit,
+    an_unsettled_attempt_stays_a_failure_and_an_abandoned_one_counts_neither_way,
+    success_resets_the_pair_and_is_rate_limited_generously,
+    sign_ups_are_limited_per_client_per_minute,
+    the_lock_is_reported_by_exactly_one_attempt,
+    a_concurrent_burst_reports_each_lock_exactly_once,
+    expired_counters_are_swept,
+);
+
+async fn a_pair_locks_after_n_failures_with_growing_delay_and_unlocks(kind: Kind) {
+    let Some((_s, clock, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    for _ in 0..5 {
+        assert!(fail(t, &e, "c1").await.is_ok());
+    }
+    assert_eq!(fail(t, &e, "c1").await, Err(60));
+    assert!(succeed(t, &e, "c2").await.is_ok());
+    clock.advance(60);
+    assert!(fail(t, &e, "c1").await.is_ok());
+    assert_eq!(fail(t, &e, "c1").await, Err(120), "the delay doubles");
+    clock.advance(10_000);
+    assert!(fail(t, &e, "c1").await.is_ok(), "locks are never permanent");
+}
+
+async fn a_lockout_shuts_out_only_the_client_that_failed(kind: Kind) {
+    let Some((_s, _, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    let victim = email("victim@x.io");
+    for _ in 0..5 {
+        fail(t, &victim, "attacker").await.unwrap();
+    }
+    assert!(succeed(t, &victim, "attacker").await.is_err());
+    assert!(succeed(t, &victim, "someone").await.is_ok());
+    assert!(succeed(t, &email("other@x.io"), "someone").await.is_ok());
+}
+
+async fn many_emails_from_one_client_hit_the_client_budget(kind: Kind) {
+    let Some((_s, clock, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    for i in 0..20 {
+        let e = email(&format!("u{i}@x.io"));
+        assert!(fail(t, &e, "stuffer").await.is_ok(), "attempt {i}");
+    }
+    let fresh = email("fresh@x.io");
+    let wait = fail(t, &fresh, "stuffer").await.unwrap_err();
+    assert!(succeed(t, &fresh, "innocent").await.is_ok());
+    clock.advance(wait);
+    for i in 0..6 {
+        let e = email(&format!("n{i}@x.io"));
+        assert!(fail(t, &e, "stuffer").await.is_ok());
+    }
+    assert!(fail(t, &fresh, "stuffer").await.unwrap_err() <= 60);
+}
+
+async fn an_account_past_its_ceiling_is_slowed_for_every_client(kind: Kind) {
+    let settings = ThrottleSettings {
+        account_max_failures: 10,
+        ..ThrottleSettings::default()
+    };
+    let Some((_s, clock, t)) = setup(kind, settings).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    for i in 0..10 {
+        fail(t, &e, if i % 2 == 0 { "c1" } else { "c2" })
+            .await
+            .unwrap();
+    }
+    next_minute(&clock);
+    for _ in 0..6 {
+        assert!(succeed(t, &e, "someone").await.is_ok());
+    }
+    let wait = succeed(t, &e, "someone").await.unwrap_err();
+    assert!((1..=60).contains(&wait));
+    assert!(
+        succeed(t, &e, "c3").await.is_ok(),
+        "another client's budget is its own"
+    );
+    clock.advance(wait);
+    assert!(succeed(t, &e, "someone").await.is_ok());
+}
+
+async fn a_burst_in_flight_is_counted_before_any_of_it_is_settled(kind: Kind) {
+    let Some((_s, _, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    let mut admitted = Vec::new();
+    for _ in 0..40 {
+        admitted.extend(begin(t, &e, "c").await.ok());
+    }
+    assert_eq!(admitted.len(), 5, "the pair limit");
+    let mut admitted = Vec::new();
+    for i in 0..40 {
+        admitted.extend(begin(t, &email(&format!("u{i}@x.io")), "c2").await.ok());
+    }
+    assert_eq!(admitted.len(), 20, "the client limit");
+}
+
+/// `n` begins at once, each on its own task, for `each(i)`: the admitted reservations.
+async fn concurrent_begins(
+    t: &Arc<dyn LoginAttempts>,
+    n: usize,
+    each: impl Fn(usize) -> (Email, &'static str),
+) -> Vec<Reservation> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let t = t.clone();
+            let (e, c) = each(i);
+            tokio::spawn(async move { begin(&*t, &e, c).await.ok() })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for task in tasks {
+        admitted.extend(task.await.unwrap());
+    }
+    admitted
+}
+
+async fn a_concurrent_burst_is_admitted_exactly_to_each_limit(kind: Kind) {
+    let Some((_s, _, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let admitted = concurrent_begins(&t, 40, |_| (email("a@x.io"), "c")).await;
+    assert_eq!(admitted.len(), 5, "the pair limit");
+    let admitted = concurrent_begins(&t, 40, |i| (email(&format!("u{i}@x.io")), "c2")).await;
+    assert_eq!(admitted.len(), 20, "the client limit");
+}
+
+async fn an_unsettled_attempt_stays_a_failure_and_an_abandoned_one_counts_neither_way(kind: Kind) {
+    let Some((_s, _, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    for _ in 0..4 {
+        fail(t, &e, "c").await.unwrap();
+    }
+    for _ in 0..10 {
+        let r = begin(t, &e, "c").await.unwrap();
+        t.abandoned(r).await.unwrap();
+    }
+    drop(begin(t, &e, "c").await.unwrap());
+    assert!(begin(t, &e, "c").await.is_err(), "the dropped one counted");
+}
+
+async fn success_resets_the_pair_and_is_rate_limited_generously(kind: Kind) {
+    let Some((_s, clock, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    for _ in 0..4 {
+        fail(t, &e, "c").await.unwrap();
+    }
+    succeed(t, &e, "c").await.unwrap();
+    fail(t, &e, "c").await.unwrap();
+    assert!(
+        fail(t, &e, "c").await.is_ok(),
+        "count restarted after success"
+    );
+    next_minute(&clock);
+    for _ in 0..120 {
+        assert!(succeed(t, &e, "c").await.is_ok());
+    }
+    assert!(
+        succeed(t, &e, "c").await.is_err(),
+        "121st attempt in a minute waits"
+    );
+}
+
+async fn sign_ups_are_limited_per_client_per_minute(kind: Kind) {
+    let settings = ThrottleSettings {
+        enabled: false,
+        ..ThrottleSettings::default()
+    };
+    let Some((_s, clock, t)) = setup(kind, settings).await else {
+        return;
+    };
+    next_minute(&clock);
+    for _ in 0..10 {
+        assert_eq!(
+            t.begin_registration(&client("c")).await.unwrap(),
+            ThrottleDecision::Allow
+        );
+    }
+    assert_eq!(
+        t.begin_registration(&client("c")).await.unwrap(),
+        ThrottleDecision::Wait {
+            retry_after_secs: 60
+        }
+    );
+    assert_eq!(
+        t.begin_registration(&client("c2")).await.unwrap(),
+        ThrottleDecision::Allow
+    );
+}
+
+async fn the_lock_is_reported_by_exactly_one_attempt(kind: Kind) {
+    let settings = ThrottleSettings {
+        account_max_failures: 10,
+        ..ThrottleSettings::default()
+    };
+    let Some((_s, _, t)) = setup(kind, settings).await else {
+        return;
+    };
+    let t = &*t;
+    let e = email("a@x.io");
+    let mut locks = Vec::new();
+    for _ in 0..5 {
+        let r = begin(t, &e, "c1").await.unwrap();
+        locks.push(r.locks);
+        t.failed(r).await.unwrap();
+    }
+    assert_eq!(locks, [None, None, None, None, Some(Lockout::Pair)]);
+    // Five more from other clients take the account to its ceiling: the tenth failure.
+    let mut locks = Vec::new();
+    for c in ["c2", "c3", "c2", "c3", "someone", "someone"] {
+        let r = begin(t, &e, c).await.unwrap();
+        locks.push(r.locks);
+        t.failed(r).await.unwrap();
+    }
+    assert_eq!(
+        locks,
+        [None, None, None, None, Some(Lockout::Account), None],
+        "the account's ceiling is reported once, not again past it"
+    );
+}
+
+async fn a_concurrent_burst_reports_each_lock_exactly_once(kind: Kind) {
+    let settings = ThrottleSettings {
+        account_max_failures: 10,
+        client_max_per_minute: 1000,
+        ..ThrottleSettings::default()
+    };
+    let Some((_s, _, t)) = setup(kind, settings).await else {
+        return;
+    };
+    let admitted = concurrent_begins(&t, 24, |_| (email("a@x.io"), "c1")).await;
+    let pair_locks = admitted
+        .iter()
+        .filter(|r| r.locks == Some(Lockout::Pair))
+        .count();
+    assert_eq!((admitted.len(), pair_locks), (5, 1), "{admitted:?}");
+    // Distinct clients (not locked as pairs, the ceiling of 10 then reached once).
+    let clients = ["c2", "c3", "someone", "attacker"];
+    let admitted = concurrent_begins(&t, 24, |i| (email("b@x.io"), clients[i % 4])).await;
+    let account_locks = admitted
+        .iter()
+        .filter(|r| r.locks == Some(Lockout::Account))
+        .count();
+    assert_eq!(account_locks, 1, "{admitted:?}");
+}
+
+async fn expired_counters_are_swept(kind: Kind) {
+    let Some((s, clock, t)) = setup(kind, ThrottleSettings::default()).await else {
+        return;
+    };
+    let t = &*t;
+    for i in 0..30 {
+        let _ = fail(t, &email(&format!("u{i}@x.io")), "c").await;
+    }
+    t.begin_registration(&client("c")).await.unwrap();
+    if let Some(rows) = s.rows().await {
+        assert!(rows > 30, "{rows} rows");
+    }
+    t.sweep().await.unwrap();
+    if let Some(rows) = s.rows().await {
+        assert!(rows > 30, "nothing expired yet: {rows} rows");
+    }
+    clock.advance(3600);
+    t.sweep().await.unwrap();
+    if let Some(rows) = s.rows().await {
+        assert_eq!(rows, 0);
+    }
+    assert!(
+        fail(t, &email("u0@x.io"), "c").await.is_ok(),
+        "a swept store starts afresh"
+    );
+}
+
+// ---- Two instances on one store ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn failures_split_between_two_instances_lock_the_pair_as_at_one() {
+    let Some(s) = Shared::new(Kind::Postgres, ThrottleSettings::default()).await else {
+        return;
+    };
+    let ((c1, a), (c2, b)) = (s.instance(), s.instance());
+    let e = email("a@x.io");
+    for i in 0..5 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        assert!(fail(&**t, &e, "c1").await.is_ok(), "failure {i}");
+    }
+    assert_eq!(fail(&*a, &e, "c1").await, Err(60), "locked on the first");
+    assert_eq!(fail(&*b, &e, "c1").await, Err(60), "and on the second");
+    assert!(
+        succeed(&*b, &e, "c2").await.is_ok(),
+        "only the failing client"
+    );
+    c1.advance(60);
+    c2.advance(60);
+    assert!(fail(&*b, &e, "c1").await.is_ok());
+    assert_eq!(
+        fail(&*a, &e, "c1").await,
+        Err(120),
+        "the delay doubles across them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn concurrent_begins_on_two_instances_never_overshoot() {
+    let Some(s) = Shared::new(Kind::Postgres, ThrottleSettings::default()).await else {
+        return;
+    };
+    let ((_, a), (_, b)) = (s.instance(), s.instance());
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { begin(&*t, &email("a@x.io"), "c").await.is_ok() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += usize::from(task.await.unwrap());
+    }
+    assert_eq!(admitted, 5, "one pair budget across both instances");
+}
+
+/// Logins through the real app: `n` wrong passwords at once, alternating between `a` and `b`.
+async fn split_burst(a: &Arc<TestApp>, b: &Arc<TestApp>, n: usize) -> Vec<u16> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { app.login(DEMO_EMAIL, "wrong-password").await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn two_app_instances_on_one_database_share_one_login_budget() {
+    let Some(first) = spawn_app_on(Store::Postgres).await else {
+        return;
+    };
+    let second = spawn_second_instance(&first, &[]).await;
+    let max = first.settings.login_max_failures as usize;
+    // Sequential failures split between them lock the pair as at one instance.
+    for i in 0..max {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.login(DEMO_EMAIL, "wrong-password")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    for app in [&first, &second] {
+        let r = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+        assert_eq!(r.status, 429, "locked on both: {}", r.body);
+        assert!(r.header("retry-after").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn a_parallel_burst_split_across_two_instances_runs_at_most_the_pair_limit_of_checks() {
+    let Some(first) = spawn_app_on(Store::Postgres).await else {
+        return;
+    };
+    let second = spawn_second_instance(&first, &[]).await;
+    let max = first.settings.login_max_failures as usize;
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let before = first.hasher.calls().1 + second.hasher.calls().1;
+    let statuses = split_burst(&first, &second, 24).await;
+    let checks = first.hasher.calls().1 + second.hasher.calls().1 - before;
+    assert!(
+        checks <= max,
+        "{checks} password checks for a limit of {max}"
+    );
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!(count(401), checks, "{statuses:?}");
+    assert_eq!(count(429), 24 - checks, "{statuses:?}");
+    assert_eq!(checks, max, "the whole budget, no more: {statuses:?}");
+}
+
+// ---- An outage of the throttle's store ----
+
+/// A PostgreSQL throttle nobody answers for (a closed port).
+fn unreachable_throttle_db() -> Database {
+    Database::connect_lazy(
+        "postgres://postgres:pw-canary@127.0.0.1:1/x",
+        PoolSettings {
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_millis(300),
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_unreachable_throttle_store_fails_closed_by_default() {
+    let db = unreachable_throttle_db();
+    let stores = Stores::new(Store::Memory).await.unwrap();
+    let app = spawn_app_throttled_on(stores, &[], Some(&db)).await;
+    let r = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    r.assert_error(503, "unavailable");
+    assert!(r.set_cookie().is_none(), "no session: {:?}", r.headers);
+    assert!(!r.body.contains("pw-canary"), "{}", r.body);
+    assert_eq!(app.live_sessions().await, 0);
+    let (_, checks) = app.hasher.calls();
+    assert_eq!(checks, 0, "no password checked while the throttle is down");
+}
+
+#[tokio::test]
+async fn an_unreachable_throttle_store_admits_uncounted_when_configured_open() {
+    let db = unreachable_throttle_db();
+    let stores = Stores::new(Store::Memory).await.unwrap();
+    let app =
+        spawn_app_throttled_on(stores, &[("THROTTLE_STORE_FAILURE", "open")], Some(&db)).await;
+    let r = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.refresh_cookie().is_some_and(|c| !c.is_empty()));
+    // Uncounted: more failures than the limit are all checked (the price of open).
+    let max = app.settings.login_max_failures;
+    for _ in 0..=max {
+        app.login(DEMO_EMAIL, "wrong-password")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+}
+
+#[tokio::test]
+async fn the_open_policy_counts_what_it_lets_through_and_closed_refuses() {
+    let db = unreachable_throttle_db();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::from_unix(T0)));
+    let inner = db
+        .login_attempts(ThrottleSettings::default(), clock.clone())
+        .unwrap();
+    let open = OnStoreFailure::new(inner.clone(), StoreFailure::Open, clock.clone());
+    for _ in 0..3 {
+        assert!(begin(&open, &email("a@x.io"), "c").await.is_ok());
+    }
+    assert_eq!(
+        open.begin_registration(&client("c")).await.unwrap(),
+        ThrottleDecision::Allow
+    );
+    assert_eq!(open.admitted_uncounted(), 4);
+    let closed = OnStoreFailure::new(inner, StoreFailure::Closed, clock);
+    let err = closed
+        .begin(&email("a@x.io"), &client("c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, jwt_auth::ports::StoreError::Unavailable(_)),
+        "{err}"
+    );
+    assert!(!format!("{err:?}").contains("pw-canary"));
+}
+
+#[tokio::test]
+async fn the_store_failure_policy_is_closed_or_open() {
+    let s = jwt_auth::config::Settings::from_pairs(&[]).unwrap();
+    assert_eq!(s.throttle_store_failure, StoreFailure::Closed);
+    let err = jwt_auth::config::Settings::from_pairs(&[("THROTTLE_STORE_FAILURE", "ajar")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("throttle_store_failure") || err.contains("THROTTLE_STORE_FAILURE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_on_postgres_counts_logins_in_the_database() {
+    let Some(app) = spawn_app_on(Store::Postgres).await else {
+        return;
+    };
+    app.login(DEMO_EMAIL, "wrong-password")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let rows = app
+        .db
+        .as_ref()
+        .unwrap()
+        .db
+        .query_i64("SELECT count(*) FROM login_throttle WHERE kind = 1")
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the pair's failure is in the shared table");
+}
