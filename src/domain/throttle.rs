@@ -81,6 +81,18 @@ pub struct Reservation {
     pub locks: Option<Lockout>,
 }
 
+impl Reservation {
+    /// An attempt counted at `at` that starts no hold (yet: the adapter that counts it says).
+    pub fn new(email: &Email, client: &ClientAddress, at: u64) -> Self {
+        Self {
+            email: email.clone(),
+            client: client.clone(),
+            at,
+            locks: None,
+        }
+    }
+}
+
 /// A hold on an account that a failed attempt starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lockout {

@@ -326,12 +326,7 @@ impl PostgresLoginAttempts {
 impl LoginAttempts for PostgresLoginAttempts {
     async fn begin(&self, email: &Email, client: &ClientAddress) -> Result<Attempt, StoreError> {
         let now = self.now();
-        let mut reservation = Reservation {
-            email: email.clone(),
-            client: client.clone(),
-            at: now,
-            locks: None,
-        };
+        let mut reservation = Reservation::new(email, client, now);
         let s = self.settings;
         if !s.enabled {
             return Ok(Attempt::Admitted(reservation));
