@@ -89,8 +89,10 @@ impl RevocationsApi {
     async fn revocations(
         &self,
         Data(state): Data<&Arc<AppState>>,
-        /// The `cursor` of the previous answer.
-        #[oai(validator(minimum(value = "0")))]
+        /// The `cursor` of the previous answer (at most 2^53 - 1).
+        // Bounded in the spec so that nothing it allows is refused; a cursor is Unix seconds,
+        // far below 2^53 - 1, which every JSON number reader holds exactly.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         since: Query<Option<u64>>,
     ) -> RevocationsResponse {
         let window = state.settings.revocation_window_secs;
