@@ -4,7 +4,8 @@
 //! (a few seconds, what CI runs). Environment: `LOAD_SECS` (per scenario, default 10),
 //! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
 //! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
-//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `BENCH_BASELINE_BIN`
+//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `LOAD_ONLY=ops` (only
+//! the floor and the metrics-and-audit cost, plain and instrumented in turns), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run).
 //!
@@ -155,6 +156,8 @@ struct Outcome {
     latencies_us: Vec<u32>,
     errors: u64,
     elapsed: Duration,
+    /// Each refresh client's cookie as it ended, so a later run can go on with it.
+    cookies: Vec<String>,
 }
 
 impl Outcome {
@@ -260,15 +263,17 @@ async fn load(
                     errors += 1;
                 }
             }
-            (lat, errors)
+            (i, lat, errors, cookie)
         });
     }
     let mut latencies_us = Vec::new();
     let mut errors = 0;
+    let mut cookies = vec![String::new(); conns];
     while let Some(res) = tasks.join_next().await {
-        let (lat, err) = res.unwrap();
+        let (i, lat, err, cookie) = res.unwrap();
         latencies_us.extend(lat);
         errors += err;
+        cookies[i] = cookie;
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
@@ -276,6 +281,7 @@ async fn load(
         latencies_us,
         errors,
         elapsed,
+        cookies,
     }
 }
 
@@ -451,6 +457,95 @@ async fn database_scenarios(conns: usize, dur: Duration) -> Vec<(String, Outcome
     rows
 }
 
+/// The cost of the operator's instruments: the same service plainly and with the metrics
+/// listener and the audit trail on, loaded in turns (`rounds` times each, medians), so machine
+/// noise falls on both alike. Returns, per scenario, (name, plain req/s, instrumented req/s),
+/// and the number of requests the instrumented service's `/metrics` counted, which shows the
+/// instruments were really on.
+async fn operations_scenarios(
+    conns: usize,
+    dur: Duration,
+    rounds: usize,
+) -> (Vec<(&'static str, f64, f64)>, u64) {
+    let metrics_port = free_port().to_string();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (_plain, plain) = start_binary_env(env!("CARGO_BIN_EXE_jwt-auth"), None, &[]).await;
+    let (_ops, ops) = start_binary_env(
+        env!("CARGO_BIN_EXE_jwt-auth"),
+        None,
+        &[("METRICS_ADDR", &metrics_addr), ("AUDIT_ENABLED", "true")],
+    )
+    .await;
+    let (plain_token, mut plain_cookies) = sessions(plain, conns).await;
+    let (ops_token, mut ops_cookies) = sessions(ops, conns).await;
+    let login_conns = conns.min(16);
+    let mut rps: [[Vec<f64>; 2]; 3] = Default::default();
+    for _ in 0..rounds {
+        for (v, addr, token) in [(0, plain, &plain_token), (1, ops, &ops_token)] {
+            rps[0][v].push(load(addr, Kind::Me, conns, dur, token, vec![]).await.rps());
+        }
+        for (v, addr, token) in [(0, plain, &plain_token), (1, ops, &ops_token)] {
+            let cookies = if v == 0 {
+                &mut plain_cookies
+            } else {
+                &mut ops_cookies
+            };
+            let o = load(addr, Kind::Refresh, conns, dur, token, cookies.clone()).await;
+            *cookies = o.cookies.clone();
+            rps[1][v].push(o.rps());
+        }
+        for (v, addr) in [(0, plain), (1, ops)] {
+            rps[2][v].push(
+                load(addr, Kind::Login, login_conns, dur, "", vec![])
+                    .await
+                    .rps(),
+            );
+        }
+    }
+    let counted = scrape_request_count(&metrics_addr).await;
+    let names = ["GET /auth/me", "POST /auth/refresh", "POST /auth/login"];
+    let rows = names
+        .into_iter()
+        .zip(rps)
+        .map(|(name, [p, o])| (name, median(p), median(o)))
+        .collect();
+    (rows, counted)
+}
+
+/// The sum of `http_requests_total` on a metrics listener (0 when it does not answer).
+async fn scrape_request_count(addr: &str) -> u64 {
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        return 0;
+    };
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        return 0;
+    };
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("host", "127.0.0.1")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let Ok(resp) = sender.send_request(req).await else {
+        return 0;
+    };
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -548,6 +643,19 @@ async fn run(smoke: bool) {
         }
         return;
     }
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("ops") {
+        let (rows, counted) = operations_scenarios(conns, dur, if smoke { 1 } else { 5 }).await;
+        for (name, plain, ops) in &rows {
+            println!(
+                "| {:<38} | {plain:>9.0} | {ops:>9.0} | ×plain {:.3} | plain×floor {:.2} |",
+                format!("{name}: plain | metrics+audit"),
+                ops / plain,
+                plain / f
+            );
+        }
+        println!("|   the instrumented service's /metrics counted {counted} requests");
+        return;
+    }
 
     let (_service, addr) = start_service(None).await;
     let (token, cookies) = sessions(addr, conns).await;
@@ -621,6 +729,17 @@ async fn run(smoke: bool) {
         row(&format!("POST /auth/refresh on {name}"), o, Some(f));
     }
 
+    // The operator's instruments (metrics and audit trail) on and off, in turns.
+    let (ops_rows, ops_counted) = operations_scenarios(conns, dur, if smoke { 1 } else { 3 }).await;
+    for (name, plain, ops) in &ops_rows {
+        println!(
+            "| {:<38} | {plain:>9.0} | {ops:>9.0} | ×plain {:.3} |",
+            format!("{name}: plain | metrics+audit"),
+            ops / plain
+        );
+    }
+    println!("|   the instrumented service's /metrics counted {ops_counted} requests");
+
     // bcrypt ideal, measured now, with the services idle.
     let verify = bcrypt_verify_secs(if smoke { 3 } else { 11 });
     let ideal = cores as f64 / verify;
@@ -690,6 +809,14 @@ async fn run(smoke: bool) {
             o.rps() / f,
             "≥ 0.70",
             o.rps() / f >= 0.7,
+        );
+    }
+    for (name, plain, ops) in &ops_rows {
+        check(
+            &format!("{name}: metrics+audit ÷ plain"),
+            ops / plain,
+            "≥ 0.95",
+            ops / plain >= 0.95,
         );
     }
     for (name, o) in &db_rows {

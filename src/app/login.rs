@@ -657,12 +657,7 @@ mod tests {
     }
 
     fn admitted(e: &Email, c: &ClientAddress) -> Result<Attempt, crate::ports::StoreError> {
-        Ok(Attempt::Admitted(Reservation {
-            email: e.clone(),
-            client: c.clone(),
-            at: NOW,
-            locks: None,
-        }))
+        Ok(Attempt::Admitted(Reservation::new(e, c, NOW)))
     }
 
     #[tokio::test]

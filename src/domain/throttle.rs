@@ -79,6 +79,10 @@ pub struct Reservation {
     /// What settling it as a failure starts, if anything: this is the attempt that locks the
     /// pair, or the one that first slows the account down. Reported once, as `account_locked`.
     pub locks: Option<Lockout>,
+    /// False when nothing was counted: an attempt let through while the throttle's store was
+    /// down (`THROTTLE_STORE_FAILURE=open`). Settling it must not take back a failure that
+    /// was never added, which would hand the attacker a guess counted by someone else.
+    pub counted: bool,
 }
 
 impl Reservation {
@@ -89,6 +93,7 @@ impl Reservation {
             client: client.clone(),
             at,
             locks: None,
+            counted: true,
         }
     }
 }

@@ -83,16 +83,17 @@ impl LoginAttempts for OnStoreFailure {
             Err(e) => {
                 self.let_through("begin", e, true)?;
                 Ok(Attempt::Admitted(Reservation {
-                    email: email.clone(),
-                    client: client.clone(),
-                    at: self.clock.now().unix(),
-                    locks: None,
+                    counted: false,
+                    ..Reservation::new(email, client, self.clock.now().unix())
                 }))
             }
         }
     }
 
     async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
+        if !attempt.counted {
+            return Ok(());
+        }
         match self.inner.succeeded(attempt).await {
             Ok(()) => Ok(()),
             Err(e) => self.let_through("succeeded", e, false),
@@ -100,6 +101,9 @@ impl LoginAttempts for OnStoreFailure {
     }
 
     async fn failed(&self, attempt: Reservation) -> Result<(), StoreError> {
+        if !attempt.counted {
+            return Ok(());
+        }
         match self.inner.failed(attempt).await {
             Ok(()) => Ok(()),
             Err(e) => self.let_through("failed", e, false),
@@ -107,6 +111,9 @@ impl LoginAttempts for OnStoreFailure {
     }
 
     async fn abandoned(&self, attempt: Reservation) -> Result<(), StoreError> {
+        if !attempt.counted {
+            return Ok(());
+        }
         match self.inner.abandoned(attempt).await {
             Ok(()) => Ok(()),
             Err(e) => self.let_through("abandoned", e, false),
@@ -129,5 +136,66 @@ impl LoginAttempts for OnStoreFailure {
     async fn sweep(&self) -> Result<(), StoreError> {
         // The sweeper logs its own failures and tries again; nothing to let through.
         self.inner.sweep().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::outbound::clock::ManualClock;
+    use crate::ports::MockLoginAttempts;
+
+    fn down() -> StoreError {
+        StoreError::Unavailable(anyhow::anyhow!("connection refused"))
+    }
+
+    #[tokio::test]
+    async fn an_attempt_let_through_uncounted_is_never_taken_back_from_the_store() {
+        // The store is down at `begin` and back at settlement: settling must not reach it,
+        // or it would take back a provisional failure some other attempt added.
+        let mut inner = MockLoginAttempts::new();
+        inner.expect_begin().times(3).returning(|_, _| Err(down()));
+        inner.expect_succeeded().never();
+        inner.expect_failed().never();
+        inner.expect_abandoned().never();
+        let open = OnStoreFailure::new(
+            Arc::new(inner),
+            StoreFailure::Open,
+            Arc::new(ManualClock::new(crate::domain::Timestamp::from_unix(1_000))),
+        );
+        let email = Email::parse("a@example.com").unwrap();
+        let client = ClientAddress::from_ip("203.0.113.7".parse().unwrap());
+        for settle in 0..3 {
+            let Ok(Attempt::Admitted(r)) = open.begin(&email, &client).await else {
+                panic!("open lets the attempt through");
+            };
+            assert!(!r.counted);
+            match settle {
+                0 => open.succeeded(r).await.unwrap(),
+                1 => open.failed(r).await.unwrap(),
+                _ => open.abandoned(r).await.unwrap(),
+            }
+        }
+        assert_eq!(open.admitted_uncounted(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_counted_attempt_is_settled_with_the_store() {
+        let mut inner = MockLoginAttempts::new();
+        inner
+            .expect_begin()
+            .returning(|e, c| Ok(Attempt::Admitted(Reservation::new(e, c, 1_000))));
+        inner.expect_failed().times(1).returning(|_| Ok(()));
+        let open = OnStoreFailure::new(
+            Arc::new(inner),
+            StoreFailure::Open,
+            Arc::new(ManualClock::new(crate::domain::Timestamp::from_unix(1_000))),
+        );
+        let email = Email::parse("a@example.com").unwrap();
+        let client = ClientAddress::from_ip("203.0.113.7".parse().unwrap());
+        let Ok(Attempt::Admitted(r)) = open.begin(&email, &client).await else {
+            panic!("admitted");
+        };
+        open.failed(r).await.unwrap();
     }
 }
