@@ -39,7 +39,9 @@ impl Me {
             .verify_access(bearer.as_str(), now)
             .map_err(|e| match e {
                 TokenError::Invalid(why) => MeError::InvalidToken(why),
-                unknown @ TokenError::Unknown(_) => MeError::Infra(unknown.into()),
+                other @ (TokenError::Unknown(_) | TokenError::NoSigningKey) => {
+                    MeError::Infra(other.into())
+                }
             })?;
         match self.sessions.live_session_user(claims.sid, now).await? {
             None => Err(MeError::InvalidToken(

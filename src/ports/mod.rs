@@ -105,6 +105,10 @@ pub enum TokenError {
     /// name claims, never their values.
     #[error("invalid access token: {0}")]
     Invalid(String),
+    /// No key may sign now (the store withdrew the one this instance holds): answered as
+    /// unavailable, like a store that does not answer, until a reload finds one.
+    #[error("no signing key in force")]
+    NoSigningKey,
     #[error(transparent)]
     Unknown(anyhow::Error),
 }
@@ -464,7 +468,10 @@ impl From<HashError> for InfraError {
 /// infrastructure's, and is mapped by the use case itself.
 impl From<TokenError> for InfraError {
     fn from(e: TokenError) -> Self {
-        Self::Unknown(e.into())
+        match e {
+            TokenError::NoSigningKey => Self::Unavailable(e.into()),
+            e => Self::Unknown(e.into()),
+        }
     }
 }
 

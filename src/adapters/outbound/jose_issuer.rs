@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::domain::{
     AccessClaims, AccessToken, SessionId, SigningAlgorithm as Algorithm, Timestamp, UserId,
 };
-use crate::ports::{TokenError, TokenIssuer};
+use crate::ports::{KeyHealth, PublicKeys, TokenError, TokenIssuer};
 
 use super::signing_keys::KeyRing;
 
@@ -388,6 +388,11 @@ impl TokenIssuer for JoseTokenIssuer {
         let signed = match &self.keys {
             Keys::Hmac(keys) => jwt::encode_with_signer(&payload, &header, &keys[0]),
             // josekit writes the signer's `kid` into the header.
+            // A key the store no longer lists may be retired already: verifiers would refuse
+            // what it signs, so nothing is signed until a reload finds a key in force.
+            Keys::Ring(ring) if ring.key_health() == KeyHealth::Unavailable => {
+                return Err(TokenError::NoSigningKey);
+            }
             Keys::Ring(ring) => {
                 jwt::encode_with_signer(&payload, &header, ring.snapshot().signing().signer())
             }
@@ -486,6 +491,30 @@ mod tests {
             leeway_secs: 0,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn nothing_is_signed_while_no_key_the_store_lists_can_sign() {
+        use crate::adapters::outbound::signing_keys::{KeyRing, KeySet};
+        use crate::domain::SigningAlgorithm;
+        let ring = Arc::new(KeyRing::new(
+            KeySet::generated(SigningAlgorithm::EdDSA).unwrap(),
+        ));
+        let issuer = JoseTokenIssuer::with_ring(ring.clone(), "iss".into(), "aud".into(), 0);
+        let c = claims(NOW, 60);
+        assert!(issuer.issue_access(&c).is_ok());
+        // A reload found the held key withdrawn from the store.
+        ring.record_reload(0, false);
+        assert!(matches!(
+            issuer.issue_access(&c),
+            Err(TokenError::NoSigningKey)
+        ));
+        assert!(matches!(
+            crate::domain::InfraError::from(TokenError::NoSigningKey),
+            crate::domain::InfraError::Unavailable(_)
+        ));
+        ring.record_reload(0, true);
+        assert!(issuer.issue_access(&c).is_ok());
     }
 
     fn claims(iat: u64, ttl: u64) -> AccessClaims {
