@@ -91,6 +91,7 @@ mod slow_clients;
 mod smoke;
 mod strict_json;
 mod throttle;
+mod throttle_pool;
 mod throttle_shared;
 mod verifier;
 mod webhooks;

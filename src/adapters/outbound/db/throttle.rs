@@ -6,10 +6,13 @@
 //! other), then reads, judges (`domain::AttemptCounters`, the arithmetic every adapter
 //! shares) and writes the counters. Every row an attempt touches is keyed by its email or its
 //! client, so two attempts that share a counter run one after the other, on any instance:
-//! N concurrent begins cannot all pass a limit only one more may pass. Time is the service's
-//! clock (`Clock`), passed in, never the database's.
+//! N concurrent begins cannot all pass a limit only one more may pass. Within one instance,
+//! attempts that share a key queue in process first (`KeyedGate`), so a flood from one client
+//! waits without holding pool connections. Time is the service's clock (`Clock`), passed in,
+//! never the database's.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -22,9 +25,14 @@ use crate::domain::{
 };
 use crate::ports::{Clock, LoginAttempts, StoreError};
 
-/// The advisory-lock class of the throttle (the first of the two-key form), so its locks
-/// never meet another user's of the same database.
-const LOCK_CLASS: i32 = 0x6a77_7401;
+/// Folded into every lock key, so the throttle's locks never meet another user's of the same
+/// database.
+const LOCK_CLASS: &str = "jwt-auth/login_throttle";
+
+/// How long a transaction waits for another instance's hold on the same key before giving up
+/// (an error, which the outage policy then judges): every holder keeps it for one short
+/// transaction, so a longer wait means the database is in trouble.
+const LOCK_TIMEOUT: &str = "2s";
 
 /// The `kind` column.
 const PAIR: i16 = 1;
@@ -46,15 +54,89 @@ fn count_from_db(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-/// The advisory lock of one subject: a hash, so any text is a key; two subjects that collide
-/// only wait on each other.
-fn lock_key(prefix: &str, subject: &str) -> i32 {
+/// The advisory lock of one subject: 64 bits of a hash, so any text is a key and no one can
+/// craft an email whose lock meets another account's; two subjects that collided anyway would
+/// only wait on each other (the counters are keyed by the full text).
+fn lock_key(prefix: &str, subject: &str) -> i64 {
     let digest = Sha256::new()
+        .chain_update(LOCK_CLASS)
+        .chain_update([0])
         .chain_update(prefix)
         .chain_update([0])
         .chain_update(subject)
         .finalize();
-    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Holds, in this process, the keys of the attempts that have a transaction open, so that
+/// requests sharing a key queue here rather than each holding a pool connection while it
+/// waits on the database lock: a flood of logins from one client then occupies one
+/// connection of this instance, not the whole pool the other requests need. Hand-written: the
+/// keyed-mutex crates either hold entries forever or lack owned guards across `.await`.
+#[derive(Default)]
+struct KeyedGate {
+    held: std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A key held in this process; dropping it lets the next waiter in.
+struct GateGuard<'a> {
+    gate: &'a KeyedGate,
+    key: i64,
+    slot: Option<(
+        Arc<tokio::sync::Mutex<()>>,
+        tokio::sync::OwnedMutexGuard<()>,
+    )>,
+}
+
+impl KeyedGate {
+    /// Takes `keys` (sorted, distinct) one after the other, so two callers never wait on each
+    /// other in a cycle.
+    async fn enter(&self, keys: &[i64]) -> Vec<GateGuard<'_>> {
+        let mut guards = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let slot = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_default()
+                .clone();
+            let guard = slot.clone().lock_owned().await;
+            guards.push(GateGuard {
+                gate: self,
+                key,
+                slot: Some((slot, guard)),
+            });
+        }
+        guards
+    }
+
+    /// Forgets entries no one holds or waits on (a waiter that was cancelled may leave one).
+    fn sweep(&self) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, slot| Arc::strong_count(slot) > 1);
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .gate
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((slot, guard)) = self.slot.take() {
+            drop(guard);
+            // The map's reference and this one: no one else holds or waits.
+            if Arc::strong_count(&slot) == 2 {
+                held.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// One stored row, whichever counter it holds.
@@ -186,6 +268,7 @@ pub struct PostgresLoginAttempts {
     pool: PgPool,
     settings: ThrottleSettings,
     clock: Arc<dyn Clock>,
+    gate: KeyedGate,
 }
 
 impl PostgresLoginAttempts {
@@ -194,6 +277,7 @@ impl PostgresLoginAttempts {
             pool,
             settings,
             clock,
+            gate: KeyedGate::default(),
         }
     }
 
@@ -201,22 +285,24 @@ impl PostgresLoginAttempts {
         self.clock.now().unix()
     }
 
-    /// Takes the locks of `email` and `client` for the rest of the transaction, in the order
-    /// of their keys.
-    async fn lock(
-        conn: &mut PgConnection,
-        email: Option<&Email>,
-        client: &ClientAddress,
-    ) -> Result<(), sqlx::Error> {
+    /// The lock keys of an attempt, in the one order every caller takes them.
+    fn keys(email: Option<&Email>, client: &ClientAddress) -> Vec<i64> {
         let mut keys = vec![lock_key("client", client.as_str())];
         if let Some(email) = email {
             keys.push(lock_key("email", email.as_str()));
         }
         keys.sort_unstable();
         keys.dedup();
-        for key in keys {
-            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind(LOCK_CLASS)
+        keys
+    }
+
+    /// Takes the database locks of `keys` for the rest of the transaction, in order.
+    async fn lock(conn: &mut PgConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .execute(&mut *conn)
+            .await?;
+        for &key in keys {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(key)
                 .execute(&mut *conn)
                 .await?;
@@ -305,11 +391,11 @@ impl PostgresLoginAttempts {
         if !self.settings.enabled {
             return Ok(());
         }
+        let keys = Self::keys(Some(&r.email), &r.client);
+        let _held = self.gate.enter(&keys).await;
         let now = self.now();
         let mut tx = self.pool.begin().await.map_err(store)?;
-        Self::lock(&mut tx, Some(&r.email), &r.client)
-            .await
-            .map_err(store)?;
+        Self::lock(&mut tx, &keys).await.map_err(store)?;
         let before = Self::load(&mut tx, &r.email, &r.client, now)
             .await
             .map_err(store)?;
@@ -331,10 +417,10 @@ impl LoginAttempts for PostgresLoginAttempts {
         if !s.enabled {
             return Ok(Attempt::Admitted(reservation));
         }
+        let keys = Self::keys(Some(email), client);
+        let _held = self.gate.enter(&keys).await;
         let mut tx = self.pool.begin().await.map_err(store)?;
-        Self::lock(&mut tx, Some(email), client)
-            .await
-            .map_err(store)?;
+        Self::lock(&mut tx, &keys).await.map_err(store)?;
         let counters = Self::load(&mut tx, email, client, now)
             .await
             .map_err(store)?;
@@ -374,9 +460,11 @@ impl LoginAttempts for PostgresLoginAttempts {
         &self,
         client: &ClientAddress,
     ) -> Result<ThrottleDecision, StoreError> {
+        let keys = Self::keys(None, client);
+        let _held = self.gate.enter(&keys).await;
         let now = self.now();
         let mut tx = self.pool.begin().await.map_err(store)?;
-        Self::lock(&mut tx, None, client).await.map_err(store)?;
+        Self::lock(&mut tx, &keys).await.map_err(store)?;
         let row: Option<Row> = sqlx::query_as(
             "SELECT kind, window_start, failures, locked_until, minute, count \
              FROM login_throttle WHERE kind = $1 AND email = '' AND client = $2",
@@ -398,6 +486,7 @@ impl LoginAttempts for PostgresLoginAttempts {
     }
 
     async fn sweep(&self) -> Result<(), StoreError> {
+        self.gate.sweep();
         // A row past its expiry changes no decision: a reader holding its lock while it goes
         // judges it as it would a missing one.
         sqlx::query("DELETE FROM login_throttle WHERE expires_at <= $1")
