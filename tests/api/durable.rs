@@ -77,6 +77,8 @@ on_databases!(
         a_passlib_hash_imported_with_the_cli_logs_in_and_is_upgraded,
     crate::hash_formats::a_file_with_a_bad_row_imports_nothing =>
         an_import_file_with_a_bad_row_imports_nothing,
+    crate::hash_formats::a_plain_bcrypt_hash_is_not_upgraded_from_a_password_past_72_bytes =>
+        a_plain_bcrypt_hash_is_not_upgraded_from_a_password_past_72_bytes,
 );
 
 #[tokio::test]

@@ -134,6 +134,41 @@ async fn import_log_in_and_upgrade(
     assert_eq!(stored(app, email).await, now);
 }
 
+/// Plain bcrypt reads 72 bytes, so a password that shares them verifies whatever follows;
+/// the upgrade must not store that password, or the owner's own would stop working.
+pub async fn a_plain_bcrypt_hash_is_not_upgraded_from_a_password_past_72_bytes(app: TestApp) {
+    let db = app.db.as_ref().expect("a database");
+    let head = "p".repeat(72);
+    let (own, other) = (format!("{head}-the-owners-tail"), format!("{head}-guessed"));
+    let plain = bcrypt::hash(own.as_bytes(), 4).unwrap();
+    let imported = jwt_auth::adapters::outbound::password_formats::import(&plain).unwrap();
+    assert!(imported.starts_with("$bcrypt$r=4$"), "{imported}");
+    db.insert_user_row("long@example.com", &imported).await;
+
+    assert_eq!(app.login("long@example.com", &other).await.status, 200);
+    // Give a background upgrade every chance to run, then check it did not.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&app, "long@example.com").await, imported);
+    assert_eq!(
+        app.login("long@example.com", &own).await.status,
+        200,
+        "the owner's password still works"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&app, "long@example.com").await, imported);
+
+    // A password within 72 bytes is upgraded as before.
+    let short = bcrypt::hash("short enough", 4).unwrap();
+    let short = jwt_auth::adapters::outbound::password_formats::import(&short).unwrap();
+    db.insert_user_row("short@example.com", &short).await;
+    assert_eq!(
+        app.login("short@example.com", "short enough").await.status,
+        200
+    );
+    let now = upgraded(&app, "short@example.com", &short).await;
+    assert!(now.starts_with("$bcrypt-hmac-sha256$"), "{now}");
+}
+
 /// The committed passlib fixture, so `cargo test` alone covers the import path.
 pub async fn a_passlib_hash_imported_with_the_cli_logs_in_and_is_upgraded(app: TestApp) {
     let file =

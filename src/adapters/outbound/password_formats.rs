@@ -59,6 +59,8 @@ const BCRYPT_B64: GeneralPurpose = GeneralPurpose::new(
 
 const BCRYPT_SALT_LEN: usize = 16;
 const BCRYPT_DIGEST_LEN: usize = 23;
+/// Bytes of a password plain bcrypt reads; the rest is ignored.
+const BCRYPT_MAX_INPUT: usize = 72;
 
 /// How new hashes are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +396,14 @@ pub fn matches_policy(hash: &str, policy: Policy) -> bool {
         ) => version == 0x13 && (memory_kib, iterations, parallelism) == (m, t, p),
         _ => false,
     }
+}
+
+/// Whether a password that verified against `hash` may replace it: not when `hash` is plain
+/// bcrypt and the password is longer than the 72 bytes bcrypt reads. Its tail was never
+/// checked, so storing it would make the owner's real password (which may end otherwise) stop
+/// working, a lockout anyone who knew the first 72 bytes could cause.
+pub fn upgrade_keeps_meaning(hash: &str, password: &[u8]) -> bool {
+    !(matches!(parse(hash), Ok(Stored::Plain(_))) && password.len() > BCRYPT_MAX_INPUT)
 }
 
 /// The stored form of a hash from an import file: a plain `$2a$`/`$2b$`/`$2y$` (passlib's

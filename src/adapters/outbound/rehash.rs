@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::password_formats;
 use crate::domain::{Password, PasswordHash, UserId};
 use crate::ports::{PasswordHasher, PasswordUpgrades, UserRepo};
 
@@ -45,6 +46,15 @@ impl PasswordUpgrades for BackgroundUpgrades {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if !password_formats::upgrade_keeps_meaning(current.as_str(), password.expose().as_bytes())
+        {
+            tracing::info!(
+                event = "password_upgrade_skipped",
+                %user,
+                "a plain bcrypt hash checked only the first 72 bytes of this password;                  kept until the password is changed"
+            );
+            return;
+        }
         let fresh = self
             .in_flight
             .lock()
