@@ -103,3 +103,43 @@ async fn a_login_flood_from_one_client_waits_in_process_not_on_the_database() {
         "no transaction of this instance waited on another's advisory lock"
     );
 }
+
+/// Each instance judges rows by its own clock; one running ahead must not sweep away a lock
+/// that is still in force for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn an_instance_whose_clock_runs_ahead_does_not_sweep_live_locks() {
+    let Some(test_db) = TestDb::new(Store::Postgres).await else {
+        return;
+    };
+    // A short window, so the rows' expiry falls within the other instance's lead.
+    let settings = ThrottleSettings {
+        window_secs: 60,
+        ..ThrottleSettings::default()
+    };
+    let t0 = 1_800_000_000;
+    let on_time = Arc::new(ManualClock::new(Timestamp::from_unix(t0)));
+    let ahead = Arc::new(ManualClock::new(Timestamp::from_unix(t0 + 120)));
+    let a = test_db
+        .db
+        .login_attempts(settings, on_time.clone())
+        .unwrap();
+    let b = test_db.db.login_attempts(settings, ahead).unwrap();
+    let (e, c) = (
+        Email::parse("victim@example.com").unwrap(),
+        ClientAddress::from_ip([198, 51, 100, 9].into()),
+    );
+    for _ in 0..settings.pair_max_failures {
+        let Attempt::Admitted(r) = a.begin(&e, &c).await.unwrap() else {
+            panic!("within the budget");
+        };
+        a.failed(r).await.unwrap();
+    }
+    // The lock runs `lockout_secs` (60 s) on `a`'s clock; `b` is two minutes ahead.
+    on_time.advance(30);
+    b.sweep().await.unwrap();
+    assert!(
+        matches!(a.begin(&e, &c).await.unwrap(), Attempt::Refused { .. }),
+        "the pair is still locked for the instance on time"
+    );
+}

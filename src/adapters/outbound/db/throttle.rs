@@ -34,6 +34,10 @@ const LOCK_CLASS: &str = "jwt-auth/login_throttle";
 /// transaction, so a longer wait means the database is in trouble.
 const LOCK_TIMEOUT: &str = "2s";
 
+/// How far behind its own clock an instance sweeps: each instance judges rows by its own
+/// clock, so one running ahead must not delete rows that are still live for the others.
+const SWEEP_SKEW_SECS: u64 = 300;
+
 /// The `kind` column.
 const PAIR: i16 = 1;
 const ACCOUNT: i16 = 2;
@@ -490,7 +494,7 @@ impl LoginAttempts for PostgresLoginAttempts {
         // A row past its expiry changes no decision: a reader holding its lock while it goes
         // judges it as it would a missing one.
         sqlx::query("DELETE FROM login_throttle WHERE expires_at <= $1")
-            .bind(to_db(self.now()))
+            .bind(to_db(self.now().saturating_sub(SWEEP_SKEW_SECS)))
             .execute(&self.pool)
             .await
             .map_err(store)?;
