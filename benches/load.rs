@@ -5,9 +5,15 @@
 //! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
 //! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
 //! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `LOAD_ONLY=ops` (only
-//! the floor and the metrics-and-audit cost, plain and instrumented in turns), `BENCH_BASELINE_BIN`
+//! the floor and the metrics-and-audit cost, plain and instrumented in turns), `LOAD_ONLY=wrk`
+//! (only the outside view: the floor, `/auth/me` and refresh loaded by `wrk` beside our own
+//! client; the full run ends with it too when wrk is installed), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run).
+//!
+//! `cargo bench --bench load -- --soak MINUTES`: a fixed-rate mix of `/auth/me`, refreshes,
+//! logins, logouts and sign-ups for that long, with throughput, p99 and the service's RSS each
+//! interval and their slopes over the run.
 //!
 //! It starts `target/release/jwt-auth` (in-memory stores) and a floor server (this binary with
 //! `--floor`, answering a constant JSON body the size of `/auth/me`'s), loads both over
@@ -45,6 +51,14 @@ fn main() {
         return memory_child(n.parse().expect("--memory N"));
     }
     let smoke = args.iter().any(|a| a == "--smoke");
+    if let Some(minutes) = flag("--soak") {
+        let minutes: u64 = minutes.parse().expect("--soak MINUTES");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        return rt.block_on(soak(minutes.max(1)));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,6 +154,433 @@ fn memory_child(n: usize) {
     let after = rss_bytes();
     let (sessions, tokens) = store.counts();
     println!("{sessions} {tokens} {before} {after}");
+}
+
+// ---------------------------------------------------------------- wrk (an outside load generator)
+
+/// What `wrk --latency` printed for one scenario.
+struct WrkOutcome {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Non-2xx answers plus socket errors.
+    errors: u64,
+}
+
+/// The refresh scenario for wrk: each thread keeps a queue of its connections' cookies, takes
+/// one for every request and puts back the one the answer sets, so every connection rotates its
+/// own session as our own client does.
+const WRK_REFRESH_LUA: &str = r#"
+local next_id = 0
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  local file, threads = args[1], tonumber(args[2])
+  queue = {}
+  local i = 0
+  for line in io.lines(file) do
+    if i % threads == tid then table.insert(queue, line) end
+    i = i + 1
+  end
+end
+function request()
+  local cookie = table.remove(queue) or ""
+  wrk.headers["Cookie"] = "refresh_token=" .. cookie
+  return wrk.format("POST", "/auth/refresh")
+end
+function response(status, headers, body)
+  local set = headers["Set-Cookie"]
+  local value = set and set:match("refresh_token=([^;]+)")
+  if value then table.insert(queue, value) end
+end
+"#;
+
+/// Whether `wrk` is on the PATH.
+fn wrk_available() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Runs wrk against `url` for `dur` with `conns` connections on two threads; `header` is sent
+/// on every request; `cookies` (one per connection) turns it into the refresh scenario.
+fn wrk(
+    url: &str,
+    conns: usize,
+    dur: Duration,
+    header: Option<&str>,
+    cookies: &[String],
+) -> WrkOutcome {
+    let threads = conns.clamp(1, 2);
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "--latency",
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{}s", dur.as_secs().max(1)),
+    ]);
+    if let Some(h) = header {
+        cmd.args(["-H", h]);
+    }
+    let dir = std::env::temp_dir().join(format!("jwt-auth-wrk-{}", std::process::id()));
+    if !cookies.is_empty() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (script, list) = (dir.join("refresh.lua"), dir.join("cookies"));
+        std::fs::write(&script, WRK_REFRESH_LUA).unwrap();
+        std::fs::write(&list, cookies.join("\n") + "\n").unwrap();
+        cmd.args(["-s", script.to_str().unwrap()]);
+        cmd.arg(url);
+        cmd.args(["--", list.to_str().unwrap(), &threads.to_string()]);
+    } else {
+        cmd.arg(url);
+    }
+    let out = cmd.output().expect("run wrk");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    parse_wrk(&text).unwrap_or_else(|| panic!("unreadable wrk output:\n{text}"))
+}
+
+/// The figures of wrk's report.
+fn parse_wrk(text: &str) -> Option<WrkOutcome> {
+    let ms = |v: &str| -> Option<f64> {
+        let (num, unit) = v
+            .find(|c: char| c.is_ascii_alphabetic())
+            .map(|i| v.split_at(i))?;
+        let n: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => return None,
+        })
+    };
+    let (mut rps, mut p50, mut p99, mut errors) = (None, None, None, 0u64);
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Requests/sec:"), Some(v)) => rps = v.parse().ok(),
+            (Some("50%"), Some(v)) => p50 = ms(v),
+            (Some("99%"), Some(v)) => p99 = ms(v),
+            _ => {}
+        }
+        if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += n.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(rest) = line.strip_prefix("Socket errors:") {
+            errors += rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Some(WrkOutcome {
+        rps: rps?,
+        p50_ms: p50?,
+        p99_ms: p99?,
+        errors,
+    })
+}
+
+/// The floor, `/auth/me` and refresh, each loaded by our client and then by wrk, in one run.
+async fn outside_view(floor_addr: SocketAddr, f: f64, conns: usize, dur: Duration) {
+    if !wrk_available() {
+        println!("wrk is not installed (Debian: apt-get install wrk): no outside view");
+        return;
+    }
+    println!();
+    println!("| scenario (wrk, {conns} connections)          |     req/s | p50 ms  | p99 ms  | errors | ×floor(wrk) | ours ÷ wrk |");
+    println!("|------------------------------------------|-----------|---------|---------|--------|-------------|------------|");
+    let wrk_floor = wrk(&format!("http://{floor_addr}/floor"), conns, dur, None, &[]);
+    let wf = wrk_floor.rps;
+    let line = |name: &str, w: &WrkOutcome, ours: f64| {
+        println!(
+            "| {name:<40} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {:>11.2} | {:>10.2} |",
+            w.rps,
+            w.p50_ms,
+            w.p99_ms,
+            w.errors,
+            w.rps / wf,
+            ours / w.rps
+        );
+    };
+    line("floor: bare poem, constant JSON", &wrk_floor, f);
+    let (_svc, addr) = start_service(None).await;
+    let (token, cookies) = sessions(addr, conns).await;
+    let ours_me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+    let auth = format!("Authorization: Bearer {token}");
+    let wrk_me = wrk(
+        &format!("http://{addr}/auth/me"),
+        conns,
+        dur,
+        Some(&auth),
+        &[],
+    );
+    line("GET /auth/me", &wrk_me, ours_me.rps());
+    let ours_refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+    let wrk_refresh = wrk(
+        &format!("http://{addr}/auth/refresh"),
+        conns,
+        dur,
+        None,
+        &ours_refresh.cookies,
+    );
+    line(
+        "POST /auth/refresh (own rotating cookie)",
+        &wrk_refresh,
+        ours_refresh.rps(),
+    );
+    println!(
+        "|   our client: floor {f:.0}/s, /auth/me {:.0}/s ({:.2} × floor), refresh {:.0}/s ({:.2} × floor)",
+        ours_me.rps(),
+        ours_me.rps() / f,
+        ours_refresh.rps(),
+        ours_refresh.rps() / f
+    );
+}
+
+// ---------------------------------------------------------------- soak
+
+/// One lane of the soak: an operation sent at a fixed rate over its own connection.
+#[derive(Clone, Copy, Debug)]
+enum SoakOp {
+    Me,
+    Refresh,
+    Login,
+    /// Logs out the lane's session, then logs in again to go on.
+    Logout,
+    Register,
+}
+
+/// The soak's mix, in requests per second.
+const SOAK_MIX: &[(SoakOp, f64)] = &[
+    (SoakOp::Me, 400.0),
+    (SoakOp::Refresh, 100.0),
+    (SoakOp::Login, 1.0),
+    (SoakOp::Logout, 0.5),
+    (SoakOp::Register, 0.5),
+];
+
+/// A login's token and cookie, over `sender`.
+async fn soak_login(sender: &mut SendRequest<Full<Bytes>>) -> Option<(String, String)> {
+    sender.ready().await.ok()?;
+    let resp = sender
+        .send_request(request(Kind::Login, "", ""))
+        .await
+        .ok()?;
+    let cookie = set_cookie_value(&resp)?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((json["access_token"].as_str()?.to_owned(), cookie))
+}
+
+/// Sends `op` at `rate` per second until `until`; each latency goes to the interval it ended in.
+async fn soak_lane(
+    addr: SocketAddr,
+    op: SoakOp,
+    rate: f64,
+    started: Instant,
+    until: Instant,
+    every: Duration,
+    buckets: SoakBuckets,
+) {
+    let mut sender = connect(addr).await;
+    let (mut token, mut cookie) = soak_login(&mut sender).await.expect("soak login");
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut next = Instant::now();
+    let mut n = 0u64;
+    while next < until {
+        tokio::time::sleep_until(next.into()).await;
+        next += interval;
+        let req = match op {
+            SoakOp::Me => request(Kind::Me, &token, ""),
+            SoakOp::Refresh => request(Kind::Refresh, "", &cookie),
+            SoakOp::Login => request(Kind::Login, "", ""),
+            SoakOp::Logout => Request::builder()
+                .method(Method::POST)
+                .uri("/auth/logout")
+                .header("host", "127.0.0.1")
+                .header("cookie", format!("refresh_token={cookie}"))
+                .body(Full::default())
+                .unwrap(),
+            SoakOp::Register => {
+                n += 1;
+                let body = format!(
+                    r#"{{"email":"soak-{}-{n}@example.com","password":"soak-password-1"}}"#,
+                    std::process::id()
+                );
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/auth/register")
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap()
+            }
+        };
+        let t = Instant::now();
+        let ok = match sender.ready().await {
+            Ok(()) => match sender.send_request(req).await {
+                Ok(resp) => {
+                    let ok = resp.status().is_success();
+                    if matches!(op, SoakOp::Refresh) {
+                        if let Some(c) = set_cookie_value(&resp) {
+                            cookie = c;
+                        }
+                    }
+                    let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+                    if ok && matches!(op, SoakOp::Refresh) {
+                        if let Some(t) = body.ok().and_then(|b| {
+                            let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+                            Some(v["access_token"].as_str()?.to_owned())
+                        }) {
+                            token = t;
+                        }
+                    }
+                    ok
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if !ok {
+            sender = connect(addr).await;
+        }
+        if matches!(op, SoakOp::Logout) && ok {
+            if let Some((t, c)) = soak_login(&mut sender).await {
+                (token, cookie) = (t, c);
+            }
+        }
+        let slot = (t.duration_since(started).as_secs_f64() / every.as_secs_f64()) as usize;
+        let mut b = buckets.lock().unwrap();
+        if let Some((lat, errors)) = b.get_mut(slot) {
+            if ok {
+                lat.push(us);
+            } else {
+                *errors += 1;
+            }
+        }
+    }
+}
+
+/// Per report interval: the latencies (µs) of the answers that succeeded, and the failures.
+type SoakBuckets = Arc<std::sync::Mutex<Vec<(Vec<u32>, u64)>>>;
+
+/// The least-squares slope of `ys` per step.
+fn slope(ys: &[f64]) -> f64 {
+    let n = ys.len() as f64;
+    if ys.len() < 2 {
+        return f64::NAN;
+    }
+    let mx = (n - 1.0) / 2.0;
+    let my = ys.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, y) in ys.iter().enumerate() {
+        num += (i as f64 - mx) * (y - my);
+        den += (i as f64 - mx).powi(2);
+    }
+    num / den
+}
+
+/// `--soak MINUTES`: the mix of `SOAK_MIX` at its fixed rates against the release service, with
+/// throughput, p99, errors and the service's RSS each interval (a minute; 10 s for runs of up
+/// to two minutes), then the slopes of RSS and p99 over the run.
+async fn soak(minutes: u64) {
+    let run = Duration::from_secs(minutes * 60);
+    let every = Duration::from_secs(if minutes <= 2 { 10 } else { 60 });
+    let slots = (run.as_secs() / every.as_secs()) as usize;
+    let (svc, addr) = start_binary_env(
+        env!("CARGO_BIN_EXE_jwt-auth"),
+        None,
+        &[("REGISTER_CLIENT_MAX_PER_MINUTE", "1000")],
+    )
+    .await;
+    let pid = svc.0.id();
+    println!(
+        "# jwt-auth soak: {minutes} min, report every {} s",
+        every.as_secs()
+    );
+    println!(
+        "mix (req/s): {}",
+        SOAK_MIX
+            .iter()
+            .map(|(op, r)| format!("{op:?} {r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let buckets = Arc::new(std::sync::Mutex::new(vec![(Vec::new(), 0u64); slots]));
+    let started = Instant::now();
+    let until = started + run;
+    let mut lanes = tokio::task::JoinSet::new();
+    for &(op, rate) in SOAK_MIX {
+        // Rates above 100/s are split over several connections, so one slow answer does not
+        // hold back the whole lane.
+        let conns = (rate / 100.0).ceil().max(1.0) as usize;
+        for _ in 0..conns {
+            lanes.spawn(soak_lane(
+                addr,
+                op,
+                rate / conns as f64,
+                started,
+                until,
+                every,
+                buckets.clone(),
+            ));
+        }
+    }
+    println!();
+    println!("| interval | req/s  | p50 ms | p99 ms | errors | RSS MiB |");
+    println!("|----------|--------|--------|--------|--------|---------|");
+    let rss = |pid: u32| -> f64 {
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+        let pages: f64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0.0);
+        pages * 4096.0 / 1_048_576.0
+    };
+    let (mut rss_series, mut p99_series) = (Vec::new(), Vec::new());
+    for slot in 0..slots {
+        tokio::time::sleep_until((started + every * (slot as u32 + 1)).into()).await;
+        // Let answers that began in this interval land in it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (mut lat, errors) = std::mem::take(&mut buckets.lock().unwrap()[slot]);
+        lat.sort_unstable();
+        let pct = |p: f64| {
+            lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+                .map_or(f64::NAN, |&us| f64::from(us) / 1000.0)
+        };
+        let mem = rss(pid);
+        println!(
+            "| {:>8} | {:>6.0} | {:>6.2} | {:>6.2} | {errors:>6} | {mem:>7.1} |",
+            format!("{} s", every.as_secs() * (slot as u64 + 1)),
+            lat.len() as f64 / every.as_secs_f64(),
+            pct(0.5),
+            pct(0.99)
+        );
+        rss_series.push(mem);
+        p99_series.push(pct(0.99));
+    }
+    while lanes.join_next().await.is_some() {}
+    let unit = if every.as_secs() == 60 { "min" } else { "10 s" };
+    println!();
+    println!(
+        "slopes over the run: RSS {:+.3} MiB per {unit}, p99 {:+.3} ms per {unit} (from {:.1} MiB, {:.2} ms)",
+        slope(&rss_series),
+        slope(&p99_series),
+        rss_series.first().copied().unwrap_or(f64::NAN),
+        p99_series.first().copied().unwrap_or(f64::NAN)
+    );
 }
 
 // ---------------------------------------------------------------- load generator
@@ -643,6 +1084,10 @@ async fn run(smoke: bool) {
         }
         return;
     }
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("wrk") {
+        outside_view(floor_addr, f, conns, dur).await;
+        return;
+    }
     if std::env::var("LOAD_ONLY").as_deref() == Ok("ops") {
         let (rows, counted) = operations_scenarios(conns, dur, if smoke { 1 } else { 5 }).await;
         for (name, plain, ops) in &rows {
@@ -841,4 +1286,7 @@ async fn run(smoke: bool) {
         after as f64 / 1048576.0
     );
     println!("consume with 1,000 vs 1,000,000 sessions: `cargo bench --bench micro -- refresh_store_consume`");
+
+    // The same scenarios through an outside load generator.
+    outside_view(floor_addr, f, conns, dur).await;
 }
