@@ -11,6 +11,10 @@
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run).
 //!
+//! `LOAD_ONLY=size` (only the floor and the size axis: `/auth/me` and refresh latency and RSS
+//! with `BENCH_SIZES` live sessions, default 1,000, 1,000,000 and 10,000,000, on the in-memory
+//! store, and 1,000,000 on PostgreSQL with `BENCH_POSTGRES_URL`).
+//!
 //! `cargo bench --bench load -- --soak MINUTES`: a fixed-rate mix of `/auth/me`, refreshes,
 //! logins, logouts and sign-ups for that long, with throughput, p99 and the service's RSS each
 //! interval and their slopes over the run.
@@ -51,6 +55,9 @@ fn main() {
         return memory_child(n.parse().expect("--memory N"));
     }
     let smoke = args.iter().any(|a| a == "--smoke");
+    if let Some(n) = flag("--serve-seeded") {
+        return serve_seeded(n.parse().expect("--serve-seeded N"));
+    }
     if let Some(minutes) = flag("--soak") {
         let minutes: u64 = minutes.parse().expect("--soak MINUTES");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -583,6 +590,201 @@ async fn soak(minutes: u64) {
     );
 }
 
+// ---------------------------------------------------------------- size axis
+
+/// `--serve-seeded N` (a child process): the service on the in-memory store with `N` live
+/// sessions of 1,000 other accounts seeded through the ports before it listens, configured by
+/// the environment like the release binary.
+fn serve_seeded(n: usize) {
+    use jwt_auth::domain::{
+        ClientAddress, Email, PasswordHash, RefreshToken, Session, SessionId, SessionOrigin,
+        Timestamp, User, UserId,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let settings = jwt_auth::config::Settings::load().expect("settings");
+        let adapters = jwt_auth::startup::Adapters::in_memory(&settings).expect("adapters");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let users: Vec<UserId> = (0..1000).map(|_| UserId::new_random()).collect();
+        for (i, id) in users.iter().enumerate() {
+            adapters
+                .users
+                .create(User {
+                    id: *id,
+                    email: Email::parse(&format!("seed{i}@example.com")).unwrap(),
+                    password_hash: PasswordHash::new("$2b$04$seed".into()),
+                    disabled: false,
+                    created_at: Timestamp::from_unix(now),
+                })
+                .await
+                .unwrap();
+        }
+        let origin = SessionOrigin {
+            user_agent: None,
+            client: ClientAddress::unknown(),
+        };
+        for i in 0..n {
+            let session = Session {
+                id: SessionId::new_random(),
+                user_id: users[i % users.len()],
+                created_at: Timestamp::from_unix(now),
+                expires_at: Timestamp::from_unix(now + 30 * 86_400),
+                idle_expires_at: None,
+            };
+            adapters
+                .sessions
+                .create_session(
+                    &session,
+                    RefreshToken::generate().hash(),
+                    &origin,
+                    usize::MAX,
+                )
+                .await
+                .unwrap();
+        }
+        let app = jwt_auth::startup::Application::build(&settings, &adapters)
+            .await
+            .expect("bind");
+        app.run_until_stopped().await.unwrap();
+    });
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// As `wait_ready`, for a service that first seeds its store (up to ten minutes).
+async fn wait_seeded(addr: SocketAddr) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(600) {
+        if TcpStream::connect(addr).await.is_ok() {
+            return wait_ready(addr, "/health/live").await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{addr}: seeding did not finish in ten minutes");
+}
+
+/// One row of the size axis: `/auth/me` and refresh at a store size.
+struct SizeRow {
+    store: &'static str,
+    sessions: usize,
+    me: Outcome,
+    refresh: Outcome,
+    rss: u64,
+}
+
+/// `/auth/me` and `/auth/refresh` latency and the service's RSS with `sizes` live sessions on
+/// the in-memory store (seeded in a child process), and on PostgreSQL (seeded with SQL) when
+/// `BENCH_POSTGRES_URL` is set, at `pg_size`.
+async fn size_axis(conns: usize, dur: Duration, sizes: &[usize], pg_size: usize) -> Vec<SizeRow> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let port = free_port();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--serve-seeded", &n.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in SERVICE_ENV {
+            cmd.env(k, v);
+        }
+        let child = Proc(cmd.spawn().expect("seeded service"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_seeded(addr).await;
+        let (token, cookies) = sessions(addr, conns).await;
+        let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+        let refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+        let rss = rss_of(child.0.id());
+        rows.push(SizeRow {
+            store: "memory",
+            sessions: n,
+            me,
+            refresh,
+            rss,
+        });
+    }
+    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        let (svc, addr) = start_service(Some(&url)).await;
+        let seed = format!(
+            "INSERT INTO users (id, email, password_hash, created_at) \
+             VALUES (gen_random_uuid(), 'size-axis@example.com', 'x', now()) ON CONFLICT DO NOTHING; \
+             INSERT INTO sessions (id, user_id, created_at, expires_at) \
+             SELECT gen_random_uuid(), (SELECT id FROM users WHERE email = 'size-axis@example.com'), \
+             now(), now() + interval '30 days' FROM generate_series(1, {pg_size}); \
+             INSERT INTO refresh_tokens (hash, session_id, issued_at) \
+             SELECT sha256(convert_to(id::text, 'UTF8')), id, now() FROM sessions \
+             WHERE user_id = (SELECT id FROM users WHERE email = 'size-axis@example.com'); \
+             ANALYZE;"
+        );
+        let status = Command::new("psql")
+            .args([url.as_str(), "-qc", &seed])
+            .stdout(Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            let (token, cookies) = sessions(addr, conns).await;
+            let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+            let refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+            rows.push(SizeRow {
+                store: "postgres",
+                sessions: pg_size,
+                me,
+                refresh,
+                rss: rss_of(svc.0.id()),
+            });
+        } else {
+            println!("psql could not seed {url}: no PostgreSQL row in the size axis");
+        }
+    }
+    rows
+}
+
+fn print_size_axis(rows: &[SizeRow]) {
+    println!();
+    println!("| store    | live sessions | /auth/me p50 | p99 ms | refresh p50 | p99 ms | refresh req/s | RSS MiB |");
+    println!("|----------|---------------|--------------|--------|-------------|--------|---------------|---------|");
+    for r in rows {
+        println!(
+            "| {:<8} | {:>13} | {:>12.3} | {:>6.3} | {:>11.3} | {:>6.3} | {:>13.0} | {:>7.1} |",
+            r.store,
+            r.sessions,
+            r.me.pct(0.5),
+            r.me.pct(0.99),
+            r.refresh.pct(0.5),
+            r.refresh.pct(0.99),
+            r.refresh.rps(),
+            r.rss as f64 / 1_048_576.0
+        );
+    }
+    let memory: Vec<&SizeRow> = rows.iter().filter(|r| r.store == "memory").collect();
+    if let (Some(small), Some(large)) = (memory.first(), memory.last()) {
+        if large.sessions > small.sessions {
+            println!(
+                "|   {} vs {} sessions: /auth/me p99 × {:.2}, refresh p99 × {:.2}",
+                large.sessions,
+                small.sessions,
+                large.me.pct(0.99) / small.me.pct(0.99),
+                large.refresh.pct(0.99) / small.refresh.pct(0.99)
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- load generator
 
 #[derive(Clone, Copy, PartialEq)]
@@ -1084,6 +1286,21 @@ async fn run(smoke: bool) {
         }
         return;
     }
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| {
+            if smoke {
+                vec![1_000, 20_000]
+            } else {
+                vec![1_000, 1_000_000, 10_000_000]
+            }
+        });
+    let pg_size = if smoke { 20_000 } else { 1_000_000 };
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("size") {
+        print_size_axis(&size_axis(conns, dur, &sizes, pg_size).await);
+        return;
+    }
     if std::env::var("LOAD_ONLY").as_deref() == Ok("wrk") {
         outside_view(floor_addr, f, conns, dur).await;
         return;
@@ -1286,6 +1503,9 @@ async fn run(smoke: bool) {
         after as f64 / 1048576.0
     );
     println!("consume with 1,000 vs 1,000,000 sessions: `cargo bench --bench micro -- refresh_store_consume`");
+
+    // Cost against the size of the store.
+    print_size_axis(&size_axis(conns, dur, &sizes, pg_size).await);
 
     // The same scenarios through an outside load generator.
     outside_view(floor_addr, f, conns, dur).await;
