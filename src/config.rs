@@ -95,6 +95,7 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_MAX_AGE_HOURS",
     "WEBHOOK_RETRY_BASE_MS",
     "WEBHOOK_RETRY_MAX_SECS",
+    "WEBHOOK_DEAD_RETENTION_DAYS",
     "THROTTLE_STORE_FAILURE",
 ];
 
@@ -339,6 +340,8 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// The longest wait between two attempts.
     pub webhook_retry_max_secs: u64,
+    /// Dead-lettered events are deleted this many days after they were given up on.
+    pub webhook_dead_retention_days: u64,
     /// What the login throttle does when its shared store (PostgreSQL) cannot be reached.
     pub throttle_store_failure: StoreFailure,
 }
@@ -682,6 +685,9 @@ impl Settings {
                 "WEBHOOK_MAX_AGE_HOURS",
                 "must be between 1 and 720 (30 days)",
             );
+        }
+        if !(1..=365).contains(&self.webhook_dead_retention_days) {
+            return bad("WEBHOOK_DEAD_RETENTION_DAYS", "must be between 1 and 365");
         }
         if !(10..=3_600_000).contains(&self.webhook_retry_base_ms) {
             return bad("WEBHOOK_RETRY_BASE_MS", "must be between 10 and 3600000");
@@ -1155,6 +1161,16 @@ mod tests {
             ("WEBHOOK_MAX_AGE_HOURS", "0", "WEBHOOK_MAX_AGE_HOURS"),
             ("WEBHOOK_RETRY_BASE_MS", "1", "WEBHOOK_RETRY_BASE_MS"),
             ("WEBHOOK_RETRY_MAX_SECS", "0", "WEBHOOK_RETRY_MAX_SECS"),
+            (
+                "WEBHOOK_DEAD_RETENTION_DAYS",
+                "0",
+                "WEBHOOK_DEAD_RETENTION_DAYS",
+            ),
+            (
+                "WEBHOOK_DEAD_RETENTION_DAYS",
+                "366",
+                "WEBHOOK_DEAD_RETENTION_DAYS",
+            ),
         ] {
             let e = webhook_error(&[(key, value)]);
             assert!(e.contains(why), "{key}={value}: {e}");

@@ -694,4 +694,8 @@ pub trait WebhookOutbox: Send + Sync {
     /// Makes every dead-lettered entry due again at `now`, with fresh attempts and age (after
     /// the operator fixed the receiver); returns how many.
     async fn requeue_dead(&self, now: u64) -> Result<u64, StoreError>;
+
+    /// Deletes entries dead-lettered before `dead_before`, so a receiver gone for good does
+    /// not grow the outbox without end; returns how many.
+    async fn purge_dead(&self, dead_before: u64) -> Result<u64, StoreError>;
 }

@@ -268,6 +268,7 @@ impl Adapters {
             timeout: Duration::from_secs(settings.webhook_timeout_secs),
             max_attempts: settings.webhook_max_attempts,
             max_age: Duration::from_secs(settings.webhook_max_age_hours * 3600),
+            dead_retention: Duration::from_secs(settings.webhook_dead_retention_days * 86_400),
             retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
             retry_max: Duration::from_secs(settings.webhook_retry_max_secs),
         };

@@ -22,7 +22,7 @@ use jwt_auth::adapters::outbound::webhooks::{
 };
 use jwt_auth::config::Settings;
 use jwt_auth::domain::{ClientAddress, EventKind, SecurityEvent, SessionId, Timestamp, UserId};
-use jwt_auth::ports::{OutboxStats, SecurityEvents, WebhookOutbox};
+use jwt_auth::ports::{OutboxEntry, OutboxStats, SecurityEvents, WebhookOutbox};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -285,6 +285,7 @@ fn config(url: &str, overrides: &[(&str, &str)]) -> WebhookConfig {
         max_age: Duration::from_secs(settings.webhook_max_age_hours * 3600),
         retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
         retry_max: Duration::from_secs(settings.webhook_retry_max_secs),
+        dead_retention: Duration::from_secs(settings.webhook_dead_retention_days * 86_400),
     }
 }
 
@@ -490,6 +491,14 @@ async fn two_instances_send_each_event_once(store: Store) {
     // The receiver was down for the first attempts, which never reached it; from then on
     // each event is sent once.
     assert_eq!(all, 100, "no event sent twice");
+    // Each worker counts a delivery once its row is gone, which on a loaded machine may
+    // trail the receiver's answer.
+    wait_until(
+        "every delivery is counted",
+        Duration::from_secs(10),
+        async || a.delivered() + b.delivered() >= 100,
+    )
+    .await;
     assert!(
         a.delivered() > 0 && b.delivered() > 0,
         "both instances delivered"
@@ -546,11 +555,112 @@ async fn exhausted_attempts_are_dead_lettered(store: Store) {
     assert_eq!(receiver.deliveries().len(), 4);
 }
 
+fn entry(created_at: u64) -> OutboxEntry {
+    OutboxEntry {
+        id: uuid::Uuid::new_v4(),
+        kind: "reuse_detected".into(),
+        body: "{}".into(),
+        created_at,
+        attempts: 0,
+    }
+}
+
+/// Dead letters past their retention are deleted; pending entries never are.
+async fn dead_letters_past_their_retention_are_purged(store: Store) {
+    let Some((outbox, _db)) = outbox(store).await else {
+        return;
+    };
+    let (old, recent, pending) = (entry(1_000), entry(2_000), entry(3_000));
+    outbox
+        .enqueue(&[old.clone(), recent.clone(), pending.clone()])
+        .await
+        .unwrap();
+    let claim = uuid::Uuid::new_v4();
+    assert_eq!(
+        outbox.claim(claim, 4_000, 60_000, 10).await.unwrap().len(),
+        3
+    );
+    outbox
+        .dead_letter(old.id, claim, 5_000, "500")
+        .await
+        .unwrap();
+    outbox
+        .dead_letter(recent.id, claim, 9_000, "500")
+        .await
+        .unwrap();
+    outbox.retry(pending.id, claim, None, "").await.unwrap();
+    assert_eq!(outbox.purge_dead(5_000).await.unwrap(), 0, "not before");
+    assert_eq!(outbox.purge_dead(8_000).await.unwrap(), 1);
+    assert_eq!(
+        outbox.stats().await.unwrap(),
+        OutboxStats {
+            pending: 1,
+            dead: 1
+        }
+    );
+    assert_eq!(outbox.purge_dead(u64::MAX / 4).await.unwrap(), 1);
+    assert_eq!(
+        outbox.stats().await.unwrap(),
+        OutboxStats {
+            pending: 1,
+            dead: 0
+        },
+        "a pending entry is never purged"
+    );
+}
+
+/// The delivery worker purges at start (and hourly) what is past `WEBHOOK_DEAD_RETENTION_DAYS`.
+async fn the_worker_purges_dead_letters_past_the_retention(store: Store) {
+    let Some((outbox, _db)) = outbox(store).await else {
+        return;
+    };
+    let now = jwt_auth::adapters::outbound::webhooks::now_ms();
+    let day = 86_400_000;
+    let (stale, fresh) = (entry(now - 3 * day), entry(now - 3 * day));
+    outbox
+        .enqueue(&[stale.clone(), fresh.clone()])
+        .await
+        .unwrap();
+    let claim = uuid::Uuid::new_v4();
+    outbox.claim(claim, now, 60_000, 10).await.unwrap();
+    outbox
+        .dead_letter(stale.id, claim, now - 2 * day, "500")
+        .await
+        .unwrap();
+    outbox
+        .dead_letter(fresh.id, claim, now - day / 2, "500")
+        .await
+        .unwrap();
+    let receiver = Receiver::start().await;
+    let (webhooks, _tasks) = started(
+        config(&receiver.url(), &[("WEBHOOK_DEAD_RETENTION_DAYS", "1")]),
+        outbox,
+    );
+    wait_until(
+        "the stale dead letter is purged",
+        Duration::from_secs(10),
+        async || {
+            webhooks.stats().await.unwrap()
+                == OutboxStats {
+                    pending: 0,
+                    dead: 1,
+                }
+        },
+    )
+    .await;
+    assert!(
+        receiver.deliveries().is_empty(),
+        "a dead letter is not sent"
+    );
+}
+
 mod every_store {
     use super::*;
     on_every_store!(
         an_outage_mid_stream_loses_nothing,
-        exhausted_attempts_are_dead_lettered
+        exhausted_attempts_are_dead_lettered,
+        dead_letters_past_their_retention_are_purged,
+        the_worker_purges_dead_letters_past_the_retention
     );
 }
 
@@ -789,6 +899,13 @@ async fn the_app_sends_what_its_use_cases_report(store: Store) {
         .collect();
     types.sort();
     assert_eq!(types, ["account_disabled", "reuse_detected"]);
+    // The worker deletes a row after the receiver's answer: wait for that before the stop.
+    wait_until(
+        "the delivered rows are gone",
+        Duration::from_secs(10),
+        async || webhooks.stats().await.unwrap().pending == 0,
+    )
+    .await;
     // A graceful stop writes what is still queued, for the next start to deliver.
     receiver.down().await;
     app.adapters.events.record(reuse_event(1));

@@ -29,6 +29,9 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024;
 /// The longest the worker waits before looking at the outbox again (other instances add to it).
 const MAX_POLL: Duration = Duration::from_secs(1);
 
+/// How often dead letters past `WEBHOOK_DEAD_RETENTION_DAYS` are deleted (and at start).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How deliveries are made and retried.
 #[derive(Clone)]
 pub struct WebhookConfig {
@@ -41,6 +44,8 @@ pub struct WebhookConfig {
     pub max_age: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Dead letters older than this are deleted.
+    pub dead_retention: Duration,
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -331,7 +336,12 @@ impl Webhooks {
 
     async fn deliver_loop(self: Arc<Self>, client: reqwest::Client) {
         let poll = self.config.retry_base.min(MAX_POLL);
+        let mut purged_at: Option<std::time::Instant> = None;
         loop {
+            if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                purged_at = Some(std::time::Instant::now());
+                self.purge_dead().await;
+            }
             let worked = match self.deliver_due(&client).await {
                 Ok(n) => n > 0,
                 Err(e) => {
@@ -342,6 +352,24 @@ impl Webhooks {
             if !worked {
                 let _ = tokio::time::timeout(poll, self.wake.notified()).await;
             }
+        }
+    }
+
+    /// Deletes the dead letters older than the retention.
+    async fn purge_dead(&self) {
+        let retention = u64::try_from(self.config.dead_retention.as_millis()).unwrap_or(u64::MAX);
+        match self
+            .outbox
+            .purge_dead(now_ms().saturating_sub(retention))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                event = "webhook_dead_letters_purged",
+                count = n,
+                "dead-lettered webhook events past their retention deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "webhook dead letters not purged"),
         }
     }
 
@@ -480,7 +508,8 @@ struct MemoryRow {
     next_at: u64,
     locked_until: u64,
     claim: Option<uuid::Uuid>,
-    dead: bool,
+    /// When it was dead-lettered (Unix milliseconds), if it was.
+    dead_at: Option<u64>,
 }
 
 impl InMemoryWebhookOutbox {
@@ -514,6 +543,19 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
             if inner.rows.contains_key(&e.id) {
                 continue;
             }
+            // Full: the oldest dead letter makes room (the operator has had longest to see it);
+            // only an outbox full of pending events refuses a new one.
+            if inner.rows.len() >= MEMORY_OUTBOX_MAX {
+                let oldest_dead = inner
+                    .order
+                    .iter()
+                    .position(|id| inner.rows.get(id).is_some_and(|r| r.dead_at.is_some()));
+                if let Some(at) = oldest_dead {
+                    if let Some(id) = inner.order.remove(at) {
+                        inner.rows.remove(&id);
+                    }
+                }
+            }
             if inner.rows.len() >= MEMORY_OUTBOX_MAX {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -531,7 +573,7 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
                     next_at: e.created_at,
                     locked_until: 0,
                     claim: None,
-                    dead: false,
+                    dead_at: None,
                 },
             );
         }
@@ -555,7 +597,7 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
             let Some(row) = rows.get_mut(id) else {
                 continue;
             };
-            if !row.dead && row.next_at <= now && row.locked_until <= now {
+            if row.dead_at.is_none() && row.next_at <= now && row.locked_until <= now {
                 row.claim = Some(claim);
                 row.locked_until = now.saturating_add(lease_ms);
                 out.push(row.entry.clone());
@@ -592,12 +634,12 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
         &self,
         id: uuid::Uuid,
         claim: uuid::Uuid,
-        _now: u64,
+        now: u64,
         _error: &str,
     ) -> Result<(), StoreError> {
         self.with_row(id, claim, |row| {
             row.entry.attempts = row.entry.attempts.saturating_add(1);
-            row.dead = true;
+            row.dead_at = Some(now);
             row.locked_until = 0;
             row.claim = None;
             false
@@ -607,7 +649,7 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
 
     async fn stats(&self) -> Result<OutboxStats, StoreError> {
         let inner = self.inner.lock().expect("outbox lock");
-        let dead = inner.rows.values().filter(|r| r.dead).count() as u64;
+        let dead = inner.rows.values().filter(|r| r.dead_at.is_some()).count() as u64;
         Ok(OutboxStats {
             pending: inner.rows.len() as u64 - dead,
             dead,
@@ -617,14 +659,25 @@ impl WebhookOutbox for InMemoryWebhookOutbox {
     async fn requeue_dead(&self, now: u64) -> Result<u64, StoreError> {
         let mut inner = self.inner.lock().expect("outbox lock");
         let mut n = 0;
-        for row in inner.rows.values_mut().filter(|r| r.dead) {
-            row.dead = false;
+        for row in inner.rows.values_mut().filter(|r| r.dead_at.is_some()) {
+            row.dead_at = None;
             row.entry.attempts = 0;
             row.entry.created_at = now;
             row.next_at = now;
             n += 1;
         }
         Ok(n)
+    }
+
+    async fn purge_dead(&self, dead_before: u64) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().expect("outbox lock");
+        let before = inner.rows.len();
+        inner
+            .rows
+            .retain(|_, r| r.dead_at.is_none_or(|at| at >= dead_before));
+        let MemoryOutbox { order, rows } = &mut *inner;
+        order.retain(|id| rows.contains_key(id));
+        Ok((before - inner.rows.len()) as u64)
     }
 }
 
@@ -655,6 +708,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_memory_outbox_makes_room_from_its_oldest_dead_letter() {
+        let outbox = InMemoryWebhookOutbox::new();
+        let entry = |n: usize| OutboxEntry {
+            id: uuid::Uuid::new_v4(),
+            kind: "reuse_detected".into(),
+            body: String::new(),
+            created_at: n as u64,
+            attempts: 0,
+        };
+        let batch: Vec<_> = (0..MEMORY_OUTBOX_MAX).map(entry).collect();
+        outbox.enqueue(&batch).await.unwrap();
+        let claim = uuid::Uuid::new_v4();
+        let claimed = outbox.claim(claim, 10, 1_000, 2).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        for e in &claimed {
+            outbox.dead_letter(e.id, claim, 0, "500").await.unwrap();
+        }
+        // Full of pending events and two dead letters: a new event evicts a dead letter.
+        let alert = entry(7);
+        outbox.enqueue(std::slice::from_ref(&alert)).await.unwrap();
+        assert_eq!(outbox.dropped(), 0);
+        let stats = outbox.stats().await.unwrap();
+        assert_eq!(
+            (stats.pending, stats.dead),
+            (MEMORY_OUTBOX_MAX as u64 - 1, 1)
+        );
+        outbox.enqueue(&[entry(8)]).await.unwrap();
+        outbox.enqueue(&[entry(9)]).await.unwrap();
+        assert_eq!(outbox.dropped(), 1, "no dead letter left to make room");
+    }
+
+    #[tokio::test]
     async fn a_full_queue_drops_and_counts_and_record_never_waits() {
         let config = WebhookConfig {
             url: "http://127.0.0.1:1/".into(),
@@ -665,6 +750,7 @@ mod tests {
             max_age: Duration::from_secs(3600),
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
+            dead_retention: Duration::from_secs(86_400),
         };
         let outbox = Arc::new(InMemoryWebhookOutbox::new());
         // Not started: nothing drains the queue.

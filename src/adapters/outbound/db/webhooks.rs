@@ -21,6 +21,7 @@ struct Sql {
     dead: &'static str,
     stats: &'static str,
     requeue: &'static str,
+    purge_dead: &'static str,
 }
 
 macro_rules! outbox {
@@ -164,6 +165,16 @@ macro_rules! outbox {
                     .map_err($store)?;
                 Ok(done.rows_affected())
             }
+
+            async fn purge_dead(&self, dead_before: u64) -> Result<u64, StoreError> {
+                let sql: &Sql = &$sql;
+                let done = sqlx::query(sql.purge_dead)
+                    .bind(to_db(dead_before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($store)?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }
@@ -187,6 +198,7 @@ const POSTGRES: Sql = Sql {
                    count(*) FILTER (WHERE dead_at IS NOT NULL) FROM webhook_outbox",
     requeue: "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, created_at = $1, \
               next_attempt_at = $1 WHERE dead_at IS NOT NULL",
+    purge_dead: "DELETE FROM webhook_outbox WHERE dead_at IS NOT NULL AND dead_at < $1",
 };
 
 const SQLITE: Sql = Sql {
@@ -208,6 +220,7 @@ const SQLITE: Sql = Sql {
                    count(*) FILTER (WHERE dead_at IS NOT NULL) FROM webhook_outbox",
     requeue: "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, created_at = ?1, \
               next_attempt_at = ?1 WHERE dead_at IS NOT NULL",
+    purge_dead: "DELETE FROM webhook_outbox WHERE dead_at IS NOT NULL AND dead_at < ?1",
 };
 
 outbox!(
