@@ -695,6 +695,12 @@ impl Application {
         self.port
     }
 
+    /// This instance's revocation streams (ended at shutdown; a test ends them to stand for
+    /// a stopped process, whose open connections an aborted task would leave running).
+    pub fn revocation_streams(&self) -> Arc<RevocationHub> {
+        self.state.revocation_stream.clone()
+    }
+
     /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
     ///
     /// # Errors
