@@ -448,6 +448,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_replay_page_ends_the_stream_with_ids_that_make_progress() {
+        let page: Vec<_> = (0..MAX_ENTRIES as u64)
+            .map(|i| revocation(100 + i / 100))
+            .collect();
+        let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(page)), 900, 4));
+        let sent: Vec<_> = hub.open(client(1), Some(0)).await.unwrap().collect().await;
+        assert_eq!(
+            sent.len(),
+            MAX_ENTRIES,
+            "the page, then the end: resume for the next"
+        );
+        let last = sent.last().unwrap();
+        assert_eq!(
+            last.cursor, last.revoked_at,
+            "no overlap: resuming moves forward"
+        );
+    }
+
+    #[tokio::test]
     async fn entries_are_pushed_once_and_the_caps_hold() {
         let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(vec![])), 900, 9));
         let mut open = Vec::new();
