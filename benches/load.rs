@@ -1064,6 +1064,7 @@ async fn algorithm_scenarios(
             audience: "jwt-auth-clients".into(),
             algorithm: alg,
             poll_interval: Duration::from_secs(1),
+            push: true,
         })
         .await
         .expect("verifier");

@@ -7,7 +7,7 @@
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8100/hello
 //! ```
 //! Settings: `AUTH_URL`, `JWT_ALGORITHM` (EdDSA, ES256, RS256), `JWT_ISSUER`, `JWT_AUDIENCE`
-//! (the auth service's defaults otherwise), `PORT` (8100), `REVOCATION_POLL_MS` (250).
+//! (the auth service's defaults otherwise), `PORT` (8100), `REVOCATION_POLL_MS` (250), `REVOCATION_PUSH` (true: listen to `/revocations/stream`).
 
 use std::time::Duration;
 
@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         audience: env("JWT_AUDIENCE", "jwt-auth-clients"),
         algorithm,
         poll_interval: Duration::from_millis(env("REVOCATION_POLL_MS", "250").parse()?),
+        push: env("REVOCATION_PUSH", "true") != "false",
     })
     .await?;
     let addr = format!("127.0.0.1:{}", env("PORT", "8100"));

@@ -79,6 +79,7 @@ pub const KEYS: &[&str] = &[
     "SEND_TIMEOUT_SECS",
     "DOCS_ENABLED",
     "HASH_QUEUE_MAX",
+    "REVOCATION_STREAM_MAX",
     "REFRESH_REUSE_GRACE_SECS",
     "REFRESH_IDLE_TIMEOUT_DAYS",
     "MAX_SESSIONS_PER_USER",
@@ -315,6 +316,8 @@ pub struct Settings {
     /// Password hashes waiting for a hashing thread; 0 means 64 per thread. A full queue
     /// answers 503 at once.
     pub hash_queue_max: usize,
+    /// `/revocations/stream` connections open at once on this process; one more gets 503.
+    pub revocation_stream_max: usize,
     /// A refresh token presented again this long after its rotation, while its successor is
     /// still current, gets that same successor (concurrent tabs); 0: strict single use.
     pub refresh_reuse_grace_secs: u64,
@@ -635,6 +638,9 @@ impl Settings {
         }
         if self.max_connections_per_client == 0 {
             return bad("MAX_CONNECTIONS_PER_CLIENT", "must be at least 1");
+        }
+        if !(1..=65_536).contains(&self.revocation_stream_max) {
+            return bad("REVOCATION_STREAM_MAX", "must be between 1 and 65536");
         }
         if self.hash_queue_max > 65_536 {
             return bad(

@@ -1,8 +1,11 @@
 //! A verifier of this service's access tokens for other Rust services: it holds the published
 //! keys (`/.well-known/jwks.json`) and the revocation feed (`/revocations`), verifies tokens
 //! locally with the same rules as `/auth/me` (one algorithm, our `kid`s only, `typ`, `iss`,
-//! `aud`, `exp`, `nbf`, `iat`), and refuses a token of a revoked session. It polls the feed
-//! every `poll_interval`, so a revocation is honoured within one interval; when the auth
+//! `aud`, `exp`, `nbf`, `iat`), and refuses a token of a revoked session. With `push` it
+//! listens to `/revocations/stream` (Server-Sent Events), so a revocation is honoured within
+//! tens of milliseconds, and still polls the feed every `SAFETY_NET_POLL` in case a push was
+//! lost; while the stream is down (or the service offers none) it polls every
+//! `poll_interval` and reconnects with backoff, resuming from its cursor. When the auth
 //! service is down it keeps verifying with what it has and catches up from its cursor once the
 //! service answers again.
 //!
@@ -12,8 +15,9 @@
 //! proxy), never across an untrusted one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -25,6 +29,15 @@ use crate::domain::SigningAlgorithm;
 
 /// Feed pages read in one poll at most; the rest waits for the next poll.
 const MAX_PAGES_PER_POLL: usize = 16;
+/// While the stream is live the feed is still read this often: a safety net, not the path.
+pub const SAFETY_NET_POLL: Duration = Duration::from_secs(30);
+/// A stream silent for this long (the service sends a comment every 15 s) is taken for dead.
+const STREAM_SILENCE: Duration = Duration::from_secs(35);
+/// Reconnect backoff of the stream: doubling from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+/// How long to wait before trying again a service that answered the stream with an error (an
+/// older service without it: 404).
+const NO_STREAM_RETRY: Duration = Duration::from_secs(60);
 
 /// What the verifier checks against, and where it reads keys and revocations.
 #[derive(Debug, Clone)]
@@ -35,8 +48,11 @@ pub struct VerifierConfig {
     pub audience: String,
     /// The one algorithm accepted (the service's `JWT_ALGORITHM`).
     pub algorithm: SigningAlgorithm,
-    /// How often the feed is polled; the bound on how late a revocation is honoured.
+    /// How often the feed is polled while no stream is live; without `push`, the bound on
+    /// how late a revocation is honoured.
     pub poll_interval: Duration,
+    /// Listen to `/revocations/stream` for revocations pushed as they happen.
+    pub push: bool,
 }
 
 /// Why a token was refused.
@@ -64,6 +80,8 @@ struct Inner {
     /// sid → until (Unix seconds).
     revoked: RwLock<HashMap<String, u64>>,
     cursor: Mutex<Option<u64>>,
+    /// A stream is open and has answered: polling slows to `SAFETY_NET_POLL`.
+    stream_live: AtomicBool,
 }
 
 /// Verifies access tokens with the published keys and the revocation feed; cheap to clone.
@@ -103,6 +121,7 @@ impl Verifier {
                 keys: RwLock::default(),
                 revoked: RwLock::default(),
                 cursor: Mutex::default(),
+                stream_live: AtomicBool::new(false),
             }),
         };
         verifier.refresh_keys().await?;
@@ -114,16 +133,24 @@ impl Verifier {
             .config
             .poll_interval
             .max(Duration::from_millis(10));
+        if verifier.inner.config.push {
+            tokio::spawn(listen(Arc::downgrade(&verifier.inner)));
+        }
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut polls = 0u64;
+            let mut last_poll = Instant::now();
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let verifier = Self { inner };
-                if verifier.poll_feed().await.is_err() {
-                    tracing::debug!("revocation feed unreachable; keeping what is known");
+                let live = verifier.inner.stream_live.load(Ordering::Acquire);
+                if !live || last_poll.elapsed() >= SAFETY_NET_POLL {
+                    last_poll = Instant::now();
+                    if verifier.poll_feed().await.is_err() {
+                        tracing::debug!("revocation feed unreachable; keeping what is known");
+                    }
                 }
                 // Keys change rarely and are published ahead of use: every ~minute.
                 polls += 1;
@@ -190,27 +217,11 @@ impl Verifier {
                 None => format!("{}/revocations", self.base()),
             };
             let page = get_json(&url).await?;
-            let now = now();
-            {
-                let mut revoked = self
-                    .inner
-                    .revoked
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                revoked.retain(|_, until| *until > now);
-                for e in page["entries"].as_array().into_iter().flatten() {
-                    if let (Some(sid), Some(until)) = (e["sid"].as_str(), e["until"].as_u64()) {
-                        revoked.insert(sid.to_owned(), until);
-                    }
-                }
-            }
+            self.inner
+                .remember(page["entries"].as_array().into_iter().flatten());
             let cursor = page["cursor"].as_u64();
             if let Some(cursor) = cursor {
-                *self
-                    .inner
-                    .cursor
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(cursor);
+                self.inner.advance(cursor);
             }
             // No progress (a page full of one second's entries): ask again at the next poll.
             if page["more"] != Value::Bool(true) || cursor == since {
@@ -303,8 +314,146 @@ impl Verifier {
     }
 }
 
-/// GET `url` (plain HTTP/1.1) as JSON, within 5 s.
-async fn get_json(url: &str) -> anyhow::Result<Value> {
+impl Inner {
+    /// Remembers the revoked sessions of these feed entries until their `until`.
+    fn remember<'a>(&self, entries: impl IntoIterator<Item = &'a Value>) {
+        let now = now();
+        let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.retain(|_, until| *until > now);
+        for e in entries {
+            if let (Some(sid), Some(until)) = (e["sid"].as_str(), e["until"].as_u64()) {
+                revoked.insert(sid.to_owned(), until);
+            }
+        }
+    }
+
+    /// Moves the cursor forward (the feed and the stream both move it; never back).
+    fn advance(&self, cursor: u64) {
+        let mut held = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        *held = Some(held.map_or(cursor, |c| c.max(cursor)));
+    }
+
+    fn cursor(&self) -> Option<u64> {
+        *self.cursor.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Listens to `/revocations/stream` until the verifier is dropped: reconnects with backoff
+/// from its cursor when the stream ends or fails, and marks it live while it answers.
+async fn listen(weak: Weak<Inner>) {
+    let mut backoff = BACKOFF.0;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let url = format!(
+            "{}/revocations/stream",
+            inner.config.base_url.trim_end_matches('/')
+        );
+        let since = inner.cursor();
+        drop(inner);
+        match read_stream(&url, since, &weak).await {
+            Ok(Stream::Read) => backoff = BACKOFF.0,
+            Ok(Stream::Refused) => backoff = NO_STREAM_RETRY,
+            Err(e) => tracing::debug!(error = %e, "revocation stream unreachable; polling"),
+        }
+        if let Some(inner) = weak.upgrade() {
+            inner.stream_live.store(false, Ordering::Release);
+        }
+        tokio::time::sleep(backoff).await;
+        if backoff < NO_STREAM_RETRY {
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+}
+
+/// How a stream ended.
+enum Stream {
+    /// It was open and answered (ended by the service, silence or the verifier's drop).
+    Read,
+    /// The service answered with an error status (no stream there, or a cap reached).
+    Refused,
+}
+
+/// Reads one stream connection to its end, remembering each event's entry and cursor.
+async fn read_stream(url: &str, since: Option<u64>, weak: &Weak<Inner>) -> anyhow::Result<Stream> {
+    let (host, port, uri) = target(url)?;
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut req = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .header(hyper::header::ACCEPT, "text/event-stream");
+        if let Some(c) = since {
+            req = req.header("last-event-id", c.to_string());
+        }
+        Ok::<_, anyhow::Error>(send.send_request(req.body(Empty::<Bytes>::new())?).await?)
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within 5 s"))??;
+    if !resp.status().is_success() {
+        return Ok(Stream::Refused);
+    }
+    let mut body = resp.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut silent = Duration::ZERO;
+    // Checked every second, so a dropped verifier does not keep its stream open.
+    let step = Duration::from_secs(1);
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return Ok(Stream::Read);
+        };
+        inner.stream_live.store(true, Ordering::Release);
+        drop(inner);
+        let frame = match tokio::time::timeout(step, body.frame()).await {
+            Err(_) => {
+                silent += step;
+                if silent >= STREAM_SILENCE {
+                    return Ok(Stream::Read);
+                }
+                continue;
+            }
+            Ok(None) => return Ok(Stream::Read),
+            Ok(Some(frame)) => frame?,
+        };
+        silent = Duration::ZERO;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        // An event too long to be one of ours: drop the stream rather than grow.
+        anyhow::ensure!(buf.len() <= 64 * 1024, "{url}: an event over 64 KiB");
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = buf.drain(..end + 2).collect();
+            let Some(inner) = weak.upgrade() else {
+                return Ok(Stream::Read);
+            };
+            event(&inner, &String::from_utf8_lossy(&block));
+        }
+    }
+}
+
+/// One event block: remembers its entry, then moves the cursor to its `id`.
+fn event(inner: &Inner, block: &str) {
+    let (mut id, mut data) = (None, None);
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse::<u64>().ok();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data = serde_json::from_str::<Value>(v.trim()).ok();
+        }
+    }
+    if let Some(entry) = data {
+        inner.remember([&entry]);
+        if let Some(id) = id {
+            inner.advance(id);
+        }
+    }
+}
+
+/// Host, port and URI of a plain-HTTP `url`.
+fn target(url: &str) -> anyhow::Result<(String, u16, hyper::Uri)> {
     let uri: hyper::Uri = url.parse()?;
     anyhow::ensure!(uri.scheme_str() == Some("http"), "only http:// URLs: {url}");
     let host = uri
@@ -312,6 +461,12 @@ async fn get_json(url: &str) -> anyhow::Result<Value> {
         .ok_or_else(|| anyhow::anyhow!("no host in {url}"))?
         .to_owned();
     let port = uri.port_u16().unwrap_or(80);
+    Ok((host, port, uri))
+}
+
+/// GET `url` (plain HTTP/1.1) as JSON, within 5 s.
+async fn get_json(url: &str) -> anyhow::Result<Value> {
+    let (host, port, uri) = target(url)?;
     let fetch = async {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         let (mut send, conn) =

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use poem::EndpointExt;
 
-use crate::adapters::inbound::http::{build_app, AppState, HttpSettings};
+use crate::adapters::inbound::http::{build_app, AppState, HttpSettings, RevocationHub};
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
@@ -587,6 +587,12 @@ impl UseCases {
 
     /// The HTTP edge's state.
     pub fn into_http_state(self, settings: &Settings, a: &Adapters) -> Arc<AppState> {
+        let revocation_stream = Arc::new(RevocationHub::new(
+            a.revocations.clone(),
+            revocation_window_secs(settings),
+            settings.revocation_stream_max,
+        ));
+        a.events.subscribe(revocation_stream.waker());
         Arc::new(AppState {
             login: self.login,
             refresh: self.refresh,
@@ -600,6 +606,7 @@ impl UseCases {
             settings: http_settings(settings),
             public_keys: a.public_keys.clone(),
             revocations: a.revocations.clone(),
+            revocation_stream,
         })
     }
 }
@@ -689,6 +696,12 @@ impl Application {
         self.port
     }
 
+    /// This instance's revocation streams (ended at shutdown; a test ends them to stand for
+    /// a stopped process, whose open connections an aborted task would leave running).
+    pub fn revocation_streams(&self) -> Arc<RevocationHub> {
+        self.state.revocation_stream.clone()
+    }
+
     /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
     ///
     /// # Errors
@@ -716,8 +729,14 @@ impl Application {
             Some(w) => Some(w.start().map_err(std::io::Error::other)?),
             None => None,
         };
+        let streams = self.state.revocation_stream.clone();
+        let signal = async move {
+            shutdown_signal().await;
+            // Open revocation streams end now, so they do not hold the grace period.
+            streams.close();
+        };
         let app = build_app(self.state).map_to_response().boxed();
-        let served = server::serve(self.listener, app, self.options, shutdown_signal()).await;
+        let served = server::serve(self.listener, app, self.options, signal).await;
         if let (Some(w), Some(tasks)) = (&self.webhooks, webhooks) {
             // Events of the last requests still queued go to the outbox (delivered by the
             // next start, or another instance), not lost with the process.

@@ -83,6 +83,7 @@ mod key_rotation;
 mod keys;
 mod login;
 mod openapi;
+mod revocation_stream;
 mod revocations;
 mod rotation;
 mod sessions;

@@ -12,6 +12,9 @@ use jwt_auth::verifier::{Verifier, VerifierConfig, VerifyError};
 use crate::helpers::{DEMO_EMAIL, DEMO_PASSWORD};
 
 const POLL: Duration = Duration::from_millis(200);
+/// With push the feed is polled this rarely (while the stream is down): a refusal sooner than
+/// this came by the stream.
+const PUSH_POLL: Duration = Duration::from_secs(2);
 
 async fn login(http: &reqwest::Client, base: &str) -> (String, String) {
     let resp = http
@@ -53,6 +56,40 @@ async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
         SigningAlgorithm::ES256,
         SigningAlgorithm::RS256,
     ] {
+        rides_out_an_outage(alg, false).await;
+    }
+}
+
+/// As above, with the stream: a logout is refused well inside the (slow) poll interval, and a
+/// stream that broke with the service reconnects and catches up from its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_push_a_revoked_session_is_refused_within_tens_of_milliseconds() {
+    let mut delays = Vec::new();
+    for alg in [
+        SigningAlgorithm::EdDSA,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::RS256,
+    ] {
+        delays.extend(rides_out_an_outage(alg, true).await);
+    }
+    delays.sort();
+    println!(
+        "push: logout -> refused, {} runs: min {:?}, median {:?}, max {:?}",
+        delays.len(),
+        delays[0],
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    assert!(
+        delays[delays.len() - 1] <= Duration::from_millis(500),
+        "{delays:?}"
+    );
+}
+
+/// The logout -> refusal delays measured.
+async fn rides_out_an_outage(alg: SigningAlgorithm, push: bool) -> Vec<Duration> {
+    let poll = if push { PUSH_POLL } else { POLL };
+    {
         let settings = Settings::from_pairs(&[
             ("PORT", "0"),
             ("BCRYPT_COST", "4"),
@@ -62,6 +99,7 @@ async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
         let adapters = Adapters::in_memory(&settings).unwrap();
         let app = Application::build(&settings, &adapters).await.unwrap();
         let port = app.port();
+        let streams = app.revocation_streams();
         let server = tokio::spawn(app.run_until_stopped());
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -70,35 +108,46 @@ async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
             algorithm: alg,
-            poll_interval: POLL,
+            poll_interval: poll,
+            push,
         })
         .await
         .unwrap();
+        // The stream is opened in the background: a moment for it to connect.
+        tokio::time::sleep(Duration::from_millis(100)).await;
 
-        // Logout: refused within one poll (plus a request).
-        let (token, cookie) = login(&http, &base).await;
-        let claims = verifier.verify(&token).expect("a fresh token verifies");
-        assert!(!claims.sid.is_empty());
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        let flipped = if sig.starts_with('A') { "B" } else { "A" };
-        let tampered = format!("{input}.{flipped}{}", &sig[1..]);
-        assert!(verifier.verify(&tampered).is_err(), "a changed signature");
-        let resp = http
-            .post(format!("{base}/auth/logout"))
-            .header("cookie", format!("refresh_token={cookie}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 204);
-        let delay = time_to_refusal(&verifier, &token).await;
-        println!(
-            "{}: logout -> refused by the resource server after {delay:?}",
-            alg.name()
-        );
-        assert!(delay <= Duration::from_secs(1), "{delay:?}");
+        // Logout: refused within one poll (plus a request), or by the stream at once.
+        let mut delays = Vec::new();
+        for _ in 0..if push { 5 } else { 1 } {
+            let (token, cookie) = login(&http, &base).await;
+            let claims = verifier.verify(&token).expect("a fresh token verifies");
+            assert!(!claims.sid.is_empty());
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let flipped = if sig.starts_with('A') { "B" } else { "A" };
+            let tampered = format!("{input}.{flipped}{}", &sig[1..]);
+            assert!(verifier.verify(&tampered).is_err(), "a changed signature");
+            let resp = http
+                .post(format!("{base}/auth/logout"))
+                .header("cookie", format!("refresh_token={cookie}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 204);
+            let delay = time_to_refusal(&verifier, &token).await;
+            println!(
+                "{} (push {push}): logout -> refused by the resource server after {delay:?}",
+                alg.name()
+            );
+            assert!(delay <= Duration::from_secs(1), "{delay:?}");
+            if push {
+                assert!(delay < PUSH_POLL / 2, "came by the stream: {delay:?}");
+            }
+            delays.push(delay);
+        }
 
         // The service goes down: tokens keep verifying from the cached keys.
         let (token2, cookie2) = login(&http, &base).await;
+        streams.close();
         server.abort();
         let _ = server.await;
         tokio::time::sleep(POLL * 2).await;
@@ -134,10 +183,11 @@ async fn a_resource_server_refuses_a_revoked_session_and_rides_out_an_outage() {
         let server = tokio::spawn(app.run_until_stopped());
         let catch_up = time_to_refusal(&verifier, &token2).await;
         println!(
-            "{}: service back -> revocation caught up after {catch_up:?}",
+            "{} (push {push}): service back -> revocation caught up after {catch_up:?}",
             alg.name()
         );
         assert!(catch_up <= Duration::from_secs(2), "{catch_up:?}");
         server.abort();
+        delays
     }
 }

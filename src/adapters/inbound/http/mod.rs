@@ -13,6 +13,7 @@ mod health;
 mod host;
 mod json_string;
 mod responses;
+mod revocation_stream;
 mod revocations;
 mod unique_keys;
 mod well_known;
@@ -20,6 +21,7 @@ mod well_known;
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use revocation_stream::{RevocationHub, RevocationStreamApi};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
@@ -88,6 +90,8 @@ pub struct AppState {
     pub public_keys: Arc<dyn PublicKeys>,
     /// For `/revocations`.
     pub revocations: Arc<dyn RevocationFeed>,
+    /// For `/revocations/stream`.
+    pub revocation_stream: Arc<RevocationHub>,
 }
 
 /// The API title and version shown in the spec.
@@ -96,9 +100,24 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
 pub fn openapi_service(
     public_url: Option<&str>,
-) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi, RevocationsApi), ()> {
+) -> OpenApiService<
+    (
+        AuthApi,
+        HealthApi,
+        WellKnownApi,
+        RevocationsApi,
+        RevocationStreamApi,
+    ),
+    (),
+> {
     let service = OpenApiService::new(
-        (AuthApi, HealthApi, WellKnownApi, RevocationsApi),
+        (
+            AuthApi,
+            HealthApi,
+            WellKnownApi,
+            RevocationsApi,
+            RevocationStreamApi,
+        ),
         "jwt-auth",
         API_VERSION,
     )

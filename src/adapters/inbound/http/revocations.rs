@@ -26,7 +26,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub struct RevocationsApi;
 
 /// A revoked session.
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object)]
 pub struct RevocationEntry {
     /// The session id: refuse every access token whose `sid` claim is this.
     pub sid: String,
@@ -34,6 +34,9 @@ pub struct RevocationEntry {
     pub revoked_at: u64,
     /// Until when to remember it: no token of the session is unexpired after this.
     pub until: u64,
+    /// The stream's event `id` for this entry (not part of the JSON).
+    #[oai(skip)]
+    pub cursor: u64,
 }
 
 /// One page of the feed.
@@ -114,6 +117,7 @@ impl RevocationsApi {
                         sid: e.session.to_string(),
                         revoked_at: e.revoked_at,
                         until: e.revoked_at + window,
+                        cursor: 0,
                     })
                     .collect();
                 RevocationsResponse::Ok(Json(RevocationPage {

@@ -1,0 +1,499 @@
+//! `GET /revocations/stream`: the revocation feed pushed as Server-Sent Events, so a verifier
+//! learns of a revocation within tens of milliseconds instead of one poll interval. Public
+//! like the feed, and holding the same entries.
+//!
+//! One poller per process reads the feed port and fans new entries out to every stream
+//! through a bounded `broadcast` channel: the store sees one query per interval however many
+//! verifiers listen, and none at all while nobody does. A revocation made by this instance
+//! wakes the poller at once (through the security events); one made by another instance on
+//! the shared database is seen within `POLL_EVERY`. PostgreSQL's LISTEN/NOTIFY would save
+//! that quarter second there, but it needs a trigger on every path that revokes, a dedicated
+//! connection per process and a resync after every reconnect anyway (NOTIFY is lost while
+//! disconnected); polling an indexed query four times a second is the simpler guarantee and
+//! works the same on SQLite.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
+use std::time::Duration;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use poem::web::sse::Event;
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, OpenApi};
+use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::errors::{ErrorBody, TOO_MANY_REQUESTS, UNAVAILABLE};
+use super::responses::{infra_failure, InfraFailure};
+use super::revocations::{RevocationEntry, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
+use super::{client_ip, AppState, Tag};
+use crate::domain::{ClientAddress, EventKind, SecurityEvent};
+use crate::ports::{Revocation, RevocationFeed, SecurityEvents, StoreError};
+
+/// How often the shared poller reads the feed while a stream is open: the bound on how late
+/// another instance's revocation is pushed.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+/// A comment line this often, so proxies and load balancers keep an idle stream open.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Streams one client (address, or the trusted proxy header's client) may hold at once: a
+/// verifier process needs one; a few more cover restarts overlapping a closing stream.
+pub const STREAMS_PER_CLIENT: usize = 8;
+/// Entries a stream may fall behind the poller before it is closed. A reader that stops
+/// reading costs at most this many shared entries, never a queue of its own; it resumes
+/// with `Last-Event-ID` and replays what it missed from the store.
+const LAG_LIMIT: usize = 1024;
+/// What a refused stream is told to wait before trying again.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// The kinds of security event that follow a revocation committed by this instance.
+const REVOKING: [EventKind; 6] = [
+    EventKind::Logout,
+    EventKind::RefreshReuse,
+    EventKind::SessionRevoked,
+    EventKind::PasswordChanged,
+    EventKind::PasswordReset,
+    EventKind::AccountDisabled,
+];
+
+/// The streams of one process: the caps, the shared poller and the shutdown signal.
+pub struct RevocationHub {
+    feed: Arc<dyn RevocationFeed>,
+    window_secs: u64,
+    sender: broadcast::Sender<RevocationEntry>,
+    wake: Arc<Notify>,
+    closing: CancellationToken,
+    slots: Arc<Semaphore>,
+    per_client: Arc<Mutex<HashMap<ClientAddress, usize>>>,
+    /// The earliest feed time (minus the overlap) a stream has replayed up to since the
+    /// poller last started: where its first read begins, so nothing falls between a stream's
+    /// replay and the first push.
+    poll_from: AtomicU64,
+    poller: Once,
+}
+
+/// Why a stream was not opened.
+#[derive(Debug)]
+pub enum Refusal {
+    /// `REVOCATION_STREAM_MAX` streams are open.
+    Full,
+    /// The client holds `STREAMS_PER_CLIENT` already.
+    PerClient,
+    /// The store could not be read for the replay.
+    Store(StoreError),
+}
+
+impl RevocationHub {
+    /// `max_streams` open at once on this process.
+    pub fn new(feed: Arc<dyn RevocationFeed>, window_secs: u64, max_streams: usize) -> Self {
+        Self {
+            feed,
+            window_secs,
+            sender: broadcast::channel(LAG_LIMIT).0,
+            wake: Arc::new(Notify::new()),
+            closing: CancellationToken::new(),
+            slots: Arc::new(Semaphore::new(max_streams)),
+            per_client: Arc::default(),
+            poll_from: AtomicU64::new(u64::MAX),
+            poller: Once::new(),
+        }
+    }
+
+    /// Wakes the poller when this process revokes a session; subscribe it to the events.
+    pub fn waker(&self) -> Arc<dyn SecurityEvents> {
+        Arc::new(Waker(self.wake.clone()))
+    }
+
+    /// Ends every stream and the poller (the server is shutting down): open streams must not
+    /// hold the graceful shutdown for its whole grace period.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+
+    /// Opens a stream for `client`: the entries since `since` (all of the window without
+    /// it), then every new one as the poller finds it. The stream ends on shutdown, when the
+    /// reader falls `LAG_LIMIT` entries behind, and after a replay that filled a whole page
+    /// (the reader resumes from the last `id` for the next).
+    ///
+    /// # Errors
+    /// A `Refusal` when a cap is reached or the store cannot be read.
+    pub async fn open(
+        self: &Arc<Self>,
+        client: ClientAddress,
+        since: Option<u64>,
+    ) -> Result<BoxStream<'static, RevocationEntry>, Refusal> {
+        if self.closing.is_cancelled() {
+            return Err(Refusal::Full);
+        }
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
+        let held = ClientSlot::take(&self.per_client, client).ok_or(Refusal::PerClient)?;
+        // Subscribed before the replay is read: an entry committed in between comes twice
+        // (entries are idempotent), never not at all.
+        let live = self.sender.subscribe();
+        let (entries, now) = self
+            .feed
+            .revoked_since(since, self.window_secs, MAX_ENTRIES)
+            .await
+            .map_err(Refusal::Store)?;
+        let full = entries.len() >= MAX_ENTRIES;
+        self.poll_from
+            .fetch_min(now.saturating_sub(CURSOR_OVERLAP_SECS), Ordering::AcqRel);
+        self.start_poller();
+        let window = self.window_secs;
+        // A full page: its ids carry no overlap, so resuming from the last makes progress
+        // (as the feed's `more` cursor does).
+        let replay: Vec<RevocationEntry> = entries
+            .into_iter()
+            .map(|r| entry(r, window, !full))
+            .collect();
+        let live = if full {
+            stream::empty().boxed()
+        } else {
+            stream::unfold(live, |mut rx| async move {
+                // Lagged or closed: end the stream; the reader resumes from its last id.
+                rx.recv().await.ok().map(|e| (e, rx))
+            })
+            .boxed()
+        };
+        let guards = (slot, held);
+        Ok(stream::iter(replay)
+            .chain(live)
+            .take_until(self.closing.clone().cancelled_owned())
+            .map(move |e| {
+                let _held_while_open = &guards;
+                e
+            })
+            .boxed())
+    }
+
+    fn start_poller(self: &Arc<Self>) {
+        self.poller.call_once(|| {
+            tokio::spawn(poll(
+                Arc::downgrade(self),
+                self.wake.clone(),
+                self.closing.clone(),
+            ));
+        });
+    }
+
+    /// Sends the entries not sent yet; returns where the next read begins.
+    fn fan_out(
+        &self,
+        entries: Vec<Revocation>,
+        now: u64,
+        seen: &mut HashSet<(String, u64)>,
+    ) -> u64 {
+        let full = entries.len() >= MAX_ENTRIES;
+        let next = if full {
+            entries.last().map_or(now, |e| e.revoked_at)
+        } else {
+            now.saturating_sub(CURSOR_OVERLAP_SECS)
+        };
+        for r in entries {
+            if seen.insert((r.session.to_string(), r.revoked_at)) {
+                // No receiver left is not an error: the next open replays from the store.
+                let _ = self.sender.send(entry(r, self.window_secs, true));
+            }
+        }
+        seen.retain(|(_, at)| *at >= next);
+        next
+    }
+}
+
+/// The shared poller: reads the feed every `POLL_EVERY` (or at once when woken) while a
+/// stream is open, and stops with the hub.
+async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: CancellationToken) {
+    let mut since: Option<u64> = None;
+    let mut seen = HashSet::new();
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        if hub.sender.receiver_count() == 0 {
+            // Nobody listens: no queries. The next stream's replay sets the start again.
+            since = None;
+            seen.clear();
+            hub.poll_from.store(u64::MAX, Ordering::Release);
+            continue;
+        }
+        let from = match since {
+            Some(s) => s,
+            None => match hub.poll_from.load(Ordering::Acquire) {
+                u64::MAX => continue,
+                from => from,
+            },
+        };
+        match hub
+            .feed
+            .revoked_since(Some(from), hub.window_secs, MAX_ENTRIES)
+            .await
+        {
+            Ok((entries, now)) => since = Some(hub.fan_out(entries, now, &mut seen)),
+            Err(e) => tracing::debug!(error = %e, "revocation stream: feed unreadable; retrying"),
+        }
+    }
+}
+
+/// The feed's entry, with the cursor to resume after it: its own time less the overlap (a
+/// late commit of an earlier time is not missed), or, within a full replay page, its time.
+fn entry(r: Revocation, window: u64, overlap: bool) -> RevocationEntry {
+    RevocationEntry {
+        sid: r.session.to_string(),
+        revoked_at: r.revoked_at,
+        until: r.revoked_at + window,
+        cursor: if overlap {
+            r.revoked_at.saturating_sub(CURSOR_OVERLAP_SECS)
+        } else {
+            r.revoked_at
+        },
+    }
+}
+
+struct Waker(Arc<Notify>);
+
+impl SecurityEvents for Waker {
+    fn record(&self, event: SecurityEvent) {
+        if REVOKING.contains(&event.kind) {
+            self.0.notify_one();
+        }
+    }
+}
+
+/// One stream counted against its client until dropped.
+struct ClientSlot(Arc<Mutex<HashMap<ClientAddress, usize>>>, ClientAddress);
+
+impl ClientSlot {
+    fn take(
+        map: &Arc<Mutex<HashMap<ClientAddress, usize>>>,
+        client: ClientAddress,
+    ) -> Option<Self> {
+        let mut held = map.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = held.entry(client.clone()).or_insert(0);
+        if *count >= STREAMS_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(Self(map.clone(), client))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// `/revocations/stream`; stateless like `RevocationsApi`.
+pub struct RevocationStreamApi;
+
+#[derive(ApiResponse)]
+pub enum RevocationStreamResponse {
+    /// An event per revocation: `id` is the cursor to resume from (`Last-Event-ID`), `data`
+    /// the feed's entry as JSON; a comment line every 15 s while idle.
+    #[oai(status = 200)]
+    Ok(EventStream<BoxStream<'static, RevocationEntry>>),
+    /// `invalid_request`: `since` or `Last-Event-ID` is not one non-negative integer.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `misdirected_request`: the `Host` is not one of this service's names.
+    #[oai(status = 421)]
+    Misdirected(Json<ErrorBody>),
+    /// `too_many_requests`: this client holds 8 streams already.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `unavailable`: the store is down, or the process holds `REVOCATION_STREAM_MAX`
+    /// streams; poll `/revocations` meanwhile.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl InfraFailure for RevocationStreamResponse {
+    fn unavailable(body: Json<ErrorBody>) -> Self {
+        Self::Unavailable(body)
+    }
+
+    fn internal(body: Json<ErrorBody>) -> Self {
+        Self::Internal(body)
+    }
+}
+
+#[OpenApi(tag = "Tag::Keys")]
+impl RevocationStreamApi {
+    /// The revocation feed, pushed
+    ///
+    /// Server-Sent Events: the entries since `since` or `Last-Event-ID` (all of the window
+    /// without either), then each new revocation as it happens. Reconnect with the last
+    /// `id` as `Last-Event-ID`; the stream may end at any time (shutdown, a reader too slow).
+    #[oai(
+        path = "/revocations/stream",
+        method = "get",
+        operation_id = "revocationStream"
+    )]
+    async fn stream(
+        &self,
+        Data(state): Data<&Arc<AppState>>,
+        req: &Request,
+        /// A `cursor` of the feed or an event's `id` (at most 2^53 - 1).
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
+        since: Query<Option<u64>>,
+        /// The last event's `id`, as an `EventSource` sends it on reconnect; wins over
+        /// `since`.
+        #[oai(
+            name = "Last-Event-ID",
+            validator(minimum(value = "0"), maximum(value = "9007199254740991"))
+        )]
+        last_event_id: Header<Option<u64>>,
+    ) -> RevocationStreamResponse {
+        let s = &state.settings;
+        let client =
+            client_ip::client_address(req, s.trusted_proxy_header.as_deref(), s.trusted_proxy_hops);
+        match state
+            .revocation_stream
+            .open(client, last_event_id.0.or(since.0))
+            .await
+        {
+            Ok(entries) => RevocationStreamResponse::Ok(
+                EventStream::new(entries)
+                    .keep_alive(HEARTBEAT)
+                    .to_event(|e| Event::message(e.to_json_string()).id(e.cursor.to_string())),
+            ),
+            Err(Refusal::Full) => RevocationStreamResponse::Unavailable(UNAVAILABLE.body()),
+            Err(Refusal::PerClient) => RevocationStreamResponse::TooManyRequests(
+                TOO_MANY_REQUESTS.body(),
+                RETRY_AFTER_SECS,
+            ),
+            Err(Refusal::Store(e)) => infra_failure("revocation stream", e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SessionId;
+
+    struct Fixed(Vec<Revocation>);
+
+    #[async_trait::async_trait]
+    impl RevocationFeed for Fixed {
+        async fn revoked_since(
+            &self,
+            _since: Option<u64>,
+            _window_secs: u64,
+            _limit: usize,
+        ) -> Result<(Vec<Revocation>, u64), StoreError> {
+            Ok((self.0.clone(), 1_000))
+        }
+
+        async fn purge_revocations(&self, _window_secs: u64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn revocation(at: u64) -> Revocation {
+        Revocation {
+            session: SessionId::new_random(),
+            revoked_at: at,
+        }
+    }
+
+    fn client(n: u8) -> ClientAddress {
+        ClientAddress::from_ip(std::net::IpAddr::from([10, 0, 0, n]))
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_is_closed_instead_of_queueing() {
+        let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(vec![])), 900, 4));
+        let mut stalled = hub.open(client(1), None).await.unwrap();
+        // The reader reads nothing while more than the lag limit is pushed.
+        let mut seen = HashSet::new();
+        let flood: Vec<_> = (0..LAG_LIMIT as u64 + 10)
+            .map(|_| revocation(995))
+            .collect();
+        hub.fan_out(flood, 1_000, &mut seen);
+        assert_eq!(hub.sender.len(), LAG_LIMIT, "the shared buffer is bounded");
+        assert!(
+            stalled.next().await.is_none(),
+            "a lagging stream ends (the reader resumes from its last id)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_replay_page_ends_the_stream_with_ids_that_make_progress() {
+        let page: Vec<_> = (0..MAX_ENTRIES as u64)
+            .map(|i| revocation(100 + i / 100))
+            .collect();
+        let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(page)), 900, 4));
+        let sent: Vec<_> = hub.open(client(1), Some(0)).await.unwrap().collect().await;
+        assert_eq!(
+            sent.len(),
+            MAX_ENTRIES,
+            "the page, then the end: resume for the next"
+        );
+        let last = sent.last().unwrap();
+        assert_eq!(
+            last.cursor, last.revoked_at,
+            "no overlap: resuming moves forward"
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_are_pushed_once_and_the_caps_hold() {
+        let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(vec![])), 900, 9));
+        let mut open = Vec::new();
+        for _ in 0..STREAMS_PER_CLIENT {
+            open.push(hub.open(client(1), None).await.unwrap());
+        }
+        assert!(matches!(
+            hub.open(client(1), None).await,
+            Err(Refusal::PerClient)
+        ));
+        let mut other = hub.open(client(2), None).await.unwrap();
+        assert!(
+            matches!(hub.open(client(3), None).await, Err(Refusal::Full)),
+            "the process-wide cap"
+        );
+        let mut seen = HashSet::new();
+        let r = revocation(999);
+        hub.fan_out(vec![r], 1_000, &mut seen);
+        // The next read returns the same entry again (the overlap): not pushed twice.
+        hub.fan_out(vec![r], 1_000, &mut seen);
+        let first = other.next().await.unwrap();
+        assert_eq!(first.sid, r.session.to_string());
+        assert_eq!(first.cursor, 999 - CURSOR_OVERLAP_SECS);
+        hub.close();
+        assert!(other.next().await.is_none(), "closed at shutdown");
+        drop(open);
+        drop(other);
+        assert_eq!(hub.open_streams(), 0, "every slot came back");
+    }
+}
