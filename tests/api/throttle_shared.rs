@@ -17,6 +17,7 @@ use jwt_auth::domain::{
 };
 use jwt_auth::ports::{Clock, LoginAttempts};
 use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
+use ::redis::AsyncCommands;
 
 use crate::helpers::*;
 
@@ -986,4 +987,126 @@ async fn a_redis_url_is_checked_without_being_echoed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("REDIS_KEY_PREFIX"), "{err}");
+}
+
+/// A Redis server of this test's own on a free port, so it can be stopped without touching
+/// the one other tests share.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: Option<u16>) -> Self {
+        let port = port.unwrap_or_else(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        });
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/redis.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_redis, ignore = "TEST_REDIS_URL not set")]
+async fn redis_stopped_mid_run_fails_closed_or_open_as_configured_and_recovers() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut redis = OwnRedis::start(None);
+    let url = redis.url();
+    let closed = spawn_app_with(&[("REDIS_URL", &url)]).await;
+    let open = spawn_app_with(&[("REDIS_URL", &url), ("THROTTLE_STORE_FAILURE", "open")]).await;
+    for app in [&closed, &open] {
+        app.login(DEMO_EMAIL, "wrong-password")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+
+    redis.stop();
+    let started = std::time::Instant::now();
+    closed
+        .login(DEMO_EMAIL, DEMO_PASSWORD)
+        .await
+        .assert_error(503, "unavailable");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "an outage answers promptly: {:?}",
+        started.elapsed()
+    );
+    let checks = closed.hasher.calls().1;
+    assert_eq!(checks, 1, "only the check made before the outage");
+    let r = open.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    assert_eq!(r.status, 200, "open lets it through: {}", r.body);
+
+    // Back on the same port: the next logins are counted again, with no restart of the app.
+    let _redis = OwnRedis::start(Some(redis.port));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = closed.login(DEMO_EMAIL, "wrong-password").await;
+        if r.status == 401 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let keys: Vec<String> = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+        .keys("jwt-auth:throttle:*")
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 5, "counted in the restarted Redis: {keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_redis, ignore = "TEST_REDIS_URL not set")]
+async fn a_redis_that_hangs_is_an_outage_within_the_timeout_not_a_hung_login() {
+    if redis_url().is_none() {
+        return;
+    }
+    let redis = OwnRedis::start(None);
+    let app = spawn_app_with(&[("REDIS_URL", &redis.url())]).await;
+    app.login(DEMO_EMAIL, "wrong-password")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let pid = libc::pid_t::try_from(redis.child.id()).unwrap();
+    // SAFETY: signals a child process this test started and still owns.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
+    let r = app.login(DEMO_EMAIL, DEMO_PASSWORD).await;
+    let took = started.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    r.assert_error(503, "unavailable");
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    assert_eq!(app.hasher.calls().1, 1, "no check while it hung");
 }
