@@ -339,7 +339,8 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// The longest wait between two attempts.
     pub webhook_retry_max_secs: u64,
-    /// What the login throttle does when its shared store (PostgreSQL) cannot be reached.
+    /// What the login throttle does when its shared store (PostgreSQL or Redis) cannot be
+    /// reached.
     pub throttle_store_failure: StoreFailure,
     /// `redis://…` or `redis+unix://…`: the login throttle keeps its counters there (over
     /// PostgreSQL's). A `Secret`: it may carry a password.

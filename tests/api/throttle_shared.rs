@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use ::redis::AsyncCommands;
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::db::{Database, PoolSettings};
 use jwt_auth::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
@@ -17,7 +18,6 @@ use jwt_auth::domain::{
 };
 use jwt_auth::ports::{Clock, LoginAttempts};
 use jwt_auth::startup::{DEMO_EMAIL, DEMO_PASSWORD};
-use ::redis::AsyncCommands;
 
 use crate::helpers::*;
 
@@ -983,6 +983,8 @@ async fn a_redis_url_is_checked_without_being_echoed() {
         assert!(err.contains("REDIS_URL"), "{err}");
         assert!(!err.contains("pw-canary"), "{err}");
     }
+    let ok = jwt_auth::config::Settings::from_pairs(&[("REDIS_URL", UNREACHABLE_REDIS)]).unwrap();
+    assert!(!format!("{ok:?}").contains("pw-canary"), "{ok:?}");
     let err = jwt_auth::config::Settings::from_pairs(&[("REDIS_KEY_PREFIX", "a b")])
         .unwrap_err()
         .to_string();
@@ -1010,7 +1012,10 @@ impl OwnRedis {
             .expect("redis-server is installed (.ci/redis.sh installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Self { child, port }
