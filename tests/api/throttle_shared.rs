@@ -269,7 +269,23 @@ on_every_throttle!(
     the_lock_is_reported_by_exactly_one_attempt,
     a_concurrent_burst_reports_each_lock_exactly_once,
     expired_counters_are_swept,
+    a_crowd_within_the_limits_is_admitted_in_full,
 );
+
+/// Contention on shared counters must not refuse what the limits allow (on Redis: retries of
+/// a compare-and-set must not run out and turn a crowd away).
+async fn a_crowd_within_the_limits_is_admitted_in_full(kind: Kind) {
+    let settings = ThrottleSettings {
+        client_max_per_minute: 1000,
+        client_max_failures: 1000,
+        ..ThrottleSettings::default()
+    };
+    let Some((_s, _, t)) = setup(kind, settings).await else {
+        return;
+    };
+    let admitted = concurrent_begins(&t, 150, |i| (email(&format!("u{i}@x.io")), "c")).await;
+    assert_eq!(admitted.len(), 150);
+}
 
 async fn a_pair_locks_after_n_failures_with_growing_delay_and_unlocks(kind: Kind) {
     let Some((_s, clock, t)) = setup(kind, ThrottleSettings::default()).await else {

@@ -15,6 +15,11 @@
 //! and its undoing) give the same decision. A refusal writes nothing, so it is decided on the
 //! `MGET` alone (one atomic read).
 //!
+//! Within one instance, operations on the same email or client first queue on a local lock
+//! (striped, taken in a fixed order), so compare-and-set conflicts arise only between
+//! instances: a crowd of requests at one instance waits its turn, as under PostgreSQL's
+//! advisory locks, instead of spending its rounds on conflicts and being refused.
+//!
 //! Time is the service's clock (`Clock`), passed in, never Redis `TIME`. Every key written
 //! gets an expiry (`SET … PX`) at the moment its counter stops holding anything back, so
 //! nothing outlives the policy windows and no sweeper is needed. Keys are SHA-256 hashes
@@ -40,6 +45,10 @@ pub const KEY_NAMESPACE: &str = "jwt-auth:throttle:";
 /// Compare-and-set rounds before an attempt gives up. Each round one writer wins, so this is
 /// reached only by that many attempts on one counter at the same moment: a burst, refused.
 const MAX_ROUNDS: u32 = 64;
+
+/// Local lock stripes: attempts whose email or client share a stripe run one at a time in
+/// this process (a collision only serializes two unrelated attempts).
+const STRIPES: usize = 256;
 
 /// A request waits at most this long for Redis, so an outage answers (under
 /// `THROTTLE_STORE_FAILURE`) in about a second rather than hanging logins.
@@ -142,6 +151,7 @@ pub struct RedisLoginAttempts {
     settings: ThrottleSettings,
     clock: Arc<dyn Clock>,
     script: Script,
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl RedisLoginAttempts {
@@ -173,6 +183,7 @@ impl RedisLoginAttempts {
             settings,
             clock,
             script: Script::new(COMPARE_AND_SET),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -205,6 +216,26 @@ impl RedisLoginAttempts {
             client_rate: self.key("client-rate", &[c]),
             pair_rate: self.key("pair-rate", &[e, c]),
         }
+    }
+
+    /// The local locks of these keys, taken in stripe order so two callers never wait on
+    /// each other.
+    async fn lock_local(&self, keys: &[&str]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                // The key's last hex digits: already a SHA-256, so evenly spread.
+                let tail = &k[k.len().saturating_sub(4)..];
+                usize::from_str_radix(tail, 16).unwrap_or(0) % STRIPES
+            })
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
     }
 
     fn registration_key(&self, client: &ClientAddress) -> String {
@@ -276,6 +307,8 @@ impl RedisLoginAttempts {
             &k.client_rate,
             &k.pair_rate,
         ];
+        // The account's and the client's counters: every key of the attempt is one of theirs.
+        let _local = self.lock_local(&[&k.account, &k.client]).await;
         let mut read = self.read(&keys).await?;
         for round in 0..MAX_ROUNDS {
             let before = AttemptCounters {
@@ -394,6 +427,7 @@ impl LoginAttempts for RedisLoginAttempts {
         let now = self.now();
         let key = self.registration_key(client);
         let keys = [key.as_str()];
+        let _local = self.lock_local(&keys).await;
         let mut read = self.read(&keys).await?;
         for round in 0..MAX_ROUNDS {
             let mut rate = decode_rate(&read[0])?;
