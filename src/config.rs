@@ -345,8 +345,14 @@ pub struct Settings {
     pub webhook_retry_max_secs: u64,
     /// Dead-lettered events are deleted this many days after they were given up on.
     pub webhook_dead_retention_days: u64,
-    /// What the login throttle does when its shared store (PostgreSQL) cannot be reached.
+    /// What the login throttle does when its shared store (PostgreSQL or Redis) cannot be
+    /// reached.
     pub throttle_store_failure: StoreFailure,
+    /// `redis://…` or `redis+unix://…`: the login throttle keeps its counters there (over
+    /// PostgreSQL's). A `Secret`: it may carry a password.
+    pub redis_url: Option<Secret>,
+    /// Put before every throttle key, so several deployments can share one Redis.
+    pub redis_key_prefix: String,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -462,6 +468,7 @@ impl Settings {
         }
         self.validate_defences()?;
         self.validate_webhooks()?;
+        self.validate_redis()?;
         if self.env == Profile::Prod && !self.jwt_algorithm.is_asymmetric() {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
@@ -952,6 +959,34 @@ impl Settings {
 
 /// Whether `url` names a database the service has an adapter for, by its scheme (the
 /// adapter chooses between them; this only validates).
+impl Settings {
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(url) = &self.redis_url {
+            // Never echo the URL: it may hold a password. No TLS in this build (`rediss://`).
+            let scheme = url.expose().split_once("://").map(|(s, _)| s);
+            if !scheme.is_some_and(|s| ["redis", "redis+unix", "unix"].contains(&s)) {
+                return bad("REDIS_URL", "must start with redis:// or redis+unix://");
+            }
+            if redis::Client::open(url.expose().trim()).is_err() {
+                return bad("REDIS_URL", "is not a valid Redis URL");
+            }
+        }
+        if self.redis_key_prefix.len() > 64
+            || self
+                .redis_key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return bad(
+                "REDIS_KEY_PREFIX",
+                "must be at most 64 characters, without spaces or control characters",
+            );
+        }
+        Ok(())
+    }
+}
+
 fn has_database_scheme(url: &str) -> bool {
     url.split_once(':').is_some_and(|(scheme, _)| {
         ["postgres", "postgresql", "sqlite"].contains(&scheme.to_ascii_lowercase().as_str())

@@ -27,6 +27,7 @@ use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_keys::InMemoryKeyStore;
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
 use crate::adapters::outbound::password_hasher::PolicyHasher;
+use crate::adapters::outbound::redis_throttle::{RedisLoginAttempts, UnusableRedis};
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
 use crate::adapters::outbound::signing_keys::{KeyRing, KeySet, NoPublicKeys};
 use crate::adapters::outbound::successors::HmacSuccessors;
@@ -210,17 +211,29 @@ impl Adapters {
         Self::from_settings(settings).await
     }
 
-    /// The login throttle on `db` when it is PostgreSQL (shared by every instance, under the
-    /// outage policy `THROTTLE_STORE_FAILURE`), else the in-process one already in place.
+    /// The login throttle on Redis when `REDIS_URL` is set, else on `db` when it is
+    /// PostgreSQL (shared by every instance, under the outage policy
+    /// `THROTTLE_STORE_FAILURE`), else the in-process one already in place.
     #[must_use]
     pub fn with_shared_throttle(mut self, settings: &Settings, db: Option<&Database>) -> Self {
-        let shared = db.and_then(|db| db.login_attempts(settings.throttle(), self.clock.clone()));
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(|url| redis_throttle(settings, url, self.clock.clone()));
+        let shared = redis.or_else(|| {
+            db.and_then(|db| db.login_attempts(settings.throttle(), self.clock.clone()))
+        });
+        let store = if settings.redis_url.is_some() {
+            "redis"
+        } else {
+            "postgres"
+        };
         match shared {
             Some(shared) => {
                 tracing::info!(
-                    store = "postgres",
+                    store,
                     on_failure = ?settings.throttle_store_failure,
-                    "login throttle shared by every instance on the database"
+                    "login throttle shared by every instance on the store"
                 );
                 self.attempts = Arc::new(OnStoreFailure::new(
                     shared,
@@ -768,4 +781,24 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The login throttle on Redis at `url`; one that cannot be set up answers as an outage.
+fn redis_throttle(
+    settings: &Settings,
+    url: &Secret,
+    clock: Arc<dyn Clock>,
+) -> Arc<dyn LoginAttempts> {
+    match RedisLoginAttempts::connect_lazy(
+        url.expose(),
+        &settings.redis_key_prefix,
+        settings.throttle(),
+        clock,
+    ) {
+        Ok(redis) => Arc::new(redis),
+        Err(e) => {
+            tracing::error!(error = %e, "the login throttle's Redis cannot be set up");
+            Arc::new(UnusableRedis)
+        }
+    }
 }

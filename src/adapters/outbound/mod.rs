@@ -9,6 +9,7 @@ pub mod memory_keys;
 pub mod memory_throttle;
 pub mod password_formats;
 pub mod password_hasher;
+pub mod redis_throttle;
 pub mod rehash;
 pub mod signing_keys;
 pub mod successors;

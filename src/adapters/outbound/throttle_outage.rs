@@ -1,4 +1,4 @@
-//! What the login throttle does when its shared store (PostgreSQL) cannot be
+//! What the login throttle does when its shared store (PostgreSQL or Redis) cannot be
 //! reached: `THROTTLE_STORE_FAILURE`. Closed (the default) passes the error on, so a login
 //! answers 503 and no guess goes uncounted; open admits the attempt uncounted, with a
 //! warning at most every `WARN_EVERY`, so logins keep working through an outage at the price
