@@ -83,6 +83,7 @@ mod key_rotation;
 mod keys;
 mod login;
 mod openapi;
+mod password;
 mod revocations;
 mod rotation;
 mod sessions;

@@ -12,6 +12,7 @@ mod guards;
 mod health;
 mod host;
 mod json_string;
+mod password;
 mod responses;
 mod revocations;
 mod unique_keys;
@@ -20,6 +21,7 @@ mod well_known;
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use password::PasswordApi;
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::app::{Login, Logout, Me, Refresh, Register, Sessions};
+use crate::app::{ChangePassword, Login, Logout, Me, Refresh, Register, Sessions};
 use crate::ports::{Clock, PublicKeys, RefreshStore, RevocationFeed, UserRepo};
 
 #[derive(Tags)]
@@ -79,6 +81,8 @@ pub struct AppState {
     /// The caller's own sessions (`/auth/sessions`).
     pub my_sessions: Sessions,
     pub register: Register,
+    /// `POST /auth/password`.
+    pub change_password: ChangePassword,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
@@ -96,9 +100,24 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
 pub fn openapi_service(
     public_url: Option<&str>,
-) -> OpenApiService<(AuthApi, HealthApi, WellKnownApi, RevocationsApi), ()> {
+) -> OpenApiService<
+    (
+        AuthApi,
+        PasswordApi,
+        HealthApi,
+        WellKnownApi,
+        RevocationsApi,
+    ),
+    (),
+> {
     let service = OpenApiService::new(
-        (AuthApi, HealthApi, WellKnownApi, RevocationsApi),
+        (
+            AuthApi,
+            PasswordApi,
+            HealthApi,
+            WellKnownApi,
+            RevocationsApi,
+        ),
         "jwt-auth",
         API_VERSION,
     )
