@@ -6,6 +6,9 @@
 
 use async_trait::async_trait;
 
+mod mailer;
+pub use mailer::{MailError, Mailer, OutgoingMail};
+
 use crate::domain::{
     AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, LogoutScope, Password,
     PasswordHash, RefreshToken, RefreshTokenHash, Reservation, RotationRefusal, Session, SessionId,

@@ -82,6 +82,7 @@ mod input;
 mod key_rotation;
 mod keys;
 mod login;
+mod mail;
 mod openapi;
 mod password;
 mod revocations;
