@@ -6,6 +6,7 @@
 mod login;
 mod logout;
 mod me;
+mod password;
 mod refresh;
 mod register;
 mod sessions;
@@ -14,6 +15,7 @@ mod set_disabled;
 pub use login::{Login, LoginCommand};
 pub use logout::Logout;
 pub use me::Me;
+pub use password::{ChangePassword, ChangePasswordCommand, PasswordChanged};
 pub use refresh::Refresh;
 pub use register::Register;
 pub use sessions::{SessionList, Sessions, MAX_LISTED_SESSIONS};
@@ -24,8 +26,8 @@ pub use crate::domain::ThrottleSettings;
 use std::sync::Arc;
 
 use crate::domain::{
-    AccessClaims, InfraError, IssuedTokens, LoginError, LogoutError, MeError, RefreshError,
-    RefreshToken, RegisterError, Session, SetDisabledError, Timestamp,
+    AccessClaims, ChangePasswordError, InfraError, IssuedTokens, LoginError, LogoutError, MeError,
+    RefreshError, RefreshToken, RegisterError, Session, SetDisabledError, Timestamp,
 };
 use crate::ports::{HashError, TokenIssuer};
 
@@ -47,7 +49,8 @@ infra_from_ports!(
     LogoutError,
     MeError,
     RegisterError,
-    SetDisabledError
+    SetDisabledError,
+    ChangePasswordError
 );
 
 /// Lifetimes the use cases issue tokens with, and the rules sessions live by.

@@ -73,3 +73,21 @@ pub enum SetDisabledError {
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
+
+/// Why a password was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePasswordError {
+    /// The bearer token is not a valid access token of a live session of an enabled account;
+    /// the reason is for the logs.
+    #[error("invalid access token ({0})")]
+    InvalidToken(String),
+    /// The current password is wrong, or it stopped being the account's while this change was
+    /// checked (another change won).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Held back by the login throttle.
+    #[error("throttled for {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}

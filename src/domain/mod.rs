@@ -17,7 +17,8 @@ mod user;
 
 pub use client::ClientAddress;
 pub use errors::{
-    InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError, SetDisabledError,
+    ChangePasswordError, InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError,
+    SetDisabledError,
 };
 pub use events::{EventKind, SecurityEvent};
 pub use ids::{SessionId, UserId};

@@ -6,6 +6,9 @@
 
 use async_trait::async_trait;
 
+mod mailer;
+pub use mailer::{MailError, Mailer, OutgoingMail};
+
 use crate::domain::{
     AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, LogoutScope, Password,
     PasswordHash, RefreshToken, RefreshTokenHash, Reservation, RotationRefusal, Session, SessionId,
@@ -342,6 +345,25 @@ pub trait RefreshStore: Send + Sync {
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// Replaces the user's password hash with `new` if it is still `current` and the account
+    /// is enabled and, with `keep`, `keep` is still a live session of the user at `now`; in
+    /// the same atomic step revokes every other session of the user (every one without
+    /// `keep`), which the revocation feed then lists. Of concurrent changes from one
+    /// `current`, at most one applies. Returns how many sessions it revoked (ended ones not
+    /// yet purged included), or `None` when nothing changed (the hash was replaced meanwhile, the account is disabled or
+    /// gone, or `keep` has ended).
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn change_password(
+        &self,
+        user: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// The user's live sessions at `now` (not revoked, neither end reached), most recently
     /// used first, at most `limit`.

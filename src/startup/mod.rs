@@ -34,7 +34,9 @@ use crate::adapters::outbound::successors::HmacSuccessors;
 use crate::adapters::outbound::throttle_outage::OnStoreFailure;
 use crate::adapters::outbound::verified_cache::{self, VerifiedCache};
 use crate::adapters::outbound::webhooks::{InMemoryWebhookOutbox, WebhookConfig, Webhooks};
-use crate::app::{Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy};
+use crate::app::{
+    ChangePassword, Login, Logout, Me, Refresh, Register, Sessions, SetDisabled, TokenPolicy,
+};
 use crate::config::{Profile, Secret, Settings};
 use crate::domain::{KeyPolicy, Timestamp, JWKS_MAX_AGE_SECS};
 use crate::ports::{
@@ -509,6 +511,7 @@ pub struct UseCases {
     pub sessions: Sessions,
     pub register: Register,
     pub set_disabled: SetDisabled,
+    pub change_password: ChangePassword,
 }
 
 impl UseCases {
@@ -572,6 +575,22 @@ impl UseCases {
                 clock: a.clock.clone(),
                 events: a.events.clone(),
             },
+            change_password: ChangePassword {
+                auth: me(),
+                hasher: a.hasher.clone(),
+                sessions: a.sessions.clone(),
+                throttle: a.attempts.clone(),
+                clock: a.clock.clone(),
+                events: a.events.clone(),
+                refresh: Refresh {
+                    issuer: a.issuer.clone(),
+                    sessions: a.sessions.clone(),
+                    clock: a.clock.clone(),
+                    policy,
+                    successors: a.successors.clone(),
+                    events: a.events.clone(),
+                },
+            },
         }
     }
 
@@ -613,6 +632,7 @@ impl UseCases {
             me: self.me,
             my_sessions: self.sessions,
             register: self.register,
+            change_password: self.change_password,
             users: a.users.clone(),
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),

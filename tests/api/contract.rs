@@ -1375,6 +1375,13 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
             .map(drop),
         "live_session_user",
     );
+    unavailable(
+        s.sessions
+            .change_password(UserId::new_random(), &hash, &hash, Some(sess.id), at(T0))
+            .await
+            .map(drop),
+        "change_password",
+    );
     unavailable(s.sessions.purge(at(T0), 10).await.map(drop), "purge");
     unavailable(s.users.ping().await, "users.ping");
     unavailable(s.sessions.ping().await, "sessions.ping");

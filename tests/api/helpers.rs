@@ -226,6 +226,19 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.revoke_user_sessions(user).await
     }
+    async fn change_password(
+        &self,
+        user: UserId,
+        current: &jwt_auth::domain::PasswordHash,
+        new: &jwt_auth::domain::PasswordHash,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        self.check()?;
+        self.inner
+            .change_password(user, current, new, keep, now)
+            .await
+    }
     async fn live_session_user(
         &self,
         s: SessionId,

@@ -660,6 +660,40 @@ impl RefreshStore for InMemoryRefreshStore {
         Ok(count)
     }
 
+    async fn change_password(
+        &self,
+        user: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        // Sessions first, then the accounts: the order every method takes the two locks in.
+        let mut f = self.lock();
+        let kept = keep.is_none_or(|id| {
+            f.sessions
+                .get(&id)
+                .is_some_and(|s| s.user == user && s.live_at(now))
+        });
+        {
+            let mut users = self
+                .users
+                .inner
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match users.by_id.get_mut(&user) {
+                Some(u) if kept && !u.disabled && u.password_hash == *current => {
+                    u.password_hash = new.clone();
+                }
+                _ => return Ok(None),
+            }
+        }
+        let revoked = f.remove_user(user, keep);
+        let count = revoked.len() as u64;
+        self.record_revoked(revoked);
+        Ok(Some(count))
+    }
+
     async fn tighten_idle_ends(&self, idle_ttl_secs: u64) -> Result<u64, StoreError> {
         let mut f = self.lock();
         let ttl = u32::try_from(idle_ttl_secs).unwrap_or(u32::MAX);

@@ -4,6 +4,7 @@ pub mod clock;
 pub mod db;
 pub mod jose_issuer;
 pub mod key_lifecycle;
+pub mod mail;
 pub mod memory;
 pub mod memory_keys;
 pub mod memory_throttle;

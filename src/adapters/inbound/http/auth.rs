@@ -50,19 +50,19 @@ fn token_ok(state: &AppState, tokens: IssuedTokens) -> TokenResponse {
     )
 }
 
-fn client_address(state: &AppState, req: &Request) -> ClientAddress {
+pub(super) fn client_address(state: &AppState, req: &Request) -> ClientAddress {
     let s = &state.settings;
     client_ip::client_address(req, s.trusted_proxy_header.as_deref(), s.trusted_proxy_hops)
 }
 
 /// The `User-Agent`, as text to show its owner (bytes that are not UTF-8 become U+FFFD).
-fn user_agent(req: &Request) -> Option<UserAgent> {
+pub(super) fn user_agent(req: &Request) -> Option<UserAgent> {
     let raw = req.headers().get(header::USER_AGENT)?;
     UserAgent::parse(&String::from_utf8_lossy(raw.as_bytes()))
 }
 
 /// The bearer token, or the refusal every Bearer operation gives without one.
-fn bearer_or_refusal(req: &Request) -> Option<AccessToken> {
+pub(super) fn bearer_or_refusal(req: &Request) -> Option<AccessToken> {
     let token = bearer_token(req);
     if token.is_none() {
         tracing::info!(
@@ -73,7 +73,7 @@ fn bearer_or_refusal(req: &Request) -> Option<AccessToken> {
     token
 }
 
-fn bearer_refused(reason: &str) {
+pub(super) fn bearer_refused(reason: &str) {
     tracing::info!(event = "bearer_refused", reason = %reason);
 }
 

@@ -12,6 +12,7 @@ mod guards;
 mod health;
 mod host;
 mod json_string;
+mod password;
 mod responses;
 mod revocation_stream;
 mod revocations;
@@ -21,6 +22,7 @@ mod well_known;
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use password::PasswordApi;
 pub use revocation_stream::{RevocationHub, RevocationStreamApi};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::app::{Login, Logout, Me, Refresh, Register, Sessions};
+use crate::app::{ChangePassword, Login, Logout, Me, Refresh, Register, Sessions};
 use crate::ports::{Clock, PublicKeys, RefreshStore, RevocationFeed, UserRepo};
 
 #[derive(Tags)]
@@ -81,6 +83,8 @@ pub struct AppState {
     /// The caller's own sessions (`/auth/sessions`).
     pub my_sessions: Sessions,
     pub register: Register,
+    /// `POST /auth/password`.
+    pub change_password: ChangePassword,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
@@ -103,6 +107,7 @@ pub fn openapi_service(
 ) -> OpenApiService<
     (
         AuthApi,
+        PasswordApi,
         HealthApi,
         WellKnownApi,
         RevocationsApi,
@@ -113,6 +118,7 @@ pub fn openapi_service(
     let service = OpenApiService::new(
         (
             AuthApi,
+            PasswordApi,
             HealthApi,
             WellKnownApi,
             RevocationsApi,

@@ -44,6 +44,11 @@ pub(crate) struct Queries {
     pub set_disabled: &'static str,
     /// `id, current hash, new hash`.
     pub replace_password_hash: &'static str,
+    /// `id, current hash, new hash, kept session_id, now`: only for an enabled account whose
+    /// kept session is live.
+    pub change_password_keeping: &'static str,
+    /// `id, current hash, new hash`: only for an enabled account.
+    pub change_password: &'static str,
     /// → `UserRow`, oldest first.
     pub list_users: &'static str,
     /// `id, user_id, created_at, expires_at, idle_expires_at, user_agent, client_addr`, the
@@ -725,6 +730,52 @@ macro_rules! sql_stores {
                     .await
                     .map_err(store)?
                     .rows_affected())
+            }
+
+            async fn change_password(
+                &self,
+                user: $crate::domain::UserId,
+                current: &$crate::domain::PasswordHash,
+                new: &$crate::domain::PasswordHash,
+                keep: Option<$crate::domain::SessionId>,
+                now: $crate::domain::Timestamp,
+            ) -> Result<Option<u64>, $crate::ports::StoreError> {
+                let user = *user.as_uuid();
+                // One transaction: the new hash and the other sessions' end commit together.
+                // The update locks the account's row, so a second change from the same
+                // `current` waits and then finds the hash replaced.
+                let mut tx = begin_write(&self.pool).await.map_err(store)?;
+                let changed = match keep {
+                    Some(session) => sqlx::query(SQL.change_password_keeping)
+                        .bind(id(user))
+                        .bind(current.as_str())
+                        .bind(new.as_str())
+                        .bind(id(*session.as_uuid()))
+                        .bind(common::to_db(now)),
+                    None => sqlx::query(SQL.change_password)
+                        .bind(id(user))
+                        .bind(current.as_str())
+                        .bind(new.as_str()),
+                }
+                .execute(&mut *tx)
+                .await
+                .map_err(store)?
+                .rows_affected();
+                if changed != 1 {
+                    return Ok(None);
+                }
+                let revoked = match keep {
+                    Some(session) => sqlx::query(SQL.revoke_other_sessions)
+                        .bind(id(user))
+                        .bind(id(*session.as_uuid())),
+                    None => sqlx::query(SQL.revoke_user_sessions).bind(id(user)),
+                }
+                .execute(&mut *tx)
+                .await
+                .map_err(store)?
+                .rows_affected();
+                tx.commit().await.map_err(store)?;
+                Ok(Some(revoked))
             }
 
             async fn live_session_user(

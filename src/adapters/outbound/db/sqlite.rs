@@ -115,6 +115,15 @@ const SQL: Queries = Queries {
     ),
     replace_password_hash: "UPDATE users SET password_hash = ?3 \
                             WHERE id = ?1 AND password_hash = ?2",
+    change_password_keeping: "UPDATE users SET password_hash = ?3 \
+                              WHERE id = ?1 AND password_hash = ?2 AND disabled = 0 \
+                                AND EXISTS (SELECT 1 FROM sessions \
+                                            WHERE id = ?4 AND user_id = ?1 \
+                                              AND revoked_at IS NULL AND expires_at > ?5 \
+                                              AND (idle_expires_at IS NULL \
+                                                   OR idle_expires_at > ?5))",
+    change_password: "UPDATE users SET password_hash = ?3 \
+                      WHERE id = ?1 AND password_hash = ?2 AND disabled = 0",
     list_users: concat!(
         "SELECT ",
         user_columns!(),
