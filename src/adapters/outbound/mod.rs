@@ -7,6 +7,7 @@ pub mod key_lifecycle;
 pub mod memory;
 pub mod memory_keys;
 pub mod memory_throttle;
+pub mod metrics;
 pub mod password_formats;
 pub mod password_hasher;
 pub mod rehash;

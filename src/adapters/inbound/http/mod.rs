@@ -12,6 +12,7 @@ mod guards;
 mod health;
 mod host;
 mod json_string;
+mod metrics;
 mod responses;
 mod revocations;
 mod unique_keys;
@@ -20,6 +21,7 @@ mod well_known;
 pub use auth::AuthApi;
 pub use health::HealthApi;
 pub use host::AllowedHosts;
+pub use metrics::{instrument, metrics_app, HttpMetrics};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
