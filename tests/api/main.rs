@@ -82,6 +82,7 @@ mod input;
 mod key_rotation;
 mod keys;
 mod login;
+mod metrics;
 mod openapi;
 mod revocations;
 mod rotation;

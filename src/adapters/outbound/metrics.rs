@@ -203,8 +203,9 @@ impl SecurityEvents for Metrics {
     }
 }
 
-/// The duration histograms of one store operation, one per result.
-struct Timed([Histogram; 4]);
+/// The duration histograms of one store operation, one per result (`refused` only for the
+/// operations whose contract has a refusal).
+struct Timed([Option<Histogram>; 4]);
 
 /// What a store call came to: `refused` is an answer of the contract (an email taken, a
 /// refresh token refused), not a failure.
@@ -231,20 +232,37 @@ impl Outcome {
 
 impl Timed {
     fn new(metrics: &Metrics, store: &'static str, op: &'static str) -> Self {
+        Self::with_results(metrics, store, op, false)
+    }
+
+    fn refusable(metrics: &Metrics, store: &'static str, op: &'static str) -> Self {
+        Self::with_results(metrics, store, op, true)
+    }
+
+    fn with_results(
+        metrics: &Metrics,
+        store: &'static str,
+        op: &'static str,
+        refusable: bool,
+    ) -> Self {
         Self(["ok", "refused", "unavailable", "error"].map(|result| {
-            metrics.histogram(
-                "store_operation_duration_seconds",
-                vec![
-                    Label::from_static_parts("store", store),
-                    Label::from_static_parts("op", op),
-                    Label::from_static_parts("result", result),
-                ],
-            )
+            (refusable || result != "refused").then(|| {
+                metrics.histogram(
+                    "store_operation_duration_seconds",
+                    vec![
+                        Label::from_static_parts("store", store),
+                        Label::from_static_parts("op", op),
+                        Label::from_static_parts("result", result),
+                    ],
+                )
+            })
         }))
     }
 
     fn record(&self, started: Instant, outcome: Outcome) {
-        self.0[outcome as usize].record(started.elapsed().as_secs_f64());
+        if let Some(h) = &self.0[outcome as usize] {
+            h.record(started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -267,7 +285,7 @@ impl MeasuredUsers {
             inner,
             find_by_email: t("find_by_email"),
             find_by_id: t("find_by_id"),
-            create: t("create"),
+            create: Timed::refusable(metrics, "users", "create"),
             set_disabled: t("set_disabled"),
             replace_password_hash: t("replace_password_hash"),
             list: t("list"),
@@ -365,7 +383,7 @@ impl MeasuredSessions {
         Self {
             inner,
             create_session: t("create_session"),
-            rotate: t("rotate"),
+            rotate: Timed::refusable(metrics, "sessions", "rotate"),
             revoke_by_token: t("revoke_by_token"),
             revoke_session: t("revoke_session"),
             revoke_user_sessions: t("revoke_user_sessions"),
