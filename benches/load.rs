@@ -4,7 +4,8 @@
 //! (a few seconds, what CI runs). Environment: `LOAD_SECS` (per scenario, default 10),
 //! `LOAD_CONNECTIONS` (default 32), `BENCH_POSTGRES_URL` (adds the refresh scenario on a fresh
 //! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
-//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `BENCH_BASELINE_BIN`
+//! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `LOAD_ONLY=metrics` (the
+//! floor, then `/auth/me` and refresh without and with `METRICS_ADDR`), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run).
 //!
@@ -428,6 +429,42 @@ async fn algorithm_scenarios(
     out
 }
 
+/// `/auth/me` and refresh without and with `METRICS_ADDR` (the recorder, the per-request
+/// counting and the timed stores), alternated twice so drift of the shared machine hits both.
+async fn metrics_scenarios(conns: usize, dur: Duration, floor: f64) {
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let mut rates = Vec::new();
+        for (label, extra) in [
+            ("metrics off", &[][..]),
+            ("METRICS_ADDR set", &[("METRICS_ADDR", "127.0.0.1:0")][..]),
+        ] {
+            let (_svc, addr) = start_binary_env(env!("CARGO_BIN_EXE_jwt-auth"), None, extra).await;
+            let (token, cookies) = sessions(addr, conns).await;
+            let me = load(addr, Kind::Me, conns, dur, &token, vec![]).await;
+            row(
+                &format!("GET /auth/me, {label} ({round})"),
+                &me,
+                Some(floor),
+            );
+            let refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+            row(
+                &format!("POST /auth/refresh, {label} ({round})"),
+                &refresh,
+                Some(floor),
+            );
+            rates.push((me.rps(), refresh.rps()));
+        }
+        ratios.push((rates[1].0 / rates[0].0, rates[1].1 / rates[0].1));
+    }
+    for (round, (me, refresh)) in ratios.iter().enumerate() {
+        println!(
+            "|   round {}: with metrics ÷ without: /auth/me {me:.3}, /auth/refresh {refresh:.3}",
+            round + 1
+        );
+    }
+}
+
 /// The refresh scenario on SQLite (a temporary file) and, when `BENCH_POSTGRES_URL` is set,
 /// on PostgreSQL.
 async fn database_scenarios(conns: usize, dur: Duration) -> Vec<(String, Outcome)> {
@@ -546,6 +583,11 @@ async fn run(smoke: bool) {
         for (name, o) in database_scenarios(conns, dur).await {
             row(&format!("POST /auth/refresh on {name}"), &o, Some(f));
         }
+        return;
+    }
+
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("metrics") {
+        metrics_scenarios(conns, dur, f).await;
         return;
     }
 
