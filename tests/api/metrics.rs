@@ -248,6 +248,45 @@ async fn a_replayed_refresh_token_and_logout_count_as_revocations_by_cause() {
 }
 
 #[tokio::test]
+async fn throttled_and_disabled_logins_count_under_their_own_outcome() {
+    let settings = settings(&[("LOGIN_MAX_FAILURES", "1")]);
+    let adapters = Adapters::from_settings(&settings).await.unwrap();
+    let app = serve(&settings, &adapters).await;
+    assert_eq!(app.login(DEMO_EMAIL, "wrong").await.status(), 401);
+    assert_eq!(app.login(DEMO_EMAIL, "wrong").await.status(), 429);
+    let other = "someone@example.com";
+    let created = app
+        .http
+        .post(format!("{}/auth/register", app.base))
+        .json(&json!({ "email": other, "password": "a long passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    adapters
+        .users
+        .set_disabled(&jwt_auth::domain::Email::parse(other).unwrap(), true)
+        .await
+        .unwrap();
+    assert_eq!(app.login(other, "a long passphrase").await.status(), 401);
+    let after = app.scrape().await;
+    assert_eq!(
+        after.value(r#"auth_logins_total{outcome="wrong_credentials"}"#),
+        1.0
+    );
+    assert_eq!(
+        after.value(r#"auth_logins_total{outcome="throttled"}"#),
+        1.0
+    );
+    assert_eq!(after.value(r#"auth_logins_total{outcome="disabled"}"#), 1.0);
+    assert_eq!(after.value(r#"auth_logins_total{outcome="ok"}"#), 0.0);
+    assert_eq!(
+        after.value(r#"http_requests_total{operation="login",status="429"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn a_thousand_random_paths_and_emails_add_no_series() {
     let app = start(&[]).await;
     // Every status the scan will meet, seen once, so only new label values could add series.
