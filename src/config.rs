@@ -98,6 +98,7 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_RETRY_MAX_SECS",
     "WEBHOOK_DEAD_RETENTION_DAYS",
     "THROTTLE_STORE_FAILURE",
+    "METRICS_ADDR",
 ];
 
 /// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
@@ -353,6 +354,8 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     /// Put before every throttle key, so several deployments can share one Redis.
     pub redis_key_prefix: String,
+    /// Where `GET /metrics` (Prometheus) is served, on a listener of its own; unset: nowhere.
+    pub metrics_addr: Option<String>,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -469,6 +472,9 @@ impl Settings {
         self.validate_defences()?;
         self.validate_webhooks()?;
         self.validate_redis()?;
+        if let Err(why) = self.metrics_socket() {
+            return bad("METRICS_ADDR", &why);
+        }
         if self.env == Profile::Prod && !self.jwt_algorithm.is_asymmetric() {
             self.strong_secret("JWT_SECRET_KEY", self.jwt_secret_key.as_ref())?;
             if self.jwt_previous_secret_key.is_some() {
@@ -682,6 +688,21 @@ impl Settings {
 
     /// With `WEBHOOK_URL`: an http(s) URL without credentials (https in prod unless the host
     /// is loopback), a strong `WEBHOOK_SECRET`, known event types and bounded retries.
+    /// The metrics listener's address (`METRICS_ADDR`, e.g. `127.0.0.1:9100`); `None` when
+    /// unset or empty.
+    ///
+    /// # Errors
+    /// When it is not an IP address with a port.
+    pub fn metrics_socket(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        match self.metrics_addr.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(addr) => addr
+                .parse()
+                .map(Some)
+                .map_err(|_| "must be an IP address and port, e.g. 127.0.0.1:9100".to_owned()),
+        }
+    }
+
     fn validate_webhooks(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if let Err(why) = self.webhook_kinds() {

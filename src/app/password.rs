@@ -294,12 +294,7 @@ mod tests {
     }
 
     fn admitted(e: &crate::domain::Email, c: &ClientAddress) -> Result<Attempt, InfraError> {
-        Ok(Attempt::Admitted(Reservation {
-            email: e.clone(),
-            client: c.clone(),
-            at: NOW,
-            locks: None,
-        }))
+        Ok(Attempt::Admitted(Reservation::new(e, c, NOW)))
     }
 
     #[tokio::test]

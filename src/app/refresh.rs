@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use super::{issue_tokens, TokenPolicy};
 use crate::domain::{
-    ClientAddress, EventKind, IssuedTokens, RefreshError, RefreshToken, RotationRefusal,
-    SecurityEvent, Timestamp,
+    ClientAddress, EventKind, IssuedTokens, RefreshError, RefreshOutcome, RefreshToken,
+    RotationRefusal, SecurityEvent, Timestamp,
 };
 use crate::ports::{
     Clock, RefreshStore, RotateError, Rotation, SecurityEvents, Successors, TokenIssuer,
@@ -37,8 +37,10 @@ impl Refresh {
         presented: Option<RefreshToken>,
         client: &ClientAddress,
     ) -> Result<IssuedTokens, RefreshError> {
-        let presented =
-            presented.ok_or(RefreshError::InvalidRefreshToken("missing or malformed"))?;
+        let Some(presented) = presented else {
+            self.events.refresh_outcome(RefreshOutcome::Unknown);
+            return Err(RefreshError::InvalidRefreshToken("missing or malformed"));
+        };
         let now = self.clock.now();
         let successor = self.successors.successor_of(&presented);
         let previous = self.successors.previous_successor_of(&presented);
@@ -54,6 +56,11 @@ impl Refresh {
             })
             .await
             .map_err(|e| self.refused(e, client, now))?;
+        self.events.refresh_outcome(if rotated.replayed {
+            RefreshOutcome::Grace
+        } else {
+            RefreshOutcome::Rotated
+        });
         if rotated.replayed {
             tracing::info!(
                 event = "refresh_replayed",
@@ -85,8 +92,17 @@ impl Refresh {
     fn refused(&self, e: RotateError, client: &ClientAddress, now: Timestamp) -> RefreshError {
         let (why, session) = match e {
             RotateError::Refused { why, session } => (why, session),
-            RotateError::Store(e) => return e.into(),
+            RotateError::Store(e) => {
+                self.events.refresh_outcome(RefreshOutcome::Error);
+                return e.into();
+            }
         };
+        self.events.refresh_outcome(match why {
+            RotationRefusal::NotFound => RefreshOutcome::Unknown,
+            RotationRefusal::Expired => RefreshOutcome::Expired,
+            RotationRefusal::Reused => RefreshOutcome::Reused,
+            RotationRefusal::UserInactive => RefreshOutcome::AccountInactive,
+        });
         let session_id = session.as_ref().map(|s| s.id.to_string());
         let user = session.as_ref().map(|s| s.user_id.to_string());
         let report = |kind, detail: Option<&str>| {

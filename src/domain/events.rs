@@ -133,6 +133,49 @@ impl SecurityEvent {
     }
 }
 
+/// How a refresh ended, counted for the metrics (every refresh, not only the security events).
+/// The names (`as_str`) are the `outcome` label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefreshOutcome {
+    /// A fresh successor was issued.
+    Rotated,
+    /// A replay within the grace window got the same successor again.
+    Grace,
+    /// A consumed token presented after the window: its session is revoked.
+    Reused,
+    Expired,
+    /// Missing, malformed, never issued, forgotten or revoked.
+    Unknown,
+    /// The session's account is disabled or gone.
+    AccountInactive,
+    /// A store failed: nothing was rotated.
+    Error,
+}
+
+impl RefreshOutcome {
+    pub const ALL: [RefreshOutcome; 7] = [
+        Self::Rotated,
+        Self::Grace,
+        Self::Reused,
+        Self::Expired,
+        Self::Unknown,
+        Self::AccountInactive,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rotated => "rotated",
+            Self::Grace => "grace",
+            Self::Reused => "reused",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+            Self::AccountInactive => "account_inactive",
+            Self::Error => "error",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ pub use errors::{
     ChangePasswordError, InfraError, LoginError, LogoutError, MeError, RefreshError, RegisterError,
     SetDisabledError,
 };
-pub use events::{EventKind, SecurityEvent};
+pub use events::{EventKind, RefreshOutcome, SecurityEvent};
 pub use ids::{SessionId, UserId};
 pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use rotation::{

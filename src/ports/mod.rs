@@ -405,6 +405,13 @@ pub trait RefreshStore: Send + Sync {
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
 
+    /// How many sessions are live at `now` (not revoked, neither end reached), for the
+    /// metrics: one counting query, run on a timer rather than per scrape.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached.
+    async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
+
     /// Whether the store answers (for readiness); reads and changes nothing.
     ///
     /// # Errors
@@ -593,6 +600,10 @@ pub trait RevocationFeed: Send + Sync {
 /// has to drop, so an event cannot fail or slow the request it describes.
 pub trait SecurityEvents: Send + Sync {
     fn record(&self, event: crate::domain::SecurityEvent);
+
+    /// How a refresh ended: every refresh, for counting (the metrics); not a security event,
+    /// so the audit trail and the webhooks leave it alone. Never fails, never waits.
+    fn refresh_outcome(&self, _outcome: crate::domain::RefreshOutcome) {}
 }
 
 /// Reports nowhere: the default until an audit trail, metrics or webhooks are configured.
@@ -612,6 +623,12 @@ impl SecurityEvents for FanOut {
                 sink.record(event.clone());
             }
             last.record(event);
+        }
+    }
+
+    fn refresh_outcome(&self, outcome: crate::domain::RefreshOutcome) {
+        for sink in &self.0 {
+            sink.refresh_outcome(outcome);
         }
     }
 }
@@ -644,6 +661,16 @@ impl SecurityEvents for EventHub {
                 sink.record(event.clone());
             }
             last.record(event);
+        }
+    }
+
+    fn refresh_outcome(&self, outcome: crate::domain::RefreshOutcome) {
+        let sinks = self
+            .sinks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for sink in sinks.iter() {
+            sink.refresh_outcome(outcome);
         }
     }
 }

@@ -6,6 +6,7 @@ mod database;
 mod demo;
 mod housekeeping;
 mod keys;
+mod metrics;
 mod server;
 
 pub use database::{migrate, open_database, pool_settings};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::EndpointExt;
+use tokio::task::JoinHandle;
 
 use crate::adapters::inbound::http::{build_app, AppState, HttpSettings, RevocationHub};
 use crate::adapters::outbound::clock::SystemClock;
@@ -26,6 +28,7 @@ use crate::adapters::outbound::key_lifecycle::{KeyLifecycle, KeySealer, KEY_RELO
 use crate::adapters::outbound::memory::{InMemoryRefreshStore, InMemoryUserRepo};
 use crate::adapters::outbound::memory_keys::InMemoryKeyStore;
 use crate::adapters::outbound::memory_throttle::InMemoryLoginAttempts;
+use crate::adapters::outbound::metrics::Metrics;
 use crate::adapters::outbound::password_hasher::PolicyHasher;
 use crate::adapters::outbound::redis_throttle::{RedisLoginAttempts, UnusableRedis};
 use crate::adapters::outbound::rehash::BackgroundUpgrades;
@@ -69,6 +72,8 @@ pub struct Adapters {
     pub events: Arc<EventHub>,
     /// The security-event webhooks, when `WEBHOOK_URL` is set.
     pub webhooks: Option<Arc<Webhooks>>,
+    /// The Prometheus recorder, when `METRICS_ADDR` is set (see `with_metrics`).
+    pub metrics: Option<Arc<Metrics>>,
     database: Option<Database>,
 }
 
@@ -130,18 +135,26 @@ impl Adapters {
         users: Arc<dyn UserRepo>,
         sessions: Arc<dyn RefreshStore>,
     ) -> anyhow::Result<Self> {
-        let hasher = PolicyHasher::with_policy(
+        let mut hasher = PolicyHasher::with_policy(
             settings.hash_policy(),
             settings.login_concurrency(),
             settings.hash_queue_max(),
         )?;
-        Self::new(
+        let recorder = metrics::recorder(settings);
+        if let Some(m) = &recorder {
+            hasher = hasher.observed(m.hash_queue_depth.clone(), m.hash_wait.clone());
+        }
+        let adapters = Self::new(
             settings,
             users,
             sessions,
             Arc::new(hasher),
             Arc::new(SystemClock),
-        )
+        )?;
+        Ok(match recorder {
+            Some(m) => adapters.with_metrics(m),
+            None => adapters,
+        })
     }
 
     /// These stores, hasher and clock; the token issuer and the throttle from `settings`.
@@ -194,6 +207,7 @@ impl Adapters {
             revocations: Arc::new(NoRevocations),
             events,
             webhooks: None,
+            metrics: None,
             database: None,
         })
     }
@@ -696,6 +710,7 @@ pub struct Application {
     revocation_window_secs: u64,
     purge_every: Duration,
     webhooks: Option<Arc<Webhooks>>,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl Application {
@@ -711,6 +726,7 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let port = listener.local_addr().map_or(settings.port, |a| a.port());
+        let metrics = metrics::MetricsServer::bind(settings, adapters).await?;
         Ok(Self {
             listener,
             options: server::ServeOptions::from_settings(settings),
@@ -722,6 +738,7 @@ impl Application {
             revocation_window_secs: revocation_window_secs(settings),
             purge_every: Duration::from_secs(settings.session_purge_interval_secs),
             webhooks: adapters.webhooks.clone(),
+            metrics,
         })
     }
 
@@ -733,6 +750,11 @@ impl Application {
     /// a stopped process, whose open connections an aborted task would leave running).
     pub fn revocation_streams(&self) -> Arc<RevocationHub> {
         self.state.revocation_stream.clone()
+    }
+
+    /// The port `/metrics` is served on, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().and_then(metrics::MetricsServer::port)
     }
 
     /// Serves until SIGINT or SIGTERM, then finishes in-flight requests (up to 10 s).
@@ -768,8 +790,14 @@ impl Application {
             // Open revocation streams end now, so they do not hold the grace period.
             streams.close();
         };
-        let app = build_app(self.state).map_to_response().boxed();
+        let mut app = build_app(self.state).map_to_response().boxed();
+        let mut metrics = Vec::new();
+        if let Some(m) = self.metrics {
+            app = m.instrument(app);
+            metrics = m.spawn();
+        }
         let served = server::serve(self.listener, app, self.options, signal).await;
+        metrics.iter().for_each(JoinHandle::abort);
         if let (Some(w), Some(tasks)) = (&self.webhooks, webhooks) {
             // Events of the last requests still queued go to the outbox (delivered by the
             // next start, or another instance), not lost with the process.

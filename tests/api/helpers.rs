@@ -255,6 +255,10 @@ impl<T: RefreshStore + ?Sized> RefreshStore for Switchable<T> {
         self.check()?;
         self.inner.purge(now, limit).await
     }
+    async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.count_live_sessions(now).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
         self.inner.ping().await

@@ -83,6 +83,7 @@ mod key_rotation;
 mod keys;
 mod login;
 mod mail;
+mod metrics;
 mod openapi;
 mod password;
 mod revocation_stream;

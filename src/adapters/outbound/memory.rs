@@ -708,6 +708,11 @@ impl RefreshStore for InMemoryRefreshStore {
         Ok(changed)
     }
 
+    async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let f = self.lock();
+        Ok(f.sessions.values().filter(|s| s.live_at(now)).count() as u64)
+    }
+
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let mut f = self.lock();
         let ended: Vec<SessionId> = f

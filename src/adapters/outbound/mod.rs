@@ -8,6 +8,7 @@ pub mod mail;
 pub mod memory;
 pub mod memory_keys;
 pub mod memory_throttle;
+pub mod metrics;
 pub mod password_formats;
 pub mod password_hasher;
 pub mod redis_throttle;

@@ -29,6 +29,8 @@ struct HashPool {
     jobs: mpsc::SyncSender<Job>,
     /// Jobs that ran (not skipped), for the tests.
     ran: Arc<AtomicUsize>,
+    /// The queue depth and each job's wait for a thread, for the metrics.
+    observed: Option<(metrics::Gauge, metrics::Histogram)>,
 }
 
 impl HashPool {
@@ -56,6 +58,7 @@ impl HashPool {
         Ok(Self {
             jobs,
             ran: Arc::new(AtomicUsize::new(0)),
+            observed: None,
         })
     }
 
@@ -67,17 +70,33 @@ impl HashPool {
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let ran = self.ran.clone();
+        let observed = self.observed.clone();
+        let queued = std::time::Instant::now();
         let job: Job = Box::new(move || {
+            if let Some((depth, wait)) = &observed {
+                depth.decrement(1.0);
+                wait.record(queued.elapsed().as_secs_f64());
+            }
             if done.is_closed() {
                 return; // the request is gone: nobody would read the answer
             }
             ran.fetch_add(1, Ordering::Relaxed);
             let _ = done.send(job());
         });
-        self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => HashError::busy(),
-            mpsc::TrySendError::Disconnected(_) => {
-                HashError(anyhow::anyhow!("hashing pool stopped"))
+        // Counted before it is queued (a thread may take it at once and count it down,
+        // skipped jobs too); taken back if it was refused.
+        if let Some((depth, _)) = &self.observed {
+            depth.increment(1.0);
+        }
+        self.jobs.try_send(job).map_err(|e| {
+            if let Some((depth, _)) = &self.observed {
+                depth.decrement(1.0);
+            }
+            match e {
+                mpsc::TrySendError::Full(_) => HashError::busy(),
+                mpsc::TrySendError::Disconnected(_) => {
+                    HashError(anyhow::anyhow!("hashing pool stopped"))
+                }
             }
         })?;
         result
@@ -157,6 +176,13 @@ impl PolicyHasher {
 
     pub fn policy(&self) -> Policy {
         self.policy
+    }
+
+    /// Reports the queue depth to `depth` and each job's wait for a thread to `wait`.
+    #[must_use]
+    pub fn observed(mut self, depth: metrics::Gauge, wait: metrics::Histogram) -> Self {
+        self.pool.observed = Some((depth, wait));
+        self
     }
 }
 

@@ -180,7 +180,7 @@ impl AllowedMethods {
     }
 }
 
-fn matches_template(template: &str, path: &str) -> bool {
+pub(super) fn matches_template(template: &str, path: &str) -> bool {
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
         match (t.next(), p.next()) {

@@ -83,6 +83,8 @@ pub(crate) struct Queries {
     pub revoke_owned_session: &'static str,
     /// `user_id, now, limit` → `InfoRow`, most recently used first.
     pub list_sessions: &'static str,
+    /// `now` → the number of live sessions.
+    pub count_live_sessions: &'static str,
     /// `user_id`, revoked at the database's clock.
     pub revoke_user_sessions: &'static str,
     /// `session_id, now` → `UserRow` of a live session's owner.
@@ -802,6 +804,18 @@ macro_rules! sql_stores {
                     .await
                     .map_err(store)?
                     .rows_affected())
+            }
+
+            async fn count_live_sessions(
+                &self,
+                now: $crate::domain::Timestamp,
+            ) -> Result<u64, $crate::ports::StoreError> {
+                let (n,): (i64,) = sqlx::query_as(SQL.count_live_sessions)
+                    .bind(common::to_db(now))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(store)?;
+                Ok(u64::try_from(n).unwrap_or(0))
             }
 
             async fn purge(

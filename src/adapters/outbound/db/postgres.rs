@@ -214,6 +214,9 @@ const SQL: Queries = Queries {
                       AND (idle_expires_at IS NULL OR idle_expires_at > to_timestamp($2)) \
                     ORDER BY coalesce(last_used_at, created_at) DESC, created_at DESC, id \
                     LIMIT $3",
+    count_live_sessions: "SELECT count(*) FROM sessions \
+                          WHERE revoked_at IS NULL AND expires_at > to_timestamp($1) \
+                          AND (idle_expires_at IS NULL OR idle_expires_at > to_timestamp($1))",
     live_session_user: "SELECT u.id, u.email, u.password_hash, \
                                extract(epoch FROM u.created_at)::int8, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \

@@ -194,6 +194,9 @@ const SQL: Queries = Queries {
                       AND (idle_expires_at IS NULL OR idle_expires_at > ?2) \
                     ORDER BY coalesce(last_used_at, created_at) DESC, created_at DESC, id \
                     LIMIT ?3",
+    count_live_sessions: "SELECT count(*) FROM sessions \
+                          WHERE revoked_at IS NULL AND expires_at > ?1 \
+                          AND (idle_expires_at IS NULL OR idle_expires_at > ?1)",
     live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
