@@ -19,6 +19,7 @@ use std::time::Duration;
 use poem::EndpointExt;
 
 use crate::adapters::inbound::http::{build_app, AppState, HttpSettings};
+use crate::adapters::outbound::audit::{AuditTrail, InMemoryAuditLog};
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
@@ -66,6 +67,8 @@ pub struct Adapters {
     pub events: Arc<EventHub>,
     /// The security-event webhooks, when `WEBHOOK_URL` is set.
     pub webhooks: Option<Arc<Webhooks>>,
+    /// The audit trail, unless `AUDIT_ENABLED` is off.
+    pub audit: Option<Arc<AuditTrail>>,
     database: Option<Database>,
 }
 
@@ -97,6 +100,9 @@ impl Adapters {
                     .with_key_store(settings, db.keys())
                     .with_revocation_feed(db.revocations())
                     .with_webhooks(settings, db.webhook_outbox())?;
+                if settings.audit_enabled {
+                    adapters = adapters.with_audit(AuditTrail::new(db.audit_log()));
+                }
                 adapters.database = Some(db);
                 adapters.prepare_keys().await?;
                 Ok(adapters)
@@ -109,9 +115,13 @@ impl Adapters {
                          at a restart (set DATABASE_URL for a persisted outbox)"
                     );
                 }
-                let adapters = Self::in_memory(settings)?
+                let mut adapters = Self::in_memory(settings)?
                     .with_shared_throttle(settings, None)
                     .with_webhooks(settings, Arc::new(InMemoryWebhookOutbox::new()))?;
+                if settings.audit_enabled {
+                    let ring = Arc::new(InMemoryAuditLog::new());
+                    adapters = adapters.with_audit(AuditTrail::new(ring));
+                }
                 adapters.prepare_keys().await?;
                 Ok(adapters)
             }
@@ -191,6 +201,7 @@ impl Adapters {
             revocations: Arc::new(NoRevocations),
             events,
             webhooks: None,
+            audit: None,
             database: None,
         })
     }
@@ -277,6 +288,16 @@ impl Adapters {
         Ok(self)
     }
 
+    /// Keeps every security event in `trail` too, and starts its writer (on the current
+    /// runtime, if any; `close` writes what is still queued).
+    #[must_use]
+    pub fn with_audit(mut self, trail: Arc<AuditTrail>) -> Self {
+        trail.start();
+        self.events.subscribe(trail.clone());
+        self.audit = Some(trail);
+        self
+    }
+
     /// Publishes revocations from `feed` (the session store's).
     #[must_use]
     pub fn with_revocation_feed(mut self, feed: Arc<dyn RevocationFeed>) -> Self {
@@ -313,6 +334,12 @@ impl Adapters {
 
     /// Closes the database pool, if any, waiting for connections in use.
     pub async fn close(&self) {
+        // The events of a command (`user disable`, `keys rotate`) are written before it exits.
+        if let Some(audit) = &self.audit {
+            if let Err(e) = audit.flush().await {
+                tracing::warn!(error = %e, "queued audit events not written");
+            }
+        }
         if let Some(db) = &self.database {
             db.close().await;
         }
@@ -640,6 +667,8 @@ fn housekeeping(settings: &Settings, a: &Adapters) -> Housekeeping {
         clock: a.clock.clone(),
         every: Duration::from_secs(settings.session_purge_interval_secs),
         batch: settings.session_purge_batch,
+        audit: a.audit.as_ref().map(|t| t.log()),
+        audit_retention_secs: settings.audit_retention_days.saturating_mul(86_400),
     }
 }
 
@@ -655,6 +684,7 @@ pub struct Application {
     revocation_window_secs: u64,
     purge_every: Duration,
     webhooks: Option<Arc<Webhooks>>,
+    audit: Option<Arc<AuditTrail>>,
 }
 
 impl Application {
@@ -681,6 +711,7 @@ impl Application {
             revocation_window_secs: revocation_window_secs(settings),
             purge_every: Duration::from_secs(settings.session_purge_interval_secs),
             webhooks: adapters.webhooks.clone(),
+            audit: adapters.audit.clone(),
         })
     }
 
@@ -721,6 +752,11 @@ impl Application {
             // Events of the last requests still queued go to the outbox (delivered by the
             // next start, or another instance), not lost with the process.
             w.stop(tasks).await;
+        }
+        if let Some(audit) = &self.audit {
+            if let Err(e) = audit.flush().await {
+                tracing::warn!(error = %e, "queued audit events not written at shutdown");
+            }
         }
         served
     }
