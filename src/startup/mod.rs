@@ -336,9 +336,7 @@ impl Adapters {
     pub async fn close(&self) {
         // The events of a command (`user disable`, `keys rotate`) are written before it exits.
         if let Some(audit) = &self.audit {
-            if let Err(e) = audit.flush().await {
-                tracing::warn!(error = %e, "queued audit events not written");
-            }
+            audit.close().await;
         }
         if let Some(db) = &self.database {
             db.close().await;
@@ -754,9 +752,7 @@ impl Application {
             w.stop(tasks).await;
         }
         if let Some(audit) = &self.audit {
-            if let Err(e) = audit.flush().await {
-                tracing::warn!(error = %e, "queued audit events not written at shutdown");
-            }
+            audit.close().await;
         }
         served
     }

@@ -135,6 +135,19 @@ impl AuditTrail {
         }
     }
 
+    /// `flush` within a bound (a store that hangs must not hold a shutdown or a command
+    /// forever); what is not written is said in the log.
+    pub async fn close(&self) {
+        match tokio::time::timeout(Duration::from_secs(5), self.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "queued audit events not written"),
+            Err(_) => tracing::warn!(
+                lost = self.tx.max_capacity() - self.tx.capacity(),
+                "queued audit events not written: the store did not answer within 5 s"
+            ),
+        }
+    }
+
     /// One batch, retried a few times; then given up and counted, so a store that stays
     /// down cannot hold the queue (which then drops, counted, instead of growing).
     async fn write(&self, batch: &[AuditRecord]) {
