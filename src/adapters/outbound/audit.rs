@@ -297,7 +297,7 @@ impl AuditLog for InMemoryAuditLog {
             .collect();
         // Newest first, as the tables answer (stable: the later of one second comes first).
         rows.reverse();
-        rows.sort_by(|a, b| b.at.cmp(&a.at));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.at));
         rows.truncate(q.limit);
         Ok(rows)
     }
