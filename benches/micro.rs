@@ -1,5 +1,5 @@
 //! Micro-benchmarks: access-token issue and verify; refresh-store consume (rotate) with 1,000
-//! and 1,000,000 live sessions.
+//! and 1,000,000 live sessions; the audit trail's `record` (p50/p99 printed).
 //!
 //! `cargo bench --bench micro`
 
@@ -180,5 +180,79 @@ fn consume(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tokens, consume);
+/// One `record` call per sample, timed alone: with the writer draining into the in-memory
+/// ring (flushed, untimed, every 5,000 so the queue never fills), and into a full queue (the
+/// drop path a hung store leaves). Prints p50/p99; criterion reports the mean.
+fn audit_record(c: &mut Criterion) {
+    use jwt_auth::adapters::outbound::audit::{AuditTrail, InMemoryAuditLog};
+    use jwt_auth::domain::{EventKind, SecurityEvent, UserAgent};
+    use jwt_auth::ports::SecurityEvents;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let event = SecurityEvent::new(EventKind::LoginSucceeded, Timestamp::from_unix(NOW))
+        .user(UserId::new_random())
+        .session(SessionId::new_random())
+        .client(ClientAddress::from_ip("203.0.113.7".parse().unwrap()))
+        .user_agent(UserAgent::parse(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+        ));
+    let percentiles = |mut samples: Vec<Duration>| {
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        (at(0.5), at(0.99))
+    };
+
+    let trail = AuditTrail::new(Arc::new(InMemoryAuditLog::new()));
+    trail.start();
+    let mut samples = Vec::with_capacity(200_000);
+    for _ in 0..40 {
+        for _ in 0..5_000 {
+            let e = event.clone();
+            let started = Instant::now();
+            trail.record(e);
+            samples.push(started.elapsed());
+        }
+        rt.block_on(trail.flush()).unwrap();
+    }
+    let (p50, p99) = percentiles(samples);
+    println!(
+        "audit_record (queued): p50 {p50:?}, p99 {p99:?}, dropped {}",
+        trail.dropped()
+    );
+
+    let full = AuditTrail::with_capacity(Arc::new(InMemoryAuditLog::new()), 1);
+    full.record(event.clone());
+    let mut samples = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        let e = event.clone();
+        let started = Instant::now();
+        full.record(e);
+        samples.push(started.elapsed());
+    }
+    let (p50, p99) = percentiles(samples);
+    println!("audit_record (queue full, dropped): p50 {p50:?}, p99 {p99:?}");
+
+    c.bench_function("audit_record", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                if i % 5_000 == 4_999 {
+                    rt.block_on(trail.flush()).unwrap();
+                }
+                let e = event.clone();
+                let started = Instant::now();
+                trail.record(e);
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+}
+
+criterion_group!(benches, tokens, consume, audit_record);
 criterion_main!(benches);

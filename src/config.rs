@@ -99,6 +99,8 @@ pub const KEYS: &[&str] = &[
     "WEBHOOK_DEAD_RETENTION_DAYS",
     "THROTTLE_STORE_FAILURE",
     "METRICS_ADDR",
+    "AUDIT_ENABLED",
+    "AUDIT_RETENTION_DAYS",
 ];
 
 /// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
@@ -356,6 +358,11 @@ pub struct Settings {
     pub redis_key_prefix: String,
     /// Where `GET /metrics` (Prometheus) is served, on a listener of its own; unset: nowhere.
     pub metrics_addr: Option<String>,
+    /// Security events kept in the audit trail (the database's `audit_events`, or a ring of
+    /// the last 10,000 in memory without a database).
+    pub audit_enabled: bool,
+    /// Audit rows older than this many days are purged by the housekeeping task; 0: kept.
+    pub audit_retention_days: u64,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -632,6 +639,12 @@ impl Settings {
             return bad(
                 "SESSION_PURGE_INTERVAL_SECS",
                 "must be between 1 and 2592000",
+            );
+        }
+        if self.audit_retention_days > 36_500 {
+            return bad(
+                "AUDIT_RETENTION_DAYS",
+                "must be between 0 (forever) and 36500",
             );
         }
         if self.session_purge_batch == 0 {

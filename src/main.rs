@@ -49,6 +49,25 @@ enum Command {
         #[command(subcommand)]
         action: WebhooksCommand,
     },
+    /// List the security events of the audit trail in the database (DATABASE_URL), newest
+    /// first.
+    Audit {
+        /// Only the events of this account.
+        #[arg(long)]
+        email: Option<String>,
+        /// Only events of this kind (e.g. login_failed, reuse_detected).
+        #[arg(long, value_parser = cli::parse_kind)]
+        kind: Option<jwt_auth::domain::EventKind>,
+        /// Only events since: RFC 3339, Unix seconds, or a span back (30m, 24h, 7d, 2w).
+        #[arg(long, value_parser = cli::parse_since)]
+        since: Option<cli::Since>,
+        /// At most this many events (default 100, at most 10000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +153,22 @@ fn main() -> ExitCode {
             Command::User { action } => user(&settings, action).await,
             Command::Keys { action } => keys(&settings, action).await,
             Command::Webhooks { action } => webhooks(&settings, action).await,
+            Command::Audit {
+                email,
+                kind,
+                since,
+                limit,
+                json,
+            } => {
+                let args = cli::AuditArgs {
+                    email,
+                    kind,
+                    since,
+                    limit,
+                    json,
+                };
+                audit(&settings, &args).await
+            }
         }
     });
     match result {
@@ -214,6 +249,24 @@ async fn webhooks(settings: &Settings, action: WebhooksCommand) -> anyhow::Resul
         WebhooksCommand::RetryDead => cli::webhooks_retry_dead(outbox.as_ref()).await,
     };
     db.close().await;
+    print(out)
+}
+
+async fn audit(settings: &Settings, args: &cli::AuditArgs) -> anyhow::Result<()> {
+    let adapters = Adapters::of_database(settings).await?;
+    let log = adapters
+        .audit
+        .as_ref()
+        .map(|t| t.log())
+        .ok_or_else(|| anyhow::anyhow!("AUDIT_ENABLED is off: no audit trail is kept"))?;
+    let out = cli::audit(
+        log.as_ref(),
+        adapters.users.as_ref(),
+        adapters.clock.as_ref(),
+        args,
+    )
+    .await;
+    adapters.close().await;
     print(out)
 }
 

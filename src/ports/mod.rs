@@ -748,3 +748,69 @@ pub trait WebhookOutbox: Send + Sync {
     /// not grow the outbox without end; returns how many.
     async fn purge_dead(&self, dead_before: u64) -> Result<u64, StoreError>;
 }
+
+/// One row of the audit trail: a security event as it is kept. Ids, the client bucket, the
+/// user agent and a closed-set detail word; never a password, token, hash, cookie or email
+/// (an email filter resolves to a user id first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: uuid::Uuid,
+    pub at: crate::domain::Timestamp,
+    pub kind: crate::domain::EventKind,
+    pub user: Option<crate::domain::UserId>,
+    pub session: Option<crate::domain::SessionId>,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<&crate::domain::SecurityEvent> for AuditRecord {
+    fn from(e: &crate::domain::SecurityEvent) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            kind: e.kind,
+            user: e.user,
+            session: e.session,
+            client: e.client.as_ref().map(|c| c.as_str().to_owned()),
+            user_agent: e.user_agent.as_ref().map(|u| u.as_str().to_owned()),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+/// Which audit rows to list: every filter set must match; newest first, at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub user: Option<crate::domain::UserId>,
+    pub kind: Option<crate::domain::EventKind>,
+    /// Rows at or after this time.
+    pub since: Option<crate::domain::Timestamp>,
+    pub limit: usize,
+}
+
+/// Where the audit trail is kept (a table, or a bounded ring in memory).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends rows; an id already present is kept as it is.
+    ///
+    /// # Errors
+    /// `StoreError` when the store fails; then none of the batch is kept.
+    async fn append(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+
+    /// The rows matching `query`, newest first.
+    ///
+    /// # Errors
+    /// `StoreError` when the store fails.
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes up to `limit` rows older than `before`; returns how many.
+    ///
+    /// # Errors
+    /// `StoreError` when the store fails.
+    async fn purge_before(
+        &self,
+        before: crate::domain::Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+}

@@ -1,10 +1,10 @@
 //! Background upkeep of every instance: forgets ended and revoked sessions and idle throttle
-//! counters, at a bounded cost per run.
+//! counters and audit events past their retention, at a bounded cost per run.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Clock, LoginAttempts, RefreshStore};
+use crate::ports::{AuditLog, Clock, LoginAttempts, RefreshStore};
 
 /// What the housekeeping task works on, and how often.
 pub struct Housekeeping {
@@ -12,8 +12,12 @@ pub struct Housekeeping {
     pub attempts: Arc<dyn LoginAttempts>,
     pub clock: Arc<dyn Clock>,
     pub every: Duration,
-    /// Sessions purged at most per run.
+    /// Sessions (and audit rows) purged at most per run.
     pub batch: usize,
+    /// The audit trail whose rows older than `audit_retention_secs` are purged.
+    pub audit: Option<Arc<dyn AuditLog>>,
+    /// 0: audit rows are kept forever.
+    pub audit_retention_secs: u64,
 }
 
 impl Housekeeping {
@@ -27,6 +31,15 @@ impl Housekeeping {
         }
         if let Err(e) = self.attempts.sweep().await {
             tracing::warn!(error = %e, "throttle sweep failed");
+        }
+        if let (Some(audit), secs @ 1..) = (&self.audit, self.audit_retention_secs) {
+            let before =
+                crate::domain::Timestamp::from_unix(self.clock.now().unix().saturating_sub(secs));
+            match audit.purge_before(before, self.batch).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "old audit events purged"),
+                Err(e) => tracing::warn!(error = %e, "audit purge failed"),
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use poem::EndpointExt;
 use tokio::task::JoinHandle;
 
 use crate::adapters::inbound::http::{build_app, AppState, HttpSettings, RevocationHub};
+use crate::adapters::outbound::audit::{AuditTrail, InMemoryAuditLog};
 use crate::adapters::outbound::clock::SystemClock;
 use crate::adapters::outbound::db::Database;
 use crate::adapters::outbound::jose_issuer::{IssuerConfig, JoseTokenIssuer};
@@ -74,6 +75,8 @@ pub struct Adapters {
     pub webhooks: Option<Arc<Webhooks>>,
     /// The Prometheus recorder, when `METRICS_ADDR` is set (see `with_metrics`).
     pub metrics: Option<Arc<Metrics>>,
+    /// The audit trail, unless `AUDIT_ENABLED` is off.
+    pub audit: Option<Arc<AuditTrail>>,
     database: Option<Database>,
 }
 
@@ -105,6 +108,9 @@ impl Adapters {
                     .with_key_store(settings, db.keys())
                     .with_revocation_feed(db.revocations())
                     .with_webhooks(settings, db.webhook_outbox())?;
+                if settings.audit_enabled {
+                    adapters = adapters.with_audit(AuditTrail::new(db.audit_log()));
+                }
                 adapters.database = Some(db);
                 adapters.prepare_keys().await?;
                 Ok(adapters)
@@ -117,9 +123,13 @@ impl Adapters {
                          at a restart (set DATABASE_URL for a persisted outbox)"
                     );
                 }
-                let adapters = Self::in_memory(settings)?
+                let mut adapters = Self::in_memory(settings)?
                     .with_shared_throttle(settings, None)
                     .with_webhooks(settings, Arc::new(InMemoryWebhookOutbox::new()))?;
+                if settings.audit_enabled {
+                    let ring = Arc::new(InMemoryAuditLog::new());
+                    adapters = adapters.with_audit(AuditTrail::new(ring));
+                }
                 adapters.prepare_keys().await?;
                 Ok(adapters)
             }
@@ -208,6 +218,7 @@ impl Adapters {
             events,
             webhooks: None,
             metrics: None,
+            audit: None,
             database: None,
         })
     }
@@ -307,6 +318,16 @@ impl Adapters {
         Ok(self)
     }
 
+    /// Keeps every security event in `trail` too, and starts its writer (on the current
+    /// runtime, if any; `close` writes what is still queued).
+    #[must_use]
+    pub fn with_audit(mut self, trail: Arc<AuditTrail>) -> Self {
+        trail.start();
+        self.events.subscribe(trail.clone());
+        self.audit = Some(trail);
+        self
+    }
+
     /// Publishes revocations from `feed` (the session store's).
     #[must_use]
     pub fn with_revocation_feed(mut self, feed: Arc<dyn RevocationFeed>) -> Self {
@@ -343,6 +364,10 @@ impl Adapters {
 
     /// Closes the database pool, if any, waiting for connections in use.
     pub async fn close(&self) {
+        // The events of a command (`user disable`, `keys rotate`) are written before it exits.
+        if let Some(audit) = &self.audit {
+            audit.close().await;
+        }
         if let Some(db) = &self.database {
             db.close().await;
         }
@@ -695,6 +720,8 @@ fn housekeeping(settings: &Settings, a: &Adapters) -> Housekeeping {
         clock: a.clock.clone(),
         every: Duration::from_secs(settings.session_purge_interval_secs),
         batch: settings.session_purge_batch,
+        audit: a.audit.as_ref().map(|t| t.log()),
+        audit_retention_secs: settings.audit_retention_days.saturating_mul(86_400),
     }
 }
 
@@ -711,6 +738,7 @@ pub struct Application {
     purge_every: Duration,
     webhooks: Option<Arc<Webhooks>>,
     metrics: Option<metrics::MetricsServer>,
+    audit: Option<Arc<AuditTrail>>,
 }
 
 impl Application {
@@ -739,6 +767,7 @@ impl Application {
             purge_every: Duration::from_secs(settings.session_purge_interval_secs),
             webhooks: adapters.webhooks.clone(),
             metrics,
+            audit: adapters.audit.clone(),
         })
     }
 
@@ -802,6 +831,9 @@ impl Application {
             // Events of the last requests still queued go to the outbox (delivered by the
             // next start, or another instance), not lost with the process.
             w.stop(tasks).await;
+        }
+        if let Some(audit) = &self.audit {
+            audit.close().await;
         }
         served
     }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use jwt_auth::adapters::inbound::http::{build_app, AppState};
+use jwt_auth::adapters::outbound::audit::{AuditTrail, InMemoryAuditLog};
 use jwt_auth::adapters::outbound::clock::ManualClock;
 use jwt_auth::adapters::outbound::db::Database;
 use jwt_auth::adapters::outbound::memory::InMemoryRefreshStore;
@@ -466,6 +467,12 @@ pub async fn spawn_app_throttled_on(
     let adapters = adapters
         .with_webhooks(&settings, outbox)
         .expect("webhook settings");
+    // The audit trail on the store's table (a ring in memory), as in the service.
+    let adapters = match (&stores.db, settings.audit_enabled) {
+        (_, false) => adapters,
+        (Some(db), true) => adapters.with_audit(AuditTrail::new(db.db.audit_log())),
+        (None, true) => adapters.with_audit(AuditTrail::new(Arc::new(InMemoryAuditLog::new()))),
+    };
     // A store that is down on purpose cannot load keys; the start-up key signs then.
     let _ = adapters.prepare_keys().await;
     let cases = UseCases::new(&settings, &adapters);

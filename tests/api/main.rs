@@ -63,6 +63,7 @@ macro_rules! on_databases {
 
 mod architecture;
 mod at_rest;
+mod audit;
 mod boundaries;
 mod claims;
 mod contract;

@@ -361,3 +361,229 @@ mod tests {
         assert!(Password::parse_new(read).is_err(), "too long is refused");
     }
 }
+
+/// Rows `jwt-auth audit` lists unless `--limit` says otherwise.
+pub const AUDIT_DEFAULT_LIMIT: usize = 100;
+/// The most rows one listing returns.
+pub const AUDIT_MAX_LIMIT: usize = 10_000;
+
+/// `--since` of `jwt-auth audit`: a point in time, or a span back from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    At(Timestamp),
+    Ago(u64),
+}
+
+impl Since {
+    pub fn resolve(self, now: Timestamp) -> Timestamp {
+        match self {
+            Self::At(t) => t,
+            Self::Ago(secs) => Timestamp::from_unix(now.unix().saturating_sub(secs)),
+        }
+    }
+}
+
+/// RFC 3339 (`2026-01-31T12:00:00Z`), Unix seconds, or a span back from now: a number and
+/// `s`, `m`, `h`, `d` or `w` (`30m`, `24h`, `7d`, `2w`).
+///
+/// # Errors
+/// Anything else, said in one line (clap prints it and exits with 2).
+pub fn parse_since(raw: &str) -> Result<Since, String> {
+    const HELP: &str = "expected RFC 3339 (2026-01-31T12:00:00Z), Unix seconds, or a span \
+                        such as 30m, 24h, 7d, 2w";
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Ok(Since::At(Timestamp::from_unix(secs)));
+    }
+    // A span is digits and one unit letter; anything else must be a time.
+    let split = raw.len().saturating_sub(1);
+    if let (Some(n), Some(unit)) = (
+        raw.get(..split)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        raw.get(split..),
+    ) {
+        let per = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(format!("unknown unit {unit:?}: {HELP}")),
+        };
+        return n
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(per))
+            .map(Since::Ago)
+            .ok_or_else(|| "span too long".to_owned());
+    }
+    let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("not a time: {HELP}"))?;
+    let secs = u64::try_from(at.unix_timestamp()).map_err(|_| "before 1970".to_owned())?;
+    Ok(Since::At(Timestamp::from_unix(secs)))
+}
+
+/// An event kind by its stable name (`login_failed`, `reuse_detected`, ...).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn parse_kind(raw: &str) -> Result<crate::domain::EventKind, String> {
+    use crate::domain::EventKind;
+    EventKind::parse(raw.trim()).ok_or_else(|| {
+        let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown event kind; one of: {}", known.join(", "))
+    })
+}
+
+/// What `jwt-auth audit` lists.
+#[derive(Debug, Clone, Default)]
+pub struct AuditArgs {
+    pub email: Option<String>,
+    pub kind: Option<crate::domain::EventKind>,
+    pub since: Option<Since>,
+    pub limit: Option<usize>,
+    pub json: bool,
+}
+
+/// `jwt-auth audit`: the newest events first, as a table or `--json`. An email is resolved
+/// to its account id here: the trail itself keeps no email.
+///
+/// # Errors
+/// A malformed or unknown email, a limit out of range, or a store failure.
+pub async fn audit(
+    log: &dyn crate::ports::AuditLog,
+    users: &dyn UserRepo,
+    clock: &dyn Clock,
+    args: &AuditArgs,
+) -> anyhow::Result<String> {
+    let limit = args.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
+    if !(1..=AUDIT_MAX_LIMIT).contains(&limit) {
+        anyhow::bail!("--limit must be between 1 and {AUDIT_MAX_LIMIT}");
+    }
+    let user = match &args.email {
+        None => None,
+        Some(raw) => {
+            let email = Email::parse(raw).map_err(anyhow::Error::msg)?;
+            let user = users.find_by_email(&email).await?;
+            Some(
+                user.ok_or_else(|| anyhow::anyhow!("no account with the email {email}"))?
+                    .id,
+            )
+        }
+    };
+    let query = crate::ports::AuditQuery {
+        user,
+        kind: args.kind,
+        since: args.since.map(|s| s.resolve(clock.now())),
+        limit,
+    };
+    let rows = log.query(&query).await?;
+    Ok(if args.json {
+        audit_json(&rows)
+    } else {
+        audit_table(&rows)
+    })
+}
+
+/// One JSON array; the field names are those of the webhooks' `data`.
+pub fn audit_json(rows: &[crate::ports::AuditRecord]) -> String {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id.to_string(),
+                "at": utc(r.at),
+                "kind": r.kind.as_str(),
+                "user_id": r.user.map(|u| u.to_string()),
+                "session_id": r.session.map(|s| s.to_string()),
+                "client": r.client,
+                "user_agent": r.user_agent,
+                "detail": r.detail,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Tab-separated, with a header line; `-` for what an event does not name.
+pub fn audit_table(rows: &[crate::ports::AuditRecord]) -> String {
+    fn or_dash(v: Option<String>) -> String {
+        v.unwrap_or_else(|| "-".to_owned())
+    }
+    let mut out = String::from("at\tkind\tuser\tsession\tclient\tuser_agent\tdetail\n");
+    for r in rows {
+        // Cleaned again for the terminal, whatever wrote the row.
+        let ua = r
+            .user_agent
+            .as_deref()
+            .and_then(crate::domain::UserAgent::parse)
+            .map(|u| u.as_str().to_owned());
+        let clean = |v: &Option<String>| {
+            v.as_deref()
+                .map(|s| s.chars().filter(|c| !c.is_control()).collect::<String>())
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            utc(r.at),
+            r.kind.as_str(),
+            or_dash(r.user.map(|u| u.to_string())),
+            or_dash(r.session.map(|s| s.to_string())),
+            or_dash(clean(&r.client)),
+            or_dash(ua),
+            or_dash(clean(&r.detail)),
+        ));
+    }
+    out.pop();
+    out
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_rfc3339_unix_seconds_and_spans() {
+        assert_eq!(
+            parse_since("2026-01-31T12:00:00Z"),
+            Ok(Since::At(Timestamp::from_unix(1_769_860_800)))
+        );
+        assert_eq!(
+            parse_since("2026-01-31T13:00:00+01:00"),
+            Ok(Since::At(Timestamp::from_unix(1_769_860_800)))
+        );
+        assert_eq!(
+            parse_since("1700000000"),
+            Ok(Since::At(Timestamp::from_unix(1_700_000_000)))
+        );
+        assert_eq!(parse_since("30m"), Ok(Since::Ago(1800)));
+        assert_eq!(parse_since("24h"), Ok(Since::Ago(86_400)));
+        assert_eq!(parse_since("7d"), Ok(Since::Ago(7 * 86_400)));
+        assert_eq!(parse_since("2w"), Ok(Since::Ago(14 * 86_400)));
+        for bad in [
+            "",
+            "yesterday",
+            "7y",
+            "-5",
+            "1e9",
+            "d",
+            "99999999999999999999w",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Since::Ago(60).resolve(Timestamp::from_unix(1000)),
+            Timestamp::from_unix(940)
+        );
+    }
+
+    #[test]
+    fn kinds_parse_by_their_stable_names_only() {
+        assert_eq!(
+            parse_kind("login_failed"),
+            Ok(crate::domain::EventKind::LoginFailed)
+        );
+        let err = parse_kind("LoginFailed").unwrap_err();
+        assert!(err.contains("reuse_detected"), "{err}");
+    }
+}

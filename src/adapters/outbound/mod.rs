@@ -1,5 +1,6 @@
 //! Driven adapters, each behind exactly one port.
 
+pub mod audit;
 pub mod clock;
 pub mod db;
 pub mod jose_issuer;

@@ -2,6 +2,7 @@
 //! out its stores. Driver types never leave this module and its backends, which share
 //! `common` and import nothing from here.
 
+mod audit;
 mod common;
 mod keys;
 mod postgres;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use crate::domain::ThrottleSettings;
 use crate::ports::{
-    Clock, KeyStore, LoginAttempts, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox,
+    AuditLog, Clock, KeyStore, LoginAttempts, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox,
 };
 
 pub use common::PoolSettings;
@@ -212,6 +213,13 @@ impl Database {
     }
 
     /// The security-event webhook outbox, shared by every instance on this database.
+    pub fn audit_log(&self) -> Arc<dyn AuditLog> {
+        match &self.pool {
+            Pool::Postgres(pool) => Arc::new(audit::PostgresAuditLog::new(pool.clone())),
+            Pool::Sqlite(pool) => Arc::new(audit::SqliteAuditLog::new(pool.clone())),
+        }
+    }
+
     pub fn webhook_outbox(&self) -> Arc<dyn WebhookOutbox> {
         match &self.pool {
             Pool::Postgres(pool) => Arc::new(webhooks::PostgresWebhookOutbox::new(pool.clone())),
