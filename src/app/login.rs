@@ -97,6 +97,41 @@ impl Login {
 
     /// Whether none of the account's live sessions came from this client (address bucket and
     /// user agent). A store failure answers `false`: the login does not fail for an event.
+    /// Whether the password checked is still the account's, now that the session exists. A
+    /// password change (or reset) that committed while this login was hashing would otherwise
+    /// leave it a session opened with the old password: the store takes the account's row in
+    /// both steps, so either the change ends this session (it came first) or this read sees
+    /// the new hash. A hash rewritten by an upgrade is of the same password: checked again, it
+    /// still matches. Otherwise the session is revoked and the login fails.
+    async fn still_the_password(
+        &self,
+        user: &User,
+        cmd: &LoginCommand,
+        session: &Session,
+        now: Timestamp,
+    ) -> Result<bool, LoginError> {
+        let current = match self.users.find_by_id(user.id).await? {
+            Some(current) if current.password_hash == user.password_hash => return Ok(true),
+            Some(current) => {
+                self.hasher
+                    .verify(&cmd.password, Some(current.password_hash))
+                    .await?
+            }
+            None => false,
+        };
+        if !current {
+            self.sessions
+                .revoke_session(user.id, session.id, now)
+                .await?;
+            tracing::info!(
+                event = "login_superseded",
+                user = %user.id,
+                "the password changed while the login was checked; its session is ended"
+            );
+        }
+        Ok(current)
+    }
+
     async fn is_new_client(&self, user: &User, cmd: &LoginCommand, now: Timestamp) -> bool {
         match self
             .sessions
@@ -188,6 +223,11 @@ impl Login {
         if matches!(created, Ok(false)) {
             return Err(self.failed(attempt, Some(&user), &cmd, "disabled").await);
         }
+        if created.is_ok() && !self.still_the_password(&user, &cmd, &session, now).await? {
+            return Err(self
+                .failed(attempt, Some(&user), &cmd, "wrong_password")
+                .await);
+        }
         // The password was right even if the session store then failed.
         self.throttle.succeeded(attempt).await?;
         if self.hasher.needs_rehash(&user.password_hash) {
@@ -248,8 +288,13 @@ mod tests {
             sessions
                 .expect_list_sessions()
                 .returning(|_, _, _| Ok(vec![]));
+            // Read again once the session exists: the password has not changed meanwhile.
+            let mut users = MockUserRepo::new();
+            users
+                .expect_find_by_id()
+                .returning(|_| Ok(Some(crate::app::test_support::user(false))));
             Self {
-                users: MockUserRepo::new(),
+                users,
                 hasher,
                 issuer: MockTokenIssuer::new(),
                 sessions,
@@ -329,6 +374,60 @@ mod tests {
         assert_eq!(tokens.access_token.as_str(), "jwt");
         assert_eq!(tokens.expires_in, 900);
         assert_eq!(tokens.session_expires_at.unix(), NOW + 30 * 86_400);
+    }
+
+    /// A password change that committed while the login was hashing: the login's session is
+    /// ended and the login fails, as with the wrong password.
+    #[tokio::test]
+    async fn a_password_changed_during_the_check_ends_the_new_session() {
+        for (still_matches, ok) in [(false, false), (true, true)] {
+            let user = user(false);
+            let mut m = Mocks::new();
+            let mut changed = user.clone();
+            changed.password_hash =
+                crate::domain::PasswordHash::new("$bcrypt-hmac-sha256$v=1$r=4$new".into());
+            // Fresh expectations: the account's hash is another one when read again.
+            m.users = MockUserRepo::new();
+            let found = user.clone();
+            m.users
+                .expect_find_by_email()
+                .return_once(move |_| Ok(Some(found)));
+            m.users
+                .expect_find_by_id()
+                .return_once(move |_| Ok(Some(changed)));
+            let mut seq = mockall::Sequence::new();
+            m.hasher
+                .expect_verify()
+                .withf(|_, h| h.as_ref().is_some_and(|h| h.as_str() == "$2b$04$hash"))
+                .times(1)
+                .in_sequence(&mut seq)
+                .return_once(|_, _| Ok(true));
+            m.hasher
+                .expect_verify()
+                .withf(|_, h| h.as_ref().is_some_and(|h| h.as_str().contains("$new")))
+                .times(1)
+                .in_sequence(&mut seq)
+                .return_once(move |_, _| Ok(still_matches));
+            m.sessions
+                .expect_create_session()
+                .return_once(|_, _, _, _| Ok(true));
+            let user_id = user.id;
+            m.sessions
+                .expect_revoke_session()
+                .withf(move |u, _, _| *u == user_id)
+                .times(usize::from(!still_matches))
+                .returning(|_, _, _| Ok(true));
+            m.issuer
+                .expect_issue_access()
+                .times(usize::from(ok))
+                .returning(|_| Ok(AccessToken::new("jwt".into())));
+            let outcome = m.build(ThrottleSettings::default()).execute(cmd()).await;
+            if ok {
+                assert!(outcome.is_ok(), "an upgraded hash of the same password");
+            } else {
+                assert!(matches!(outcome, Err(LoginError::InvalidCredentials)));
+            }
+        }
     }
 
     #[tokio::test]

@@ -51,12 +51,14 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
                 .await
         }
     };
-    // How long one login takes on this build and machine, to signal a third of the way in.
+    // How long one login takes on this build and machine, to signal early in the next one:
+    // a third of the way in, and never later than 50 ms (a loaded machine can make the first
+    // login slow and the second quick; cost 13 keeps any login hashing far longer).
     let timed = Instant::now();
     assert_eq!(login().await.unwrap().status(), 200);
     let one_login = timed.elapsed();
     let login = tokio::spawn(login());
-    tokio::time::sleep(one_login / 3).await;
+    tokio::time::sleep((one_login / 3).min(Duration::from_millis(50))).await;
     assert!(
         !login.is_finished(),
         "the login must still be in flight when the signal arrives"
