@@ -326,10 +326,13 @@ impl AttemptCounters {
         self.pair = self.pair.after_failure(now, s.pair_max_failures, s);
         self.account = self.account.counted(now, s);
         self.client = self.client.counted(now, s);
-        let locks = if self.pair.locked_for(now).is_some() {
-            Some(Lockout::Pair)
-        } else if !account_slowed && self.account.current(now, s) >= s.account_max_failures {
+        // The account's ceiling is crossed once a window, by whichever attempt gets there: it
+        // is the one to report when that attempt also locks its pair, or concurrent bursts
+        // would report it only when no pair happened to lock on the same attempt.
+        let locks = if !account_slowed && self.account.current(now, s) >= s.account_max_failures {
             Some(Lockout::Account)
+        } else if self.pair.locked_for(now).is_some() {
+            Some(Lockout::Pair)
         } else {
             None
         };

@@ -10,8 +10,7 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const LOGIN_EMAIL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$";
 /// The rule for a new account as a JSON-Schema pattern: `local@domain.tld` without white
 /// space, control characters or a second `@`.
-pub const NEW_EMAIL_PATTERN: &str =
-    r"^[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+\.[^\s@\x00-\x1f\x7f-\x9f]+$";
+pub const NEW_EMAIL_PATTERN: &str = r#"^[^\s@<>"(),;:\[\]\\\x00-\x1f\x7f-\x9f]+@[^\s@<>"(),;:\[\]\\\x00-\x1f\x7f-\x9f]+\.[^\s@<>"(),;:\[\]\\\x00-\x1f\x7f-\x9f]+$"#;
 
 /// An email address, trimmed and lower-cased, so `User@Example.COM ` and `user@example.com`
 /// name the same account.
@@ -52,8 +51,14 @@ impl Email {
     /// A message naming the rule that failed; it never echoes the input.
     pub fn parse_new(raw: &str) -> Result<Self, &'static str> {
         let email = Self::parse(raw)?;
-        let plain =
-            |part: &str| !part.is_empty() && !part.chars().any(|c| c.is_whitespace() || c == '@');
+        // No address syntax either (`<>"(),;:[]\`): `x<a@b.example>` would be one account's
+        // name and another's mailbox once a mailer parses it.
+        let plain = |part: &str| {
+            !part.is_empty()
+                && !part
+                    .chars()
+                    .any(|c| c.is_whitespace() || "@<>\"(),;:[]\\".contains(c))
+        };
         let dotted = |domain: &str| {
             domain
                 .char_indices()
@@ -188,6 +193,12 @@ mod tests {
             "a@io.",
             " a@b.io",
             "@b.io",
+            "victim<attacker@corp.example>",
+            "a,b@x.io",
+            "\"q\"@x.io",
+            "a;b@x.io",
+            "a@[127.0.0.1].io",
+            "a\\b@x.io",
         ] {
             assert!(Email::parse_new(raw).is_err(), "{raw:?}");
         }

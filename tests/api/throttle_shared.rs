@@ -1131,3 +1131,44 @@ async fn a_redis_that_hangs_is_an_outage_within_the_timeout_not_a_hung_login() {
     assert!(took < std::time::Duration::from_secs(4), "{took:?}");
     assert_eq!(app.hasher.calls().1, 1, "no check while it hung");
 }
+
+/// Many logins at once while Redis hangs: each waits at most the operation bound, queueing
+/// behind the others on this instance included, then `open` lets it through uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_redis, ignore = "TEST_REDIS_URL not set")]
+async fn concurrent_logins_while_redis_hangs_are_each_bounded_in_open_mode() {
+    if redis_url().is_none() {
+        return;
+    }
+    let redis = OwnRedis::start(None);
+    let app = spawn_app_with(&[
+        ("REDIS_URL", &redis.url()),
+        ("THROTTLE_STORE_FAILURE", "open"),
+    ])
+    .await;
+    let app = Arc::new(app);
+    app.login(DEMO_EMAIL, "wrong-password")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let pid = libc::pid_t::try_from(redis.child.id()).unwrap();
+    // SAFETY: signals a child process this test started and still owns.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let app = app.clone();
+        logins.spawn(async move { app.login(DEMO_EMAIL, "wrong-password").await.status });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = logins.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    let took = started.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "30 logins on one key while Redis hung took {took:?}"
+    );
+}

@@ -54,6 +54,9 @@ const STRIPES: usize = 256;
 /// `THROTTLE_STORE_FAILURE`) in about a second rather than hanging logins.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest one throttle operation may take, waiting for this instance's other attempts on
+/// the same keys included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// KEYS: the counters. ARGV: the values read ('' for none), then the values to write ('' to
 /// delete), then each one's time to live in milliseconds. Returns an empty list when it
@@ -290,8 +293,30 @@ impl RedisLoginAttempts {
 
     /// Reads the counters of `email` from `client`, hands them to `judge`, and writes what it
     /// returns (if anything) with a compare-and-set, judging again on a conflict. `Err(None)`
-    /// when the rounds ran out.
+    /// when the rounds ran out. The whole of it, the wait for the local lock included, is
+    /// bounded by `OPERATION_TIMEOUT`: a Redis that answers each call just within its timeout
+    /// must not let logins queue behind one another without end; past the bound it is an
+    /// outage, which `THROTTLE_STORE_FAILURE` judges.
     async fn transact<T>(
+        &self,
+        email: &Email,
+        client: &ClientAddress,
+        now: u64,
+        judge: impl FnMut(AttemptCounters) -> (Option<AttemptCounters>, T),
+    ) -> Result<Option<T>, StoreError> {
+        tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            self.transact_unbounded(email, client, now, judge),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(anyhow::anyhow!(
+                "the login throttle's Redis did not settle an attempt within {OPERATION_TIMEOUT:?}"
+            ))
+        })?
+    }
+
+    async fn transact_unbounded<T>(
         &self,
         email: &Email,
         client: &ClientAddress,
@@ -427,24 +452,33 @@ impl LoginAttempts for RedisLoginAttempts {
         let now = self.now();
         let key = self.registration_key(client);
         let keys = [key.as_str()];
-        let _local = self.lock_local(&keys).await;
-        let mut read = self.read(&keys).await?;
-        for round in 0..MAX_ROUNDS {
-            let mut rate = decode_rate(&read[0])?;
-            let decision = rate.admit(now, self.settings.register_max_per_minute);
-            if decision != ThrottleDecision::Allow {
-                return Ok(decision);
+        let bounded = async {
+            let _local = self.lock_local(&keys).await;
+            let mut read = self.read(&keys).await?;
+            for round in 0..MAX_ROUNDS {
+                let mut rate = decode_rate(&read[0])?;
+                let decision = rate.admit(now, self.settings.register_max_per_minute);
+                if decision != ThrottleDecision::Allow {
+                    return Ok(decision);
+                }
+                let writes = [(encode_rate(rate), ttl_ms(rate.expires_at(), now))];
+                match self.compare_and_set(&keys, &read, &writes).await? {
+                    None => return Ok(decision),
+                    Some(current) => read = current,
+                }
+                Self::back_off(round).await;
             }
-            let writes = [(encode_rate(rate), ttl_ms(rate.expires_at(), now))];
-            match self.compare_and_set(&keys, &read, &writes).await? {
-                None => return Ok(decision),
-                Some(current) => read = current,
-            }
-            Self::back_off(round).await;
-        }
-        Ok(ThrottleDecision::Wait {
-            retry_after_secs: 1,
-        })
+            Ok(ThrottleDecision::Wait {
+                retry_after_secs: 1,
+            })
+        };
+        tokio::time::timeout(OPERATION_TIMEOUT, bounded)
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(anyhow::anyhow!(
+                    "the login throttle's Redis did not count a sign-up within {OPERATION_TIMEOUT:?}"
+                ))
+            })?
     }
 
     async fn sweep(&self) -> Result<(), StoreError> {
