@@ -9,9 +9,9 @@ use async_trait::async_trait;
 mod mailer;
 pub use mailer::{MailError, Mailer, OutgoingMail};
 mod reset_tokens;
-pub use reset_tokens::ResetTokens;
 #[cfg(test)]
 pub use reset_tokens::MockResetTokens;
+pub use reset_tokens::ResetTokens;
 
 use crate::domain::{
     AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, LogoutScope, Password,
