@@ -840,7 +840,11 @@ impl Settings {
         if self.smtp_url.is_none() && self.mail_outbox_dir.is_none() {
             return Ok(());
         }
-        let key = if self.smtp_url.is_some() { "SMTP_URL" } else { "MAIL_OUTBOX_DIR" };
+        let key = if self.smtp_url.is_some() {
+            "SMTP_URL"
+        } else {
+            "MAIL_OUTBOX_DIR"
+        };
         if self.mail_from.is_none() {
             return Err(ConfigError(format!("MAIL_FROM: is required with {key}")));
         }

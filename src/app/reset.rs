@@ -244,7 +244,10 @@ impl ResetPassword {
     ) -> Result<(), ResetPasswordError> {
         let now = self.clock.now();
         let Some(user_id) = self.tokens.consume(token.hash(), now).await? else {
-            tracing::info!(event = "password_reset_refused", "unknown, used or expired reset token");
+            tracing::info!(
+                event = "password_reset_refused",
+                "unknown, used or expired reset token"
+            );
             return Err(ResetPasswordError::InvalidToken);
         };
         let new_hash = self.hasher.hash(&new).await.map_err(InfraError::from)?;

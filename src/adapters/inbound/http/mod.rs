@@ -14,6 +14,7 @@ mod host;
 mod json_string;
 mod metrics;
 mod password;
+mod reset;
 mod responses;
 mod revocation_stream;
 mod revocations;
@@ -25,6 +26,7 @@ pub use health::HealthApi;
 pub use host::AllowedHosts;
 pub use metrics::{instrument, metrics_app, HttpMetrics};
 pub use password::PasswordApi;
+pub use reset::ResetApi;
 pub use revocation_stream::{RevocationHub, RevocationStreamApi};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
@@ -87,6 +89,8 @@ pub struct AppState {
     pub register: Register,
     /// `POST /auth/password`.
     pub change_password: ChangePassword,
+    pub forgot_password: crate::app::ForgotPassword,
+    pub reset_password: crate::app::ResetPassword,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
@@ -110,6 +114,7 @@ pub fn openapi_service(
     (
         AuthApi,
         PasswordApi,
+        ResetApi,
         HealthApi,
         WellKnownApi,
         RevocationsApi,
@@ -121,6 +126,7 @@ pub fn openapi_service(
         (
             AuthApi,
             PasswordApi,
+            ResetApi,
             HealthApi,
             WellKnownApi,
             RevocationsApi,
