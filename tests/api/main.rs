@@ -87,6 +87,7 @@ mod mail;
 mod metrics;
 mod openapi;
 mod password;
+mod reset;
 mod reset_tokens;
 mod revocation_stream;
 mod revocations;
