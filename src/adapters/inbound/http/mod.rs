@@ -107,21 +107,19 @@ pub struct AppState {
 /// The API title and version shown in the spec.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Every operation group the service serves.
+pub type Apis = (
+    AuthApi,
+    PasswordApi,
+    ResetApi,
+    HealthApi,
+    WellKnownApi,
+    RevocationsApi,
+    RevocationStreamApi,
+);
+
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
-pub fn openapi_service(
-    public_url: Option<&str>,
-) -> OpenApiService<
-    (
-        AuthApi,
-        PasswordApi,
-        ResetApi,
-        HealthApi,
-        WellKnownApi,
-        RevocationsApi,
-        RevocationStreamApi,
-    ),
-    (),
-> {
+pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<Apis, ()> {
     let service = OpenApiService::new(
         (
             AuthApi,
