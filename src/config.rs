@@ -1200,6 +1200,39 @@ mod tests {
     }
 
     #[test]
+    fn reset_mail_settings_are_checked_together_and_the_outbox_is_dev_only() {
+        let err = |pairs: &[(&str, &str)]| Settings::from_pairs(pairs).unwrap_err().to_string();
+        let from = ("MAIL_FROM", "no-reply@example.com");
+        let page = ("PASSWORD_RESET_URL", "https://app.example/reset");
+        let outbox = ("MAIL_OUTBOX_DIR", "/tmp/outbox");
+        let smtp = ("SMTP_URL", "smtps://user:pw-canary@mail.example:465");
+        assert_eq!(
+            Settings::from_pairs(&[])
+                .unwrap()
+                .password_reset_expires_min,
+            30
+        );
+        assert!(Settings::from_pairs(&[outbox, from, page]).is_ok());
+        assert!(Settings::from_pairs(&[smtp, from, page]).is_ok());
+        assert!(err(&[outbox, page]).contains("MAIL_FROM"));
+        assert!(err(&[outbox, from]).contains("PASSWORD_RESET_URL"));
+        let e = err(&[smtp, page]);
+        assert!(e.contains("MAIL_FROM") && !e.contains("pw-canary"), "{e}");
+        assert!(err(&[smtp, outbox, from, page]).contains("MAIL_OUTBOX_DIR"));
+        let fragment = ("PASSWORD_RESET_URL", "https://app.example/reset#x");
+        assert!(err(&[outbox, from, fragment]).contains("PASSWORD_RESET_URL"));
+        for minutes in ["4", "1441"] {
+            let e = err(&[("PASSWORD_RESET_EXPIRES_MIN", minutes)]);
+            assert!(e.contains("PASSWORD_RESET_EXPIRES_MIN"), "{e}");
+        }
+        let prod = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG)];
+        assert!(err(&[prod[0], prod[1], outbox, from, page]).contains("MAIL_OUTBOX_DIR"));
+        let plain = ("PASSWORD_RESET_URL", "http://app.example/reset");
+        assert!(err(&[prod[0], prod[1], smtp, from, plain]).contains("https"));
+        assert!(Settings::from_pairs(&[prod[0], prod[1], smtp, from, page]).is_ok());
+    }
+
+    #[test]
     fn webhooks_are_off_by_default_with_the_documented_selection() {
         let s = Settings::from_pairs(&[]).unwrap();
         assert!(s.webhook_url.is_none());
