@@ -101,6 +101,11 @@ pub const KEYS: &[&str] = &[
     "METRICS_ADDR",
     "AUDIT_ENABLED",
     "AUDIT_RETENTION_DAYS",
+    "SMTP_URL",
+    "MAIL_FROM",
+    "MAIL_OUTBOX_DIR",
+    "PASSWORD_RESET_URL",
+    "PASSWORD_RESET_EXPIRES_MIN",
 ];
 
 /// The security events sent to `WEBHOOK_URL` unless `WEBHOOK_EVENTS` says otherwise.
@@ -363,6 +368,18 @@ pub struct Settings {
     pub audit_enabled: bool,
     /// Audit rows older than this many days are purged by the housekeeping task; 0: kept.
     pub audit_retention_days: u64,
+    /// Where reset mail goes: `smtp://relay:25`, `smtps://host:465` or
+    /// `smtp://host:587?tls=required`. A `Secret`: it may carry a password.
+    pub smtp_url: Option<Secret>,
+    /// The sender of reset mail; required with a mailer.
+    pub mail_from: Option<String>,
+    /// `dev` only: reset mail is written to this folder as `.eml` files instead of sent.
+    pub mail_outbox_dir: Option<String>,
+    /// The page a reset link opens; the token is put in its fragment (`#token=`). Required
+    /// with a mailer.
+    pub password_reset_url: Option<String>,
+    /// How long a reset token stays usable.
+    pub password_reset_expires_min: u64,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -647,6 +664,7 @@ impl Settings {
                 "must be between 0 (forever) and 36500",
             );
         }
+        self.validate_mail()?;
         if self.session_purge_batch == 0 {
             return bad("SESSION_PURGE_BATCH", "must be at least 1");
         }
@@ -806,6 +824,51 @@ impl Settings {
             return Err("must name at least one event type".into());
         }
         Ok(kinds)
+    }
+
+    fn validate_mail(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !(5..=1440).contains(&self.password_reset_expires_min) {
+            return bad("PASSWORD_RESET_EXPIRES_MIN", "must be between 5 and 1440");
+        }
+        if self.env == Profile::Prod && self.mail_outbox_dir.is_some() {
+            return bad("MAIL_OUTBOX_DIR", "is for dev only; set SMTP_URL in prod");
+        }
+        if self.smtp_url.is_some() && self.mail_outbox_dir.is_some() {
+            return bad("MAIL_OUTBOX_DIR", "cannot be set together with SMTP_URL");
+        }
+        if self.smtp_url.is_none() && self.mail_outbox_dir.is_none() {
+            return Ok(());
+        }
+        let key = if self.smtp_url.is_some() {
+            "SMTP_URL"
+        } else {
+            "MAIL_OUTBOX_DIR"
+        };
+        if self.mail_from.is_none() {
+            return Err(ConfigError(format!("MAIL_FROM: is required with {key}")));
+        }
+        let Some(url) = self.password_reset_url.as_deref() else {
+            return Err(ConfigError(format!(
+                "PASSWORD_RESET_URL: is required with {key}"
+            )));
+        };
+        let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
+            return bad("PASSWORD_RESET_URL", "is not a valid URL");
+        };
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || parsed.fragment().is_some()
+        {
+            return bad(
+                "PASSWORD_RESET_URL",
+                "must be an http(s) URL without a fragment (the token goes there)",
+            );
+        }
+        if self.env == Profile::Prod && parsed.scheme() != "https" {
+            return bad("PASSWORD_RESET_URL", "must be https in prod");
+        }
+        Ok(())
     }
 
     /// The webhook signing key: `WEBHOOK_SECRET` decoded.
@@ -1134,6 +1197,39 @@ mod tests {
 
     fn webhook_error(pairs: &[(&str, &str)]) -> String {
         Settings::from_pairs(pairs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reset_mail_settings_are_checked_together_and_the_outbox_is_dev_only() {
+        let err = |pairs: &[(&str, &str)]| Settings::from_pairs(pairs).unwrap_err().to_string();
+        let from = ("MAIL_FROM", "no-reply@example.com");
+        let page = ("PASSWORD_RESET_URL", "https://app.example/reset");
+        let outbox = ("MAIL_OUTBOX_DIR", "/tmp/outbox");
+        let smtp = ("SMTP_URL", "smtps://user:pw-canary@mail.example:465");
+        assert_eq!(
+            Settings::from_pairs(&[])
+                .unwrap()
+                .password_reset_expires_min,
+            30
+        );
+        assert!(Settings::from_pairs(&[outbox, from, page]).is_ok());
+        assert!(Settings::from_pairs(&[smtp, from, page]).is_ok());
+        assert!(err(&[outbox, page]).contains("MAIL_FROM"));
+        assert!(err(&[outbox, from]).contains("PASSWORD_RESET_URL"));
+        let e = err(&[smtp, page]);
+        assert!(e.contains("MAIL_FROM") && !e.contains("pw-canary"), "{e}");
+        assert!(err(&[smtp, outbox, from, page]).contains("MAIL_OUTBOX_DIR"));
+        let fragment = ("PASSWORD_RESET_URL", "https://app.example/reset#x");
+        assert!(err(&[outbox, from, fragment]).contains("PASSWORD_RESET_URL"));
+        for minutes in ["4", "1441"] {
+            let e = err(&[("PASSWORD_RESET_EXPIRES_MIN", minutes)]);
+            assert!(e.contains("PASSWORD_RESET_EXPIRES_MIN"), "{e}");
+        }
+        let prod = [("ENV", "prod"), ("JWT_SECRET_KEY", STRONG)];
+        assert!(err(&[prod[0], prod[1], outbox, from, page]).contains("MAIL_OUTBOX_DIR"));
+        let plain = ("PASSWORD_RESET_URL", "http://app.example/reset");
+        assert!(err(&[prod[0], prod[1], smtp, from, plain]).contains("https"));
+        assert!(Settings::from_pairs(&[prod[0], prod[1], smtp, from, page]).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod me;
 mod password;
 mod refresh;
 mod register;
+mod reset;
 mod sessions;
 mod set_disabled;
 
@@ -18,6 +19,7 @@ pub use me::Me;
 pub use password::{ChangePassword, ChangePasswordCommand, PasswordChanged};
 pub use refresh::Refresh;
 pub use register::Register;
+pub use reset::{ForgotPassword, ResetMail, ResetPassword, ResetPasswordError};
 pub use sessions::{SessionList, Sessions, MAX_LISTED_SESSIONS};
 pub use set_disabled::{SetDisabled, SetDisabledOutcome};
 // The policy lives in the domain; configuration names it here.

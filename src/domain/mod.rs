@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod ids;
 mod keys;
+mod reset;
 mod rotation;
 mod secrets;
 mod sessions;
@@ -23,6 +24,7 @@ pub use errors::{
 pub use events::{EventKind, RefreshOutcome, SecurityEvent};
 pub use ids::{SessionId, UserId};
 pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
+pub use reset::{ResetToken, ResetTokenHash};
 pub use rotation::{
     judge_rotation, speaks_for_session, PresentedToken, RotationRefusal, RotationVerdict,
     KEPT_CONSUMED_TOKENS,

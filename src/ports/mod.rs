@@ -8,6 +8,10 @@ use async_trait::async_trait;
 
 mod mailer;
 pub use mailer::{MailError, Mailer, OutgoingMail};
+mod reset_tokens;
+#[cfg(test)]
+pub use reset_tokens::MockResetTokens;
+pub use reset_tokens::ResetTokens;
 
 use crate::domain::{
     AccessClaims, AccessToken, Attempt, ClientAddress, Email, InfraError, LogoutScope, Password,

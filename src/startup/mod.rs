@@ -6,6 +6,7 @@ mod database;
 mod demo;
 mod housekeeping;
 mod keys;
+mod mail;
 mod metrics;
 mod server;
 
@@ -77,6 +78,10 @@ pub struct Adapters {
     pub metrics: Option<Arc<Metrics>>,
     /// The audit trail, unless `AUDIT_ENABLED` is off.
     pub audit: Option<Arc<AuditTrail>>,
+    /// Password-reset tokens (in memory unless `with_reset_tokens`).
+    pub reset_tokens: Arc<dyn crate::ports::ResetTokens>,
+    /// Where reset mail goes (`SMTP_URL`, or `MAIL_OUTBOX_DIR` in dev); `None`: nowhere.
+    pub mailer: Option<Arc<dyn crate::ports::Mailer>>,
     database: Option<Database>,
 }
 
@@ -107,7 +112,8 @@ impl Adapters {
                     .with_shared_throttle(settings, Some(&db))
                     .with_key_store(settings, db.keys())
                     .with_revocation_feed(db.revocations())
-                    .with_webhooks(settings, db.webhook_outbox())?;
+                    .with_webhooks(settings, db.webhook_outbox())?
+                    .with_reset_tokens(db.reset_tokens());
                 if settings.audit_enabled {
                     adapters = adapters.with_audit(AuditTrail::new(db.audit_log()));
                 }
@@ -219,6 +225,10 @@ impl Adapters {
             webhooks: None,
             metrics: None,
             audit: None,
+            reset_tokens: Arc::new(
+                crate::adapters::outbound::memory_reset::InMemoryResetTokens::new(),
+            ),
+            mailer: mail::mailer(settings)?,
             database: None,
         })
     }
@@ -551,6 +561,8 @@ pub struct UseCases {
     pub register: Register,
     pub set_disabled: SetDisabled,
     pub change_password: ChangePassword,
+    pub forgot_password: crate::app::ForgotPassword,
+    pub reset_password: crate::app::ResetPassword,
 }
 
 impl UseCases {
@@ -568,6 +580,8 @@ impl UseCases {
             clock: a.clock.clone(),
         };
         Self {
+            forgot_password: mail::forgot_password(settings, a),
+            reset_password: mail::reset_password(a),
             login: Login {
                 users: a.users.clone(),
                 hasher: a.hasher.clone(),
@@ -672,6 +686,8 @@ impl UseCases {
             my_sessions: self.sessions,
             register: self.register,
             change_password: self.change_password,
+            forgot_password: self.forgot_password,
+            reset_password: self.reset_password,
             users: a.users.clone(),
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),

@@ -455,7 +455,8 @@ pub async fn spawn_app_throttled_on(
     let adapters = match (&stores.db, &stores.memory) {
         (Some(db), _) => adapters
             .with_key_store(&settings, db.db.keys())
-            .with_revocation_feed(db.db.revocations()),
+            .with_revocation_feed(db.db.revocations())
+            .with_reset_tokens(db.db.reset_tokens()),
         (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
         (None, None) => adapters,
     };

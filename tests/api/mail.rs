@@ -10,7 +10,7 @@ use jwt_auth::domain::Email;
 use jwt_auth::ports::{Mailer, OutgoingMail};
 
 /// Writes every message it receives to `OUT`, one file per message.
-const SINK: &str = r#"
+pub const SINK: &str = r#"
 import sys, time, pathlib
 from aiosmtpd.controller import Controller
 port, out = int(sys.argv[1]), pathlib.Path(sys.argv[2])

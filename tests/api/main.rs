@@ -87,6 +87,8 @@ mod mail;
 mod metrics;
 mod openapi;
 mod password;
+mod reset;
+mod reset_tokens;
 mod revocation_stream;
 mod revocations;
 mod rotation;

@@ -8,6 +8,7 @@ pub mod key_lifecycle;
 pub mod mail;
 pub mod memory;
 pub mod memory_keys;
+pub mod memory_reset;
 pub mod memory_throttle;
 pub mod metrics;
 pub mod password_formats;

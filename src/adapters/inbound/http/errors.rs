@@ -37,7 +37,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    const fn new(code: &'static str, message: &'static str) -> Self {
+    pub(super) const fn new(code: &'static str, message: &'static str) -> Self {
         Self { code, message }
     }
 

@@ -14,6 +14,7 @@ mod host;
 mod json_string;
 mod metrics;
 mod password;
+mod reset;
 mod responses;
 mod revocation_stream;
 mod revocations;
@@ -25,6 +26,7 @@ pub use health::HealthApi;
 pub use host::AllowedHosts;
 pub use metrics::{instrument, metrics_app, HttpMetrics};
 pub use password::PasswordApi;
+pub use reset::ResetApi;
 pub use revocation_stream::{RevocationHub, RevocationStreamApi};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS};
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
@@ -87,6 +89,8 @@ pub struct AppState {
     pub register: Register,
     /// `POST /auth/password`.
     pub change_password: ChangePassword,
+    pub forgot_password: crate::app::ForgotPassword,
+    pub reset_password: crate::app::ResetPassword,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
@@ -103,24 +107,24 @@ pub struct AppState {
 /// The API title and version shown in the spec.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Every operation group the service serves.
+pub type Apis = (
+    AuthApi,
+    PasswordApi,
+    ResetApi,
+    HealthApi,
+    WellKnownApi,
+    RevocationsApi,
+    RevocationStreamApi,
+);
+
 /// The OpenAPI service; the servers entry is relative unless a public URL is configured.
-pub fn openapi_service(
-    public_url: Option<&str>,
-) -> OpenApiService<
-    (
-        AuthApi,
-        PasswordApi,
-        HealthApi,
-        WellKnownApi,
-        RevocationsApi,
-        RevocationStreamApi,
-    ),
-    (),
-> {
+pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<Apis, ()> {
     let service = OpenApiService::new(
         (
             AuthApi,
             PasswordApi,
+            ResetApi,
             HealthApi,
             WellKnownApi,
             RevocationsApi,

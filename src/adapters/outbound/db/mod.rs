@@ -6,6 +6,7 @@ mod audit;
 mod common;
 mod keys;
 mod postgres;
+mod reset_tokens;
 mod revocations;
 mod sqlite;
 mod throttle;
@@ -16,7 +17,8 @@ use std::sync::Arc;
 
 use crate::domain::ThrottleSettings;
 use crate::ports::{
-    AuditLog, Clock, KeyStore, LoginAttempts, RefreshStore, RevocationFeed, UserRepo, WebhookOutbox,
+    AuditLog, Clock, KeyStore, LoginAttempts, RefreshStore, ResetTokens, RevocationFeed, UserRepo,
+    WebhookOutbox,
 };
 
 pub use common::PoolSettings;
@@ -224,6 +226,14 @@ impl Database {
         match &self.pool {
             Pool::Postgres(pool) => Arc::new(webhooks::PostgresWebhookOutbox::new(pool.clone())),
             Pool::Sqlite(pool) => Arc::new(webhooks::SqliteWebhookOutbox::new(pool.clone())),
+        }
+    }
+
+    /// The password-reset tokens.
+    pub fn reset_tokens(&self) -> Arc<dyn ResetTokens> {
+        match &self.pool {
+            Pool::Postgres(pool) => Arc::new(reset_tokens::PostgresResetTokens::new(pool.clone())),
+            Pool::Sqlite(pool) => Arc::new(reset_tokens::SqliteResetTokens::new(pool.clone())),
         }
     }
 

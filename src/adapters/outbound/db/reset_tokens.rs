@@ -1,0 +1,89 @@
+//! `ResetTokens` on the `password_reset_tokens` table, for PostgreSQL and SQLite.
+
+use crate::domain::{ResetTokenHash, Timestamp, UserId};
+use crate::ports::{ResetTokens, StoreError};
+
+use super::common::{corrupt, to_db};
+
+macro_rules! reset_tokens {
+    ($name:ident, $db:ty, $store:path, $issue:expr, $consume:expr, $id:ty, $to_id:expr, $parse:expr) => {
+        /// Reset tokens in `password_reset_tokens`.
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $name {
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ResetTokens for $name {
+            async fn issue(
+                &self,
+                user: UserId,
+                hash: ResetTokenHash,
+                expires_at: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query($issue)
+                    .bind(($to_id)(*user.as_uuid()))
+                    .bind(&hash.as_bytes()[..])
+                    .bind(to_db(expires_at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($store)?;
+                Ok(())
+            }
+
+            async fn consume(
+                &self,
+                hash: ResetTokenHash,
+                now: Timestamp,
+            ) -> Result<Option<UserId>, StoreError> {
+                // One DELETE ... RETURNING: of concurrent consumes only one gets the row. An
+                // expired token is deleted too, and answered `None`.
+                let row: Option<($id, i64)> = sqlx::query_as($consume)
+                    .bind(&hash.as_bytes()[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($store)?;
+                let Some((id, expires_at)) = row else {
+                    return Ok(None);
+                };
+                if expires_at <= to_db(now) {
+                    return Ok(None);
+                }
+                let id = ($parse)(id).ok_or_else(|| corrupt("password_reset_tokens.user_id"))?;
+                Ok(Some(UserId::from_uuid(id)))
+            }
+        }
+    };
+}
+
+reset_tokens!(
+    PostgresResetTokens,
+    sqlx::Postgres,
+    super::postgres::store,
+    "INSERT INTO password_reset_tokens (user_id, token_hash, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (user_id) DO UPDATE \
+     SET token_hash = excluded.token_hash, expires_at = excluded.expires_at",
+    "DELETE FROM password_reset_tokens WHERE token_hash = $1 RETURNING user_id, expires_at",
+    uuid::Uuid,
+    |id: uuid::Uuid| id,
+    Some
+);
+
+reset_tokens!(
+    SqliteResetTokens,
+    sqlx::Sqlite,
+    super::sqlite::store,
+    "INSERT INTO password_reset_tokens (user_id, token_hash, expires_at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (user_id) DO UPDATE \
+     SET token_hash = excluded.token_hash, expires_at = excluded.expires_at",
+    "DELETE FROM password_reset_tokens WHERE token_hash = ?1 RETURNING user_id, expires_at",
+    String,
+    |id: uuid::Uuid| id.to_string(),
+    |id: String| id.parse::<uuid::Uuid>().ok()
+);
