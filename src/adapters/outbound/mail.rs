@@ -67,7 +67,29 @@ impl Mailer for SmtpMailer {
             .send(message)
             .await
             .map(drop)
-            .map_err(|e| MailError(format!("SMTP: {e}")))
+            .map_err(|e| MailError(describe(&e)))
+    }
+}
+
+/// An SMTP failure by its kind and reply code only: the server's reply text often quotes the
+/// recipient's address, which must not reach the log.
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_tls() {
+        "TLS"
+    } else if e.is_permanent() {
+        "permanent"
+    } else if e.is_transient() {
+        "transient"
+    } else if e.is_client() {
+        "client"
+    } else {
+        "connection"
+    };
+    match e.status() {
+        Some(code) => format!("SMTP {kind} error, reply code {code}"),
+        None => format!("SMTP {kind} error"),
     }
 }
 
@@ -187,5 +209,40 @@ mod tests {
             parse_from("a@example.com").unwrap()
         )
         .is_ok());
+    }
+
+    /// A server that refuses the recipient quotes the address in its reply; the error keeps
+    /// only the kind and the code.
+    #[tokio::test]
+    async fn a_refused_recipient_is_reported_without_the_servers_reply_text() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply: &[u8] = match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                    Some("EHLO") => b"250 sink\r\n",
+                    Some("MAIL") => b"250 ok\r\n",
+                    Some("RCPT") => b"550 5.1.1 <reader@example.com>: no such user\r\n",
+                    Some("QUIT") => b"221 bye\r\n",
+                    _ => b"250 ok\r\n",
+                };
+                if write.write_all(reply).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mailer = SmtpMailer::new(
+            &format!("smtp://127.0.0.1:{port}"),
+            parse_from("no-reply@example.com").unwrap(),
+        )
+        .unwrap();
+        let e = mailer.send(mail()).await.unwrap_err();
+        assert!(e.0.contains("permanent") && e.0.contains("550"), "{}", e.0);
+        assert!(!e.0.contains("reader@"), "{}", e.0);
     }
 }
