@@ -69,6 +69,16 @@ impl MetricsServer {
                 m
             }
         };
+        if !addr.ip().is_loopback() {
+            // Allowed (a scraper on another host needs it), but the endpoint has no
+            // authentication: it must be reachable from the private network only.
+            tracing::warn!(
+                event = "metrics_not_loopback",
+                %addr,
+                "METRICS_ADDR is not a loopback address: /metrics has no authentication, keep it \
+                 on a private network or behind a firewall rule"
+            );
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
