@@ -462,7 +462,11 @@ async fn soak_lane(
         if !ok {
             sender = connect(addr).await;
         }
-        if matches!(op, SoakOp::Logout) && ok {
+        // After a logout, and after a session the per-account cap ended (every lane is the
+        // demo account, so a long soak's logins end its least recently used sessions), the
+        // lane logs in again to go on; the failure is still counted.
+        let ended = !ok && matches!(op, SoakOp::Me | SoakOp::Refresh);
+        if (matches!(op, SoakOp::Logout) && ok) || ended {
             if let Some((t, c)) = soak_login(&mut sender).await {
                 (token, cookie) = (t, c);
             }
