@@ -107,7 +107,7 @@ pub async fn a_mailed_link_resets_the_password_and_ends_every_session_once(store
     // Single use.
     reset(&app, &token, "yet another passphrase")
         .await
-        .assert_error(400, "invalid_token");
+        .assert_error(401, "invalid_token");
     assert_eq!(app.login(DEMO_EMAIL, NEW_PASSWORD).await.status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -128,7 +128,7 @@ pub async fn a_newer_link_voids_the_older_one(store: Store) {
         .expect("a second token");
     reset(&app, &older, NEW_PASSWORD)
         .await
-        .assert_error(400, "invalid_token");
+        .assert_error(401, "invalid_token");
     assert_eq!(reset(&app, &newer, NEW_PASSWORD).await.status, 204);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -155,7 +155,7 @@ pub async fn concurrent_resets_with_one_token_let_exactly_one_win(store: Store) 
     let ok = answers.iter().filter(|r| r.status == 204).count();
     assert_eq!(ok, 1, "exactly one reset applies");
     for r in answers.iter().filter(|r| r.status != 204) {
-        r.assert_error(400, "invalid_token");
+        r.assert_error(401, "invalid_token");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -196,7 +196,7 @@ async fn an_expired_link_is_refused() {
     app.clock.advance(5 * 60);
     reset(&app, &token, NEW_PASSWORD)
         .await
-        .assert_error(400, "invalid_token");
+        .assert_error(401, "invalid_token");
     assert_eq!(app.login(DEMO_EMAIL, DEMO_PASSWORD).await.status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -340,5 +340,5 @@ async fn a_reset_link_mailed_over_real_smtp_resets_the_password() {
     assert_eq!(app.login(DEMO_EMAIL, NEW_PASSWORD).await.status, 200);
     reset(&app, &token, "yet another passphrase")
         .await
-        .assert_error(400, "invalid_token");
+        .assert_error(401, "invalid_token");
 }

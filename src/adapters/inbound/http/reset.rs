@@ -103,10 +103,13 @@ pub enum ResetPasswordResponse {
     #[oai(status = 204)]
     NoContent,
     /// `invalid_request`: malformed JSON, a missing field or a new password that breaks the
-    /// rules (the token is then not used up). `invalid_token`: the token is unknown, expired,
-    /// already used or voided by a newer one.
+    /// rules (the token is then not used up).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `invalid_token`: the token is malformed, unknown, expired, already used or voided by a
+    /// newer one. A credential refused, as a refresh token is: 401, not a malformed request.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
     /// `forbidden_origin`: a cross-site request.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -184,12 +187,12 @@ impl ResetApi {
             }
         };
         let Some(token) = ResetToken::parse(body.token.as_str()) else {
-            return ResetPasswordResponse::BadRequest(INVALID_RESET_TOKEN.body());
+            return ResetPasswordResponse::Unauthorized(INVALID_RESET_TOKEN.body());
         };
         match state.reset_password.execute(token, new).await {
             Ok(()) => ResetPasswordResponse::NoContent,
             Err(ResetPasswordError::InvalidToken) => {
-                ResetPasswordResponse::BadRequest(INVALID_RESET_TOKEN.body())
+                ResetPasswordResponse::Unauthorized(INVALID_RESET_TOKEN.body())
             }
             Err(ResetPasswordError::Infra(e)) => infra_failure("reset password", e),
         }
