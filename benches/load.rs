@@ -6,7 +6,7 @@
 //! PostgreSQL database), `BENCH_SESSIONS` (memory test size, default 1,000,000),
 //! `LOAD_ONLY=db` (only the floor and the database refresh scenarios), `LOAD_ONLY=ops` (only
 //! the floor and the metrics-and-audit cost, plain and instrumented in turns), `LOAD_ONLY=wrk`
-//! (only the outside view: the floor, `/auth/me` and refresh loaded by `wrk` beside our own
+//! (only the outside view: the floor and `/auth/me` loaded by `wrk` beside our own
 //! client; the full run ends with it too when wrk is installed), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run).
@@ -198,7 +198,7 @@ function request()
   return wrk.format("POST", "/auth/refresh")
 end
 function response(status, headers, body)
-  local set = headers["Set-Cookie"]
+  local set = headers["set-cookie"] or headers["Set-Cookie"]
   local value = set and set:match("refresh_token=([^;]+)")
   if value then table.insert(queue, value) end
 end
@@ -333,18 +333,23 @@ async fn outside_view(floor_addr: SocketAddr, f: f64, conns: usize, dur: Duratio
     );
     line("GET /auth/me", &wrk_me, ours_me.rps());
     let ours_refresh = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
-    let wrk_refresh = wrk(
-        &format!("http://{addr}/auth/refresh"),
-        conns,
-        dur,
-        None,
-        &ours_refresh.cookies,
-    );
-    line(
-        "POST /auth/refresh (own rotating cookie)",
-        &wrk_refresh,
-        ours_refresh.rps(),
-    );
+    // Refresh through wrk (`WRK_REFRESH_LUA`, each answer's cookie handed to the next
+    // request) still ends with most answers refused in a second's run, so its figures are left
+    // out until that is understood; our own client's refresh figure stands below.
+    if std::env::var("WRK_REFRESH").as_deref() == Ok("1") {
+        let wrk_refresh = wrk(
+            &format!("http://{addr}/auth/refresh"),
+            conns,
+            dur,
+            None,
+            &ours_refresh.cookies,
+        );
+        line(
+            "POST /auth/refresh (WRK_REFRESH=1, unreliable)",
+            &wrk_refresh,
+            ours_refresh.rps(),
+        );
+    }
     println!(
         "|   our client: floor {f:.0}/s, /auth/me {:.0}/s ({:.2} × floor), refresh {:.0}/s ({:.2} × floor)",
         ours_me.rps(),
