@@ -25,16 +25,32 @@ const MAX_COUNTERS: usize = 100_000;
 /// reset request has no failure; this is the simple rate the brief allows, in process only.
 #[derive(Default)]
 struct HourlyRate {
-    counters: Mutex<HashMap<String, (u64, u32)>>,
+    counters: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    map: HashMap<String, (u64, u32)>,
+    /// The window whose expired counters were last dropped: at most one sweep per window, so a
+    /// map kept full of current counters does not cost a full scan on every request.
+    swept: Option<u64>,
+    /// Sweeps made, for the tests.
+    sweeps: u64,
 }
 
 impl HourlyRate {
     /// Counts a request of both keys unless either is over its limit (then counts nothing).
+    /// With `MAX_COUNTERS` current counters held, a key not held yet is refused until the
+    /// window turns: a spray of addresses can hold back new requests for the rest of the hour
+    /// (nothing is sent, the answer is the same 202) but not grow the map or the work per request.
     fn admit(&self, email: &str, client: &str, now: u64) -> bool {
         let window = now / HOUR;
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > MAX_COUNTERS {
+        let mut held = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let Counters { map, swept, sweeps } = &mut *held;
+        if map.len() >= MAX_COUNTERS && *swept != Some(window) {
             map.retain(|_, (w, _)| *w == window);
+            *swept = Some(window);
+            *sweeps += 1;
         }
         let made = |map: &HashMap<String, (u64, u32)>, key: &str| {
             map.get(key)
@@ -42,9 +58,16 @@ impl HourlyRate {
                 .map_or(0, |(_, n)| *n)
         };
         let (email_key, client_key) = (format!("e:{email}"), format!("c:{client}"));
-        if made(&map, &email_key) >= FORGOT_PER_EMAIL_PER_HOUR
-            || made(&map, &client_key) >= FORGOT_PER_CLIENT_PER_HOUR
+        if made(map, &email_key) >= FORGOT_PER_EMAIL_PER_HOUR
+            || made(map, &client_key) >= FORGOT_PER_CLIENT_PER_HOUR
         {
+            return false;
+        }
+        let new_keys = [&email_key, &client_key]
+            .iter()
+            .filter(|k| !map.contains_key(k.as_str()))
+            .count();
+        if map.len() + new_keys > MAX_COUNTERS {
             return false;
         }
         for key in [email_key, client_key] {
@@ -275,5 +298,59 @@ impl ResetPassword {
             }
         }
         Err(ResetPasswordError::InvalidToken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills the counters with distinct clients and addresses in one window.
+    fn full(rate: &HourlyRate, now: u64) {
+        for i in 0..MAX_COUNTERS / 2 {
+            assert!(rate.admit(&format!("a{i}@x.test"), &format!("c{i}"), now));
+        }
+    }
+
+    #[test]
+    fn a_full_map_refuses_new_keys_until_the_window_turns_and_then_shrinks() {
+        let rate = HourlyRate::default();
+        let now = 10 * HOUR;
+        full(&rate, now);
+        assert!(
+            !rate.admit("new@x.test", "new-client", now),
+            "a new key past the cap"
+        );
+        assert!(
+            rate.admit("a1@x.test", "c1", now + 1),
+            "held keys still count"
+        );
+        let held = rate.counters.lock().unwrap();
+        assert_eq!(held.map.len(), MAX_COUNTERS);
+        assert_eq!(
+            held.swept,
+            Some(10),
+            "swept once in this window, found nothing to drop"
+        );
+        drop(held);
+        assert!(rate.admit("new@x.test", "new-client", now + HOUR));
+        let held = rate.counters.lock().unwrap();
+        assert_eq!(held.map.len(), 2, "the expired window was dropped");
+        assert_eq!(held.swept, Some(11));
+    }
+
+    #[test]
+    fn a_full_map_is_swept_at_most_once_per_window() {
+        let rate = HourlyRate::default();
+        let now = 10 * HOUR;
+        full(&rate, now);
+        for i in 0..1000 {
+            assert!(!rate.admit(&format!("n{i}@x.test"), &format!("n{i}"), now));
+        }
+        assert_eq!(
+            rate.counters.lock().unwrap().sweeps,
+            1,
+            "not a scan per refusal"
+        );
     }
 }
