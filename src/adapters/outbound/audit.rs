@@ -7,14 +7,14 @@
 //! the event nor the process's memory pays for the store's trouble. The same-transaction
 //! alternative would make every login wait on an audit insert and fail with it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::domain::{SecurityEvent, Timestamp};
+use crate::domain::{EventKind, SecurityEvent, Timestamp};
 use crate::ports::{AuditLog, AuditQuery, AuditRecord, SecurityEvents, StoreError};
 
 /// Events waiting for the writer; beyond this `record` drops and counts.
@@ -31,6 +31,10 @@ const RETRIES: [Duration; 3] = [
     Duration::from_millis(500),
     Duration::from_secs(1),
 ];
+
+/// Distinct (client, account) pairs whose throttled logins are kept per minute; past this the
+/// minute's further throttled logins are counted, not kept.
+pub const THROTTLED_PAIRS_PER_MINUTE: usize = 10_000;
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -49,6 +53,46 @@ pub struct AuditTrail {
     lost: AtomicU64,
     written: AtomicU64,
     last_warn: AtomicU64,
+    throttled: Mutex<ThrottledMinute>,
+    coalesced: AtomicU64,
+}
+
+/// A throttled login is refused before any password hashing, so it costs its sender nothing
+/// and one client can send thousands a second: kept one by one, they would fill the store (and
+/// push real events out of the queue). The trail keeps the first of each (client, account)
+/// pair per minute, which still says who was refused when, and counts the rest.
+#[derive(Default)]
+struct ThrottledMinute {
+    minute: u64,
+    /// The pairs kept this minute, and how many of each were not.
+    pairs: HashMap<
+        (
+            Option<crate::domain::ClientAddress>,
+            Option<crate::domain::UserId>,
+        ),
+        u64,
+    >,
+}
+
+impl ThrottledMinute {
+    /// Whether to keep this throttled login.
+    fn keep(&mut self, event: &SecurityEvent) -> bool {
+        let minute = event.at.unix() / 60;
+        if minute != self.minute {
+            self.minute = minute;
+            self.pairs.clear();
+        }
+        let key = (event.client.clone(), event.user);
+        if let Some(more) = self.pairs.get_mut(&key) {
+            *more += 1;
+            return false;
+        }
+        if self.pairs.len() >= THROTTLED_PAIRS_PER_MINUTE {
+            return false;
+        }
+        self.pairs.insert(key, 0);
+        true
+    }
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -77,6 +121,8 @@ impl AuditTrail {
             lost: AtomicU64::new(0),
             written: AtomicU64::new(0),
             last_warn: AtomicU64::new(0),
+            throttled: Mutex::default(),
+            coalesced: AtomicU64::new(0),
         })
     }
 
@@ -93,6 +139,11 @@ impl AuditTrail {
     /// Events given up after the store failed every retry of their batch.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Throttled logins not kept: beyond the first of their client and account in a minute.
+    pub fn coalesced(&self) -> u64 {
+        self.coalesced.load(Ordering::Relaxed)
     }
 
     /// Events written to the log.
@@ -196,6 +247,16 @@ impl AuditTrail {
 
 impl SecurityEvents for AuditTrail {
     fn record(&self, event: SecurityEvent) {
+        if event.kind == EventKind::LoginThrottled
+            && !self
+                .throttled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keep(&event)
+        {
+            self.coalesced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.tx.try_send(AuditRecord::from(&event)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.warn_dropped();
@@ -388,5 +449,70 @@ mod tests {
         trail.flush().await.unwrap();
         assert_eq!(trail.written(), 4);
         assert_eq!(log.len(), 4);
+    }
+
+    fn throttled(at: u64, client: std::net::Ipv4Addr, user: Option<UserId>) -> SecurityEvent {
+        let e = event(EventKind::LoginThrottled, at)
+            .client(crate::domain::ClientAddress::from_ip(client.into()));
+        match user {
+            Some(u) => e.user(u),
+            None => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn throttled_logins_keep_one_per_client_and_account_a_minute() {
+        let log = Arc::new(InMemoryAuditLog::new());
+        let trail = AuditTrail::new(log.clone());
+        let user = UserId::new_random();
+        for i in 0..1000 {
+            trail.record(throttled(
+                600 + i % 60,
+                std::net::Ipv4Addr::new(198, 51, 100, 7),
+                Some(user),
+            ));
+        }
+        // Another account, another client, and the next minute are each kept once.
+        trail.record(throttled(
+            610,
+            std::net::Ipv4Addr::new(198, 51, 100, 7),
+            None,
+        ));
+        trail.record(throttled(
+            610,
+            std::net::Ipv4Addr::new(203, 0, 113, 9),
+            Some(user),
+        ));
+        trail.record(throttled(
+            660,
+            std::net::Ipv4Addr::new(198, 51, 100, 7),
+            Some(user),
+        ));
+        // Other kinds are never coalesced.
+        for i in 0..5 {
+            trail.record(event(EventKind::LoginFailed, 600 + i).user(user));
+        }
+        trail.flush().await.unwrap();
+        assert_eq!(log.len(), 4 + 5);
+        assert_eq!(trail.coalesced(), 999);
+    }
+
+    #[tokio::test]
+    async fn a_spray_of_clients_keeps_a_bounded_number_of_throttled_logins_a_minute() {
+        let log = Arc::new(InMemoryAuditLog::with_capacity(
+            THROTTLED_PAIRS_PER_MINUTE * 2,
+        ));
+        let trail = AuditTrail::with_capacity(log.clone(), THROTTLED_PAIRS_PER_MINUTE * 2);
+        for i in 0..THROTTLED_PAIRS_PER_MINUTE + 500 {
+            trail.record(throttled(
+                600,
+                std::net::Ipv4Addr::from(0x0a00_0000 + i as u32),
+                None,
+            ));
+        }
+        trail.flush().await.unwrap();
+        assert_eq!(log.len(), THROTTLED_PAIRS_PER_MINUTE);
+        assert_eq!(trail.coalesced(), 500);
+        assert_eq!(trail.dropped(), 0);
     }
 }
