@@ -1074,6 +1074,8 @@ async fn algorithm_scenarios(
             algorithm: alg,
             poll_interval: Duration::from_secs(1),
             push: true,
+            extra_root_pem: None,
+            allow_plain_http: false,
         })
         .await
         .expect("verifier");

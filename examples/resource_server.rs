@@ -8,6 +8,10 @@
 //! ```
 //! Settings: `AUTH_URL`, `JWT_ALGORITHM` (EdDSA, ES256, RS256), `JWT_ISSUER`, `JWT_AUDIENCE`
 //! (the auth service's defaults otherwise), `PORT` (8100), `REVOCATION_POLL_MS` (250), `REVOCATION_PUSH` (true: listen to `/revocations/stream`).
+//! `AUTH_URL` is `https://…` across a network (`AUTH_CA_PEM`: a PEM file of the private CA
+//! that issued the auth service's certificate, trusted besides the webpki roots), or
+//! `http://` to loopback; plain `http://` to another host is refused unless
+//! `AUTH_ALLOW_PLAIN_HTTP=true` (a network already authenticated and encrypted).
 
 use std::time::Duration;
 
@@ -44,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
     let algorithm = SigningAlgorithm::from_name(&env("JWT_ALGORITHM", "EdDSA"))
         .filter(|a| a.is_asymmetric())
         .ok_or_else(|| anyhow::anyhow!("JWT_ALGORITHM must be EdDSA, ES256 or RS256"))?;
+    let extra_root_pem = match std::env::var("AUTH_CA_PEM") {
+        Ok(path) => {
+            Some(std::fs::read(&path).map_err(|e| anyhow::anyhow!("AUTH_CA_PEM {path}: {e}"))?)
+        }
+        Err(_) => None,
+    };
     let verifier = Verifier::start(VerifierConfig {
         base_url: env("AUTH_URL", "http://127.0.0.1:8000"),
         issuer: env("JWT_ISSUER", "jwt-auth"),
@@ -51,6 +61,8 @@ async fn main() -> anyhow::Result<()> {
         algorithm,
         poll_interval: Duration::from_millis(env("REVOCATION_POLL_MS", "250").parse()?),
         push: env("REVOCATION_PUSH", "true") != "false",
+        extra_root_pem,
+        allow_plain_http: env("AUTH_ALLOW_PLAIN_HTTP", "false") == "true",
     })
     .await?;
     let addr = format!("127.0.0.1:{}", env("PORT", "8100"));

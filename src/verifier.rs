@@ -9,18 +9,22 @@
 //! service is down it keeps verifying with what it has and catches up from its cursor once the
 //! service answers again.
 //!
-//! The bundled HTTP client speaks plain HTTP/1.1 only, and a party on the path between the
-//! verifier and the auth service could serve its own keys: use it on loopback or a network
-//! already authenticated and encrypted (a sidecar, a service mesh with mTLS, a local TLS
-//! proxy), never across an untrusted one.
+//! Keys are only as good as the channel they come by: whoever can answer for the auth service
+//! can serve their own keys. So `base_url` must be `https://` (verified against the webpki
+//! roots, plus `extra_root_pem` for a private CA) or `http://` to a loopback host (`127.0.0.0/8`,
+//! `::1`, `localhost`); plain `http://` to any other host is refused by `Verifier::start`
+//! unless `allow_plain_http` says the network is already authenticated and encrypted (a
+//! sidecar, a service mesh with mTLS). Redirects are not followed (another host could serve
+//! other keys), no `HTTP(S)_PROXY` is used, connecting and each JSON fetch are bounded by 5 s
+//! and a stream read by its silence bound, and a JWKS or feed answer over its size bound is
+//! refused, by its `Content-Length` or as soon as the bytes read pass it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use anyhow::Context as _;
 use josekit::jwk::Jwk;
 use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
 use serde_json::Value;
@@ -38,6 +42,13 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// How long to wait before trying again a service that answered the stream with an error (an
 /// older service without it: 404).
 const NO_STREAM_RETRY: Duration = Duration::from_secs(60);
+/// Connecting, a JSON fetch whole and a stream's answer head, each within this.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A JWKS answer read at most: ours holds a few keys (an RSA one is about 0.5 KiB).
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// A feed page read at most: a full one (10,000 entries) is 1.1 MB even with every number at
+/// its longest.
+pub const MAX_FEED_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the verifier checks against, and where it reads keys and revocations.
 #[derive(Debug, Clone)]
@@ -53,6 +64,34 @@ pub struct VerifierConfig {
     pub poll_interval: Duration,
     /// Listen to `/revocations/stream` for revocations pushed as they happen.
     pub push: bool,
+    /// PEM certificates trusted as roots besides the webpki ones, for an auth service whose
+    /// certificate a private CA issued.
+    pub extra_root_pem: Option<Vec<u8>>,
+    /// Allow `http://` to a host other than loopback: only on a network that is already
+    /// authenticated and encrypted. Off by default.
+    pub allow_plain_http: bool,
+}
+
+impl VerifierConfig {
+    /// A configuration with the defaults: poll every 250 ms, push on, the webpki roots only,
+    /// plain HTTP to loopback only.
+    pub fn new(
+        base_url: impl Into<String>,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        algorithm: SigningAlgorithm,
+    ) -> Self {
+        Self {
+            base_url: base_url.into(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            algorithm,
+            poll_interval: Duration::from_millis(250),
+            push: true,
+            extra_root_pem: None,
+            allow_plain_http: false,
+        }
+    }
 }
 
 /// Why a token was refused.
@@ -76,6 +115,8 @@ pub struct Verified {
 
 struct Inner {
     config: VerifierConfig,
+    /// https with the configured roots, no redirects, no proxy, no kept-alive connections.
+    client: reqwest::Client,
     keys: RwLock<Vec<Box<dyn JwsVerifier>>>,
     /// sid → until (Unix seconds).
     revoked: RwLock<HashMap<String, u64>>,
@@ -109,15 +150,21 @@ impl Verifier {
     /// task holds only a weak handle).
     ///
     /// # Errors
-    /// When the keys cannot be fetched at start: without them nothing can be verified.
+    /// When `base_url` is not `https://` or loopback `http://` (see the module doc), when
+    /// `extra_root_pem` holds no usable certificate, or when the keys cannot be fetched at
+    /// start (a certificate that does not verify among them): without keys nothing can be
+    /// verified.
     pub async fn start(config: VerifierConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(
             config.algorithm.is_asymmetric(),
             "a verifier needs a key-pair algorithm (EdDSA, ES256, RS256)"
         );
+        check_origin(&config.base_url, config.allow_plain_http)?;
+        let client = client(&config)?;
         let verifier = Self {
             inner: Arc::new(Inner {
                 config,
+                client,
                 keys: RwLock::default(),
                 revoked: RwLock::default(),
                 cursor: Mutex::default(),
@@ -168,7 +215,8 @@ impl Verifier {
     /// # Errors
     /// When the service does not answer or the JWKS holds no usable key.
     pub async fn refresh_keys(&self) -> anyhow::Result<()> {
-        let jwks = get_json(&format!("{}/.well-known/jwks.json", self.base())).await?;
+        let url = format!("{}/.well-known/jwks.json", self.base());
+        let jwks = get_json(&self.inner.client, &url, MAX_JWKS_BYTES).await?;
         let alg = self.inner.config.algorithm;
         let mut keys: Vec<Box<dyn JwsVerifier>> = Vec::new();
         for jwk in jwks["keys"].as_array().into_iter().flatten() {
@@ -216,7 +264,7 @@ impl Verifier {
                 Some(c) => format!("{}/revocations?since={c}", self.base()),
                 None => format!("{}/revocations", self.base()),
             };
-            let page = get_json(&url).await?;
+            let page = get_json(&self.inner.client, &url, MAX_FEED_BYTES).await?;
             self.inner
                 .remember(page["entries"].as_array().into_iter().flatten());
             let cursor = page["cursor"].as_u64();
@@ -349,8 +397,9 @@ async fn listen(weak: Weak<Inner>) {
             inner.config.base_url.trim_end_matches('/')
         );
         let since = inner.cursor();
+        let client = inner.client.clone();
         drop(inner);
-        match read_stream(&url, since, &weak).await {
+        match read_stream(&client, &url, since, &weak).await {
             Ok(Stream::Read) => backoff = BACKOFF.0,
             Ok(Stream::Refused) => backoff = NO_STREAM_RETRY,
             Err(e) => tracing::debug!(error = %e, "revocation stream unreachable; polling"),
@@ -374,28 +423,25 @@ enum Stream {
 }
 
 /// Reads one stream connection to its end, remembering each event's entry and cursor.
-async fn read_stream(url: &str, since: Option<u64>, weak: &Weak<Inner>) -> anyhow::Result<Stream> {
-    let (host, port, uri) = target(url)?;
-    let connect = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .header(hyper::header::ACCEPT, "text/event-stream");
-        if let Some(c) = since {
-            req = req.header("last-event-id", c.to_string());
-        }
-        Ok::<_, anyhow::Error>(send.send_request(req.body(Empty::<Bytes>::new())?).await?)
-    };
-    let resp = tokio::time::timeout(Duration::from_secs(5), connect)
+async fn read_stream(
+    client: &reqwest::Client,
+    url: &str,
+    since: Option<u64>,
+    weak: &Weak<Inner>,
+) -> anyhow::Result<Stream> {
+    let mut req = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "text/event-stream");
+    if let Some(c) = since {
+        req = req.header("last-event-id", c.to_string());
+    }
+    let mut resp = tokio::time::timeout(FETCH_TIMEOUT, req.send())
         .await
         .map_err(|_| anyhow::anyhow!("{url}: no answer within 5 s"))??;
+    // A redirect too: the stream is read only where the keys came from.
     if !resp.status().is_success() {
         return Ok(Stream::Refused);
     }
-    let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let mut silent = Duration::ZERO;
     // Checked every second, so a dropped verifier does not keep its stream open.
@@ -406,7 +452,7 @@ async fn read_stream(url: &str, since: Option<u64>, weak: &Weak<Inner>) -> anyho
         };
         inner.stream_live.store(true, Ordering::Release);
         drop(inner);
-        let frame = match tokio::time::timeout(step, body.frame()).await {
+        let data = match tokio::time::timeout(step, resp.chunk()).await {
             Err(_) => {
                 silent += step;
                 if silent >= STREAM_SILENCE {
@@ -414,13 +460,12 @@ async fn read_stream(url: &str, since: Option<u64>, weak: &Weak<Inner>) -> anyho
                 }
                 continue;
             }
-            Ok(None) => return Ok(Stream::Read),
-            Ok(Some(frame)) => frame?,
+            Ok(chunk) => match chunk? {
+                None => return Ok(Stream::Read),
+                Some(data) => data,
+            },
         };
         silent = Duration::ZERO;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
         buf.extend_from_slice(&data);
         // An event too long to be one of ours: drop the stream rather than grow.
         anyhow::ensure!(buf.len() <= 64 * 1024, "{url}: an event over 64 KiB");
@@ -452,36 +497,135 @@ fn event(inner: &Inner, block: &str) {
     }
 }
 
-/// Host, port and URI of a plain-HTTP `url`.
-fn target(url: &str) -> anyhow::Result<(String, u16, hyper::Uri)> {
-    let uri: hyper::Uri = url.parse()?;
-    anyhow::ensure!(uri.scheme_str() == Some("http"), "only http:// URLs: {url}");
-    let host = uri
-        .host()
-        .ok_or_else(|| anyhow::anyhow!("no host in {url}"))?
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    Ok((host, port, uri))
+/// Refuses a `base_url` whose answers anyone on the path could forge: `https://` always,
+/// `http://` only to a loopback host or with `allow_plain_http`.
+fn check_origin(base_url: &str, allow_plain_http: bool) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(base_url).with_context(|| format!("base_url {base_url:?}"))?;
+    anyhow::ensure!(url.has_host(), "base_url {base_url:?}: no host");
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_plain_http || is_loopback(&url) => Ok(()),
+        "http" => anyhow::bail!(
+            "base_url {base_url:?}: plain http:// to a host other than loopback could be \
+             answered with other keys; use https:// (or allow_plain_http on a network that \
+             is already authenticated and encrypted)"
+        ),
+        other => anyhow::bail!("base_url {base_url:?}: https:// or http://, not {other}://"),
+    }
 }
 
-/// GET `url` (plain HTTP/1.1) as JSON, within 5 s.
-async fn get_json(url: &str) -> anyhow::Result<Value> {
-    let (host, port, uri) = target(url)?;
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // An IPv6 host comes in brackets.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The HTTP client of one verifier.
+fn client(config: &VerifierConfig) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(FETCH_TIMEOUT)
+        // Each read of an answer; a JSON fetch is bounded whole by `FETCH_TIMEOUT` as well.
+        .read_timeout(STREAM_SILENCE)
+        // A redirect is an error answer: keys are read only from `base_url`.
+        .redirect(reqwest::redirect::Policy::none())
+        // Straight to `base_url`, not through an ambient HTTP(S)_PROXY.
+        .no_proxy()
+        // A fresh connection for each fetch, as a kept-alive one would pin the verifier to one
+        // instance behind a balancer, even one taken out; TLS resumes the session cheaply.
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("jwt-auth-verifier/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &config.extra_root_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem).context("extra_root_pem")?;
+        anyhow::ensure!(!roots.is_empty(), "extra_root_pem holds no certificate");
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder.build().context("the verifier's HTTP client")
+}
+
+/// GET `url` as JSON within `FETCH_TIMEOUT`, refusing an answer over `max` bytes.
+async fn get_json(client: &reqwest::Client, url: &str, max: usize) -> anyhow::Result<Value> {
     let fetch = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .body(Empty::<Bytes>::new())?;
-        let resp = send.send_request(req).await?;
-        anyhow::ensure!(resp.status().is_success(), "{url}: {}", resp.status());
-        let body = resp.into_body().collect().await?.to_bytes();
+        let mut resp = client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await?;
+        let status = resp.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{url}: answered {status}{}",
+            if status.is_redirection() {
+                " (redirects are not followed)"
+            } else {
+                ""
+            }
+        );
+        if let Some(len) = resp.content_length() {
+            anyhow::ensure!(
+                len <= max as u64,
+                "{url}: an answer of {len} bytes, over {max}"
+            );
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            // Stops at the bound: the rest is never read (the connection is dropped).
+            anyhow::ensure!(
+                body.len() + chunk.len() <= max,
+                "{url}: an answer over {max} bytes"
+            );
+            body.extend_from_slice(&chunk);
+        }
         Ok::<_, anyhow::Error>(serde_json::from_slice(&body)?)
     };
-    tokio::time::timeout(Duration::from_secs(5), fetch)
+    tokio::time::timeout(FETCH_TIMEOUT, fetch)
         .await
         .map_err(|_| anyhow::anyhow!("{url}: no answer within 5 s"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_origin;
+
+    #[test]
+    fn plain_http_is_for_loopback_unless_allowed() {
+        for url in [
+            "https://auth.example",
+            "https://10.0.0.7:8443/",
+            "http://127.0.0.1:8000",
+            "http://127.1.2.3",
+            "http://localhost:8000",
+            "http://LOCALHOST",
+            "http://[::1]:8000",
+            "http://[::ffff:127.0.0.1]:8000",
+        ] {
+            assert!(check_origin(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://auth.example",
+            "http://10.0.0.7",
+            "http://0.0.0.0:8000",
+            "http://[::]:8000",
+            "http://[::ffff:10.0.0.7]",
+            "http://localhost.auth.example",
+        ] {
+            let e = check_origin(url, false).unwrap_err().to_string();
+            assert!(e.contains("plain http"), "{url}: {e}");
+            assert!(check_origin(url, true).is_ok(), "{url} allowed");
+        }
+        // Allowing plain HTTP allows no other scheme.
+        for url in ["ftp://127.0.0.1", "ws://auth.example", "file:///tmp/jwks"] {
+            assert!(check_origin(url, true).is_err(), "{url}");
+        }
+    }
 }

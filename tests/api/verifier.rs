@@ -110,6 +110,8 @@ async fn rides_out_an_outage(alg: SigningAlgorithm, push: bool) -> Vec<Duration>
             algorithm: alg,
             poll_interval: poll,
             push,
+            extra_root_pem: None,
+            allow_plain_http: false,
         })
         .await
         .unwrap();
