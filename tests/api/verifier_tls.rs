@@ -1,6 +1,7 @@
 //! The library's verifier over `https://`: the real app behind a TLS listener whose certificate
 //! a CA made in the test issued. Trusting that CA it verifies and honours a logout (polled and
-//! pushed); without it, or for a certificate of another name, it does not start. And what a
+//! pushed); without it, or for a certificate of another name, it does not start, and a started
+//! one answered with an untrusted certificate takes nothing from it. And what a
 //! hostile or broken auth service can answer: plain `http://` beyond loopback is refused
 //! before any connection, an oversized JWKS or feed is refused without being read whole, a
 //! redirect is not followed and a service that never answers does not hang it.
@@ -57,8 +58,7 @@ fn issue(names: &[&str]) -> Pki {
     }
 }
 
-/// A TLS listener on loopback passing each connection on to `backend`; its port.
-async fn tls_front(pki: &Pki, backend: u16) -> u16 {
+fn acceptor(pki: &Pki) -> TlsAcceptor {
     // ring, as reqwest's rustls uses: no process-wide provider to pick.
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
@@ -67,12 +67,25 @@ async fn tls_front(pki: &Pki, backend: u16) -> u16 {
         .with_no_client_auth()
         .with_single_cert(pki.chain.clone(), PrivateKeyDer::Pkcs8(pki.key.clone_key()))
         .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// The certificate a TLS front presents from its next connection on.
+type Presents = Arc<std::sync::RwLock<TlsAcceptor>>;
+
+/// A TLS listener on loopback passing each connection on to `backend`; its port.
+async fn tls_front(pki: &Pki, backend: u16) -> u16 {
+    tls_front_swappable(pki, backend).await.0
+}
+
+async fn tls_front_swappable(pki: &Pki, backend: u16) -> (u16, Presents) {
+    let presents: Presents = Arc::new(std::sync::RwLock::new(acceptor(pki)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let current = presents.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let acceptor = current.read().unwrap().clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -84,7 +97,7 @@ async fn tls_front(pki: &Pki, backend: u16) -> u16 {
             });
         }
     });
-    port
+    (port, presents)
 }
 
 struct App {
@@ -274,6 +287,31 @@ async fn without_the_ca_trusted_the_verifier_does_not_start() {
     })
     .await;
     assert!(verifier.is_ok(), "{:?}", verifier.err());
+
+    // Started, then answered with a certificate of a CA it does not trust (someone else took
+    // the address): no key or revocation is taken from it, and what it holds stays.
+    let (port, presents) = tls_front_swappable(&pki, app.port).await;
+    let verifier = Verifier::start(VerifierConfig {
+        extra_root_pem: Some(pki.ca_pem.clone().into_bytes()),
+        poll_interval: Duration::from_secs(3600),
+        ..config(&app, format!("https://localhost:{port}"))
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let plain = format!("http://127.0.0.1:{}", app.port);
+    let (token, _) = login(&http, &plain).await;
+    assert!(verifier.verify(&token).is_ok());
+    *presents.write().unwrap() = acceptor(&issue(&["localhost", "127.0.0.1"]));
+    let e = format!("{:#}", verifier.refresh_keys().await.unwrap_err());
+    assert!(e.contains("certificate"), "{e}");
+    let e = format!("{:#}", verifier.poll_feed().await.unwrap_err());
+    assert!(e.contains("certificate"), "{e}");
+    assert!(
+        verifier.verify(&token).is_ok(),
+        "the keys held still verify"
+    );
+    assert!(verifier.verify("not.a.token").is_err());
     app.server.abort();
 }
 
