@@ -297,6 +297,10 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
         self.check()?;
         self.inner.replace_password_hash(id, current, new).await
     }
+    async fn mark_email_verified(&self, id: UserId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.mark_email_verified(id).await
+    }
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.check()?;
         self.inner.list().await
