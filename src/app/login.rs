@@ -36,6 +36,8 @@ pub struct Login {
     /// An account that never authenticates here, whatever its password (the `dev` demo
     /// account under `prod`): answered like a wrong password, after the same full check.
     pub refused: Option<Email>,
+    /// `REQUIRE_EMAIL_VERIFICATION`: an unverified account's right password opens no session.
+    pub require_verified_email: bool,
 }
 
 impl Login {
@@ -192,6 +194,18 @@ impl Login {
             }
             Some(user) => user,
         };
+        if self.require_verified_email && !user.email_verified {
+            // The password was right: not a failure for the throttle, and only someone who
+            // has it learns that the address is unverified.
+            self.throttle.succeeded(attempt).await?;
+            tracing::info!(
+                event = "login_unverified",
+                user = %user.id,
+                client = %cmd.client,
+                "login refused: email not verified"
+            );
+            return Err(LoginError::EmailNotVerified);
+        }
 
         let now = self.clock.now();
         let new_client = self.is_new_client(&user, &cmd, now).await;
@@ -324,6 +338,7 @@ mod tests {
                 clock: Arc::new(clock_at(NOW)),
                 policy: policy(),
                 refused: None,
+                require_verified_email: false,
             }
         }
     }

@@ -355,7 +355,7 @@ async fn postgres_connection_broken_while_idle_is_replaced_unnoticed() {
 
 // ---- Several instances on one database ----
 
-fn socket_settings(extra: &[(&str, &str)]) -> Settings {
+pub(crate) fn socket_settings(extra: &[(&str, &str)]) -> Settings {
     let mut pairs = vec![
         ("PORT", "0"),
         ("BCRYPT_COST", "4"),
@@ -366,7 +366,9 @@ fn socket_settings(extra: &[(&str, &str)]) -> Settings {
 }
 
 /// Builds the service from settings exactly as `main` does and serves it on port 0.
-async fn serve(settings: Settings) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+pub(crate) async fn serve(
+    settings: Settings,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let adapters = Adapters::from_settings(&settings).await.unwrap();
     let app = Application::build(&settings, &adapters).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

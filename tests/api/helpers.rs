@@ -460,7 +460,8 @@ pub async fn spawn_app_throttled_on(
         (Some(db), _) => adapters
             .with_key_store(&settings, db.db.keys())
             .with_revocation_feed(db.db.revocations())
-            .with_reset_tokens(db.db.reset_tokens()),
+            .with_reset_tokens(db.db.reset_tokens())
+            .with_verification_tokens(db.db.verification_tokens()),
         (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
         (None, None) => adapters,
     };

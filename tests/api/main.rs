@@ -101,4 +101,5 @@ mod throttle;
 mod throttle_pool;
 mod throttle_shared;
 mod verifier;
+mod verify;
 mod webhooks;
