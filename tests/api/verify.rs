@@ -106,6 +106,28 @@ pub async fn a_sign_up_is_mailed_a_link_that_verifies_once(store: Store) {
     assert_eq!(done.status, 204, "{}", done.body);
     assert_eq!(done.header("cache-control"), Some("no-store"));
     assert!(verified(&app, "new@example.com").await);
+    // One email_verified event in the audit trail, for this account.
+    let trail = app.adapters.audit.clone().expect("the audit trail is on");
+    trail.flush().await.unwrap();
+    let rows = trail
+        .log()
+        .query(&jwt_auth::ports::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let events: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == jwt_auth::domain::EventKind::EmailVerified)
+        .collect();
+    assert_eq!(events.len(), 1, "{rows:?}");
+    assert_eq!(events[0].user.map(|u| u.to_string()), Some(id));
+    assert!(
+        !format!("{rows:?}").contains(&token),
+        "no token in the trail"
+    );
     let again = verify(&app, &token).await;
     again.assert_error(401, "invalid_token");
     assert!(
