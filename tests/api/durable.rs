@@ -683,8 +683,16 @@ pub async fn cli_user_commands_work_on_the_served_database(app: TestApp) {
     let list = jwt_auth(&["user", "list"], &env, None);
     let listed = text(&list.stdout);
     assert!(
-        listed.starts_with("id\temail\tcreated\tdisabled\n"),
+        listed.starts_with("id\temail\tcreated\tdisabled\temail_verified\n"),
         "{listed}"
+    );
+    let ops_row = listed
+        .lines()
+        .find(|l| l.contains("ops@example.com"))
+        .unwrap();
+    assert!(
+        ops_row.ends_with("\tfalse\ttrue"),
+        "an account an operator adds counts as verified: {ops_row}"
     );
     assert!(listed.contains(DEMO_EMAIL) && listed.contains("ops@example.com"));
     assert!(
