@@ -189,3 +189,76 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_support::*;
+    use crate::ports::{MockResetTokens, MockUserRepo, NoSecurityEvents};
+
+    fn build(users: MockUserRepo, tokens: MockResetTokens) -> EmailVerification {
+        EmailVerification {
+            users: Arc::new(users),
+            tokens: Arc::new(tokens),
+            mail: None,
+            clock: Arc::new(clock_at(NOW)),
+            events: Arc::new(NoSecurityEvents),
+            expires_secs: 48 * 3600,
+            rate: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_reads_and_marks_no_account() {
+        let mut tokens = MockResetTokens::new();
+        tokens.expect_consume().return_once(|_, _| Ok(None));
+        let mut users = MockUserRepo::new();
+        users.expect_find_by_id().never();
+        users.expect_mark_email_verified().never();
+        let got = build(users, tokens).verify(ResetToken::generate()).await;
+        assert!(matches!(got, Err(VerifyEmailError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_accounts_token_is_spent_and_marks_nothing() {
+        let account = user(true);
+        let id = account.id;
+        let mut tokens = MockResetTokens::new();
+        tokens
+            .expect_consume()
+            .return_once(move |_, _| Ok(Some(id)));
+        let mut users = MockUserRepo::new();
+        users
+            .expect_find_by_id()
+            .return_once(move |_| Ok(Some(account)));
+        users.expect_mark_email_verified().never();
+        let got = build(users, tokens).verify(ResetToken::generate()).await;
+        assert!(matches!(got, Err(VerifyEmailError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_infra_not_a_refusal() {
+        let mut tokens = MockResetTokens::new();
+        tokens.expect_consume().return_once(|_, _| Err(down()));
+        let got = build(MockUserRepo::new(), tokens)
+            .verify(ResetToken::generate())
+            .await;
+        assert!(matches!(
+            got,
+            Err(VerifyEmailError::Infra(InfraError::Unavailable(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_a_mailer_nothing_is_started() {
+        let v = build(MockUserRepo::new(), MockResetTokens::new());
+        assert!(v.mail_new_account(&user(false)).is_none());
+        assert!(v
+            .resend(
+                Email::parse("a@example.com").unwrap(),
+                ClientAddress::unknown(),
+                None
+            )
+            .is_none());
+    }
+}
