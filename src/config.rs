@@ -368,12 +368,12 @@ pub struct Settings {
     pub audit_enabled: bool,
     /// Audit rows older than this many days are purged by the housekeeping task; 0: kept.
     pub audit_retention_days: u64,
-    /// Where reset mail goes: `smtp://relay:25`, `smtps://host:465` or
+    /// Where reset and verification mail goes: `smtp://relay:25`, `smtps://host:465` or
     /// `smtp://host:587?tls=required`. A `Secret`: it may carry a password.
     pub smtp_url: Option<Secret>,
     /// The sender of reset mail; required with a mailer.
     pub mail_from: Option<String>,
-    /// `dev` only: reset mail is written to this folder as `.eml` files instead of sent.
+    /// `dev` only: reset and verification mail is written to this folder as `.eml` files instead of sent.
     pub mail_outbox_dir: Option<String>,
     /// The page a reset link opens; the token is put in its fragment (`#token=`). Required
     /// with a mailer.
