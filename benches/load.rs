@@ -126,6 +126,7 @@ fn memory_child(n: usize) {
                 email: Email::parse(&format!("bench{i}@example.com")).unwrap(),
                 password_hash: PasswordHash::new("$2b$04$bench".into()),
                 disabled: false,
+                email_verified: true,
                 created_at: Timestamp::from_unix(1_800_000_000),
             })
             .await
@@ -629,6 +630,7 @@ fn serve_seeded(n: usize) {
                     email: Email::parse(&format!("seed{i}@example.com")).unwrap(),
                     password_hash: PasswordHash::new("$2b$04$seed".into()),
                     disabled: false,
+                    email_verified: true,
                     created_at: Timestamp::from_unix(now),
                 })
                 .await

@@ -58,6 +58,7 @@ fn populated(n: usize, rng: &mut Bytes32) -> (InMemoryRefreshStore, Vec<RefreshT
         email: Email::parse("bench@example.com").unwrap(),
         password_hash: PasswordHash::new("$2b$04$bench".into()),
         disabled: false,
+        email_verified: true,
         created_at: Timestamp::from_unix(NOW),
     };
     let user_id = user.id;

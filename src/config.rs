@@ -368,18 +368,25 @@ pub struct Settings {
     pub audit_enabled: bool,
     /// Audit rows older than this many days are purged by the housekeeping task; 0: kept.
     pub audit_retention_days: u64,
-    /// Where reset mail goes: `smtp://relay:25`, `smtps://host:465` or
+    /// Where reset and verification mail goes: `smtp://relay:25`, `smtps://host:465` or
     /// `smtp://host:587?tls=required`. A `Secret`: it may carry a password.
     pub smtp_url: Option<Secret>,
     /// The sender of reset mail; required with a mailer.
     pub mail_from: Option<String>,
-    /// `dev` only: reset mail is written to this folder as `.eml` files instead of sent.
+    /// `dev` only: reset and verification mail is written to this folder as `.eml` files instead of sent.
     pub mail_outbox_dir: Option<String>,
     /// The page a reset link opens; the token is put in its fragment (`#token=`). Required
     /// with a mailer.
     pub password_reset_url: Option<String>,
     /// How long a reset token stays usable.
     pub password_reset_expires_min: u64,
+    /// The page a verification link opens; the token is put in its fragment (`#token=`).
+    /// Unset: no verification mail (sign-ups stay unverified until a password reset).
+    pub email_verification_url: Option<String>,
+    /// How long a verification token stays usable.
+    pub email_verification_expires_hours: u64,
+    /// Login refuses an unverified account's right password (`403 email_not_verified`).
+    pub require_email_verification: bool,
 }
 
 /// A configuration problem, said in one line naming the key.
@@ -831,6 +838,12 @@ impl Settings {
         if !(5..=1440).contains(&self.password_reset_expires_min) {
             return bad("PASSWORD_RESET_EXPIRES_MIN", "must be between 5 and 1440");
         }
+        if !(1..=720).contains(&self.email_verification_expires_hours) {
+            return bad(
+                "EMAIL_VERIFICATION_EXPIRES_HOURS",
+                "must be between 1 and 720",
+            );
+        }
         if self.env == Profile::Prod && self.mail_outbox_dir.is_some() {
             return bad("MAIL_OUTBOX_DIR", "is for dev only; set SMTP_URL in prod");
         }
@@ -838,6 +851,12 @@ impl Settings {
             return bad("MAIL_OUTBOX_DIR", "cannot be set together with SMTP_URL");
         }
         if self.smtp_url.is_none() && self.mail_outbox_dir.is_none() {
+            if self.require_email_verification {
+                return bad(
+                    "REQUIRE_EMAIL_VERIFICATION",
+                    "needs a mailer (SMTP_URL) and EMAIL_VERIFICATION_URL: nobody could verify",
+                );
+            }
             return Ok(());
         }
         let key = if self.smtp_url.is_some() {
@@ -853,22 +872,38 @@ impl Settings {
                 "PASSWORD_RESET_URL: is required with {key}"
             )));
         };
+        self.check_link_page("PASSWORD_RESET_URL", url)?;
+        self.validate_verification()
+    }
+
+    /// A page a mailed link opens: http(s), with a host and no fragment (the token goes
+    /// there); https in prod.
+    fn check_link_page(&self, key: &str, url: &str) -> Result<(), ConfigError> {
+        let bad = |why: &str| Err(ConfigError(format!("{key}: {why}")));
         let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
-            return bad("PASSWORD_RESET_URL", "is not a valid URL");
+            return bad("is not a valid URL");
         };
         if !matches!(parsed.scheme(), "http" | "https")
             || parsed.host_str().is_none()
             || parsed.fragment().is_some()
         {
-            return bad(
-                "PASSWORD_RESET_URL",
-                "must be an http(s) URL without a fragment (the token goes there)",
-            );
+            return bad("must be an http(s) URL without a fragment (the token goes there)");
         }
         if self.env == Profile::Prod && parsed.scheme() != "https" {
-            return bad("PASSWORD_RESET_URL", "must be https in prod");
+            return bad("must be https in prod");
         }
         Ok(())
+    }
+
+    /// Called with a mailer configured.
+    fn validate_verification(&self) -> Result<(), ConfigError> {
+        match self.email_verification_url.as_deref() {
+            Some(url) => self.check_link_page("EMAIL_VERIFICATION_URL", url),
+            None if self.require_email_verification => Err(ConfigError(
+                "EMAIL_VERIFICATION_URL: is required with REQUIRE_EMAIL_VERIFICATION".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The webhook signing key: `WEBHOOK_SECRET` decoded.

@@ -126,3 +126,59 @@ async fn forgot_for_a_known_and_an_unknown_email_take_the_same_time() {
     let _ = std::fs::remove_dir_all(&dir);
     panic!("forgot: known and unknown emails differ in every round: ratios {ratios:?}");
 }
+
+/// Median resend times (unknown, unverified email) over `trials` interleaved pairs; the clock
+/// moves an hour before each pair so the per-address rate never holds the known address back.
+async fn resend_round(app: &helpers::TestApp, unverified: &str, trials: usize) -> (f64, f64) {
+    let (mut unknown, mut known) = (Vec::new(), Vec::new());
+    for i in 0..trials {
+        app.clock.advance(3600);
+        for (email, into) in [
+            (format!("nobody{i}@test.com"), &mut unknown),
+            (unverified.to_owned(), &mut known),
+        ] {
+            let t = Instant::now();
+            let resp = app
+                .post("/auth/verify-email/resend")
+                .json(&serde_json::json!({ "email": email }))
+                .send()
+                .await;
+            into.push(t.elapsed());
+            assert_eq!(resp.status, 202);
+        }
+    }
+    (median(unknown).as_secs_f64(), median(known).as_secs_f64())
+}
+
+#[tokio::test]
+async fn resend_for_an_unverified_and_an_unknown_email_take_the_same_time() {
+    let dir = std::env::temp_dir().join(format!("timing-outbox-{}", uuid::Uuid::new_v4()));
+    let dir_text = dir.to_str().unwrap().to_owned();
+    let app = spawn_app_with(&[
+        ("MAIL_OUTBOX_DIR", dir_text.as_str()),
+        ("MAIL_FROM", "no-reply@example.com"),
+        ("PASSWORD_RESET_URL", "http://localhost/reset"),
+        ("EMAIL_VERIFICATION_URL", "http://localhost/verify"),
+    ])
+    .await;
+    let unverified = "unverified@test.com";
+    assert_eq!(
+        app.register(unverified, "a long enough password")
+            .await
+            .status,
+        201
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=3 {
+        let (u, k) = resend_round(&app, unverified, 31).await;
+        let ratio = u.max(k) / u.min(k);
+        println!("resend timing, round {round}: median unknown email {u:.6} s, unverified {k:.6} s, ratio {ratio:.3}");
+        ratios.push(ratio);
+        if ratio < 1.15 {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    panic!("resend: unverified and unknown emails differ in every round: ratios {ratios:?}");
+}

@@ -36,6 +36,8 @@ pub struct Login {
     /// An account that never authenticates here, whatever its password (the `dev` demo
     /// account under `prod`): answered like a wrong password, after the same full check.
     pub refused: Option<Email>,
+    /// `REQUIRE_EMAIL_VERIFICATION`: an unverified account's right password opens no session.
+    pub require_verified_email: bool,
 }
 
 impl Login {
@@ -192,6 +194,18 @@ impl Login {
             }
             Some(user) => user,
         };
+        if self.require_verified_email && !user.email_verified {
+            // The password was right: not a failure for the throttle, and only someone who
+            // has it learns that the address is unverified.
+            self.throttle.succeeded(attempt).await?;
+            tracing::info!(
+                event = "login_unverified",
+                user = %user.id,
+                client = %cmd.client,
+                "login refused: email not verified"
+            );
+            return Err(LoginError::EmailNotVerified);
+        }
 
         let now = self.clock.now();
         let new_client = self.is_new_client(&user, &cmd, now).await;
@@ -324,6 +338,7 @@ mod tests {
                 clock: Arc::new(clock_at(NOW)),
                 policy: policy(),
                 refused: None,
+                require_verified_email: false,
             }
         }
     }
@@ -374,6 +389,49 @@ mod tests {
         assert_eq!(tokens.access_token.as_str(), "jwt");
         assert_eq!(tokens.expires_in, 900);
         assert_eq!(tokens.session_expires_at.unix(), NOW + 30 * 86_400);
+    }
+
+    /// `REQUIRE_EMAIL_VERIFICATION`: an unverified account's right password opens no session
+    /// and mints no token; its wrong password is the usual refusal; a verified account, or an
+    /// unverified one with the flag off, logs in.
+    #[tokio::test]
+    async fn the_verification_flag_refuses_only_an_unverified_accounts_right_password() {
+        for (require, verified, right, want) in [
+            (true, false, true, "not_verified"),
+            (true, false, false, "invalid"),
+            (true, true, true, "ok"),
+            (false, false, true, "ok"),
+        ] {
+            let mut user = user(false);
+            user.email_verified = verified;
+            let mut m = Mocks::new();
+            let found = user.clone();
+            m.users
+                .expect_find_by_email()
+                .return_once(move |_| Ok(Some(found)));
+            m.hasher.expect_verify().return_once(move |_, _| Ok(right));
+            let opens = usize::from(want == "ok");
+            m.sessions
+                .expect_create_session()
+                .times(opens)
+                .returning(|_, _, _, _| Ok(true));
+            m.issuer
+                .expect_issue_access()
+                .times(opens)
+                .returning(|_| Ok(AccessToken::new("jwt".into())));
+            let mut login = m.build(ThrottleSettings::default());
+            login.require_verified_email = require;
+            let got = match login.execute(cmd()).await {
+                Ok(_) => "ok",
+                Err(LoginError::EmailNotVerified) => "not_verified",
+                Err(LoginError::InvalidCredentials) => "invalid",
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(
+                got, want,
+                "require {require}, verified {verified}, right {right}"
+            );
+        }
     }
 
     /// A password change that committed while the login was hashing: the login's session is

@@ -12,6 +12,7 @@ mod register;
 mod reset;
 mod sessions;
 mod set_disabled;
+mod verify;
 
 pub use login::{Login, LoginCommand};
 pub use logout::Logout;
@@ -19,9 +20,10 @@ pub use me::Me;
 pub use password::{ChangePassword, ChangePasswordCommand, PasswordChanged};
 pub use refresh::Refresh;
 pub use register::Register;
-pub use reset::{ForgotPassword, ResetMail, ResetPassword, ResetPasswordError};
+pub use reset::{ForgotPassword, MailRate, ResetMail, ResetPassword, ResetPasswordError};
 pub use sessions::{SessionList, Sessions, MAX_LISTED_SESSIONS};
 pub use set_disabled::{SetDisabled, SetDisabledOutcome};
+pub use verify::{EmailVerification, VerifyEmailError, VerifyMail};
 // The policy lives in the domain; configuration names it here.
 pub use crate::domain::ThrottleSettings;
 
@@ -122,6 +124,7 @@ pub(crate) mod test_support {
             email: Email::parse("jywan@test.com").unwrap(),
             password_hash: PasswordHash::new("$2b$04$hash".into()),
             disabled,
+            email_verified: true,
             created_at: Timestamp::from_unix(NOW - 100),
         }
     }

@@ -60,11 +60,15 @@ impl Register {
         client: Option<&ClientAddress>,
     ) -> Result<User, RegisterError> {
         let password_hash = self.hasher.hash(password).await?;
+        // A sign-up from the network has yet to prove its address; an account an operator
+        // adds (the CLI) or the dev seed counts as verified.
+        let email_verified = client.is_none();
         let user = User {
             id: UserId::new_random(),
             email,
             password_hash,
             disabled: false,
+            email_verified,
             created_at: self.clock.now(),
         };
         match self.users.create(user.clone()).await {

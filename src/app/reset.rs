@@ -23,8 +23,11 @@ const MAX_COUNTERS: usize = 100_000;
 
 /// Fixed one-hour windows per key: the login throttle counts failures, not requests, and a
 /// reset request has no failure; this is the simple rate the brief allows, in process only.
+/// One instance counts every mail a request can trigger (reset links and verification
+/// resends): an address gets at most `FORGOT_PER_EMAIL_PER_HOUR` of them an hour, whichever
+/// kind is asked for.
 #[derive(Default)]
-struct HourlyRate {
+pub struct MailRate {
     counters: Mutex<Counters>,
 }
 
@@ -38,12 +41,12 @@ struct Counters {
     sweeps: u64,
 }
 
-impl HourlyRate {
+impl MailRate {
     /// Counts a request of both keys unless either is over its limit (then counts nothing).
     /// With `MAX_COUNTERS` current counters held, a key not held yet is refused until the
     /// window turns: a spray of addresses can hold back new requests for the rest of the hour
     /// (nothing is sent, the answer is the same 202) but not grow the map or the work per request.
-    fn admit(&self, email: &str, client: &str, now: u64) -> bool {
+    pub(crate) fn admit(&self, email: &str, client: &str, now: u64) -> bool {
         let window = now / HOUR;
         let mut held = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let Counters { map, swept, sweeps } = &mut *held;
@@ -100,7 +103,7 @@ pub struct ForgotPassword {
     pub clock: Arc<dyn Clock>,
     pub events: Arc<dyn SecurityEvents>,
     pub expires_secs: u64,
-    rate: HourlyRate,
+    rate: Arc<MailRate>,
 }
 
 impl ForgotPassword {
@@ -119,8 +122,13 @@ impl ForgotPassword {
             clock,
             events,
             expires_secs,
-            rate: HourlyRate::default(),
+            rate: Arc::default(),
         }
+    }
+
+    /// The rate this use case counts requests by, for the other mails a request can trigger.
+    pub fn mail_rate(&self) -> Arc<MailRate> {
+        self.rate.clone()
     }
 
     /// Never fails: whatever happens is logged (without the address or a token) and the
@@ -292,6 +300,23 @@ impl ResetPassword {
                     sessions_revoked,
                     "password reset; every session revoked"
                 );
+                // The link came through the account's mailbox: that proves the address as
+                // well as a verification link would.
+                // The password is reset by now: a store failure here is logged, not answered.
+                if !user.email_verified {
+                    match self.users.mark_email_verified(user.id).await {
+                        Ok(_) => self.events.record(
+                            SecurityEvent::new(EventKind::EmailVerified, now)
+                                .user(user.id)
+                                .detail("password_reset"),
+                        ),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            user = %user.id,
+                            "password reset: email not marked verified"
+                        ),
+                    }
+                }
                 self.events
                     .record(SecurityEvent::new(EventKind::PasswordReset, now).user(user.id));
                 return Ok(());
@@ -306,7 +331,7 @@ mod tests {
     use super::*;
 
     /// Fills the counters with distinct clients and addresses in one window.
-    fn full(rate: &HourlyRate, now: u64) {
+    fn full(rate: &MailRate, now: u64) {
         for i in 0..MAX_COUNTERS / 2 {
             assert!(rate.admit(&format!("a{i}@x.test"), &format!("c{i}"), now));
         }
@@ -314,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_full_map_refuses_new_keys_until_the_window_turns_and_then_shrinks() {
-        let rate = HourlyRate::default();
+        let rate = MailRate::default();
         let now = 10 * HOUR;
         full(&rate, now);
         assert!(
@@ -341,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_full_map_is_swept_at_most_once_per_window() {
-        let rate = HourlyRate::default();
+        let rate = MailRate::default();
         let now = 10 * HOUR;
         full(&rate, now);
         for i in 0..1000 {

@@ -20,6 +20,10 @@ pub enum LoginError {
     /// Unknown email, wrong password or disabled account: deliberately indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The password is right but the account's email is not verified, and
+    /// `REQUIRE_EMAIL_VERIFICATION` is on. Only ever after the password checked out.
+    #[error("email not verified")]
+    EmailNotVerified,
     /// Held back by the throttle (a locked account-and-client pair, or a slowed client or
     /// account).
     #[error("throttled for {retry_after_secs} s")]

@@ -98,6 +98,10 @@ pub struct User {
     pub email: Email,
     pub password_hash: PasswordHash,
     pub disabled: bool,
+    /// Whether the account proved it reads mail at its address (a verification link, or a
+    /// password reset). Accounts older than verification, imported or added by an operator
+    /// count as verified; only sign-ups from the network start unverified.
+    pub email_verified: bool,
     pub created_at: Timestamp,
 }
 

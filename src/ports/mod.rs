@@ -188,6 +188,12 @@ pub trait UserRepo: Send + Sync {
         new: &PasswordHash,
     ) -> Result<bool, StoreError>;
 
+    /// Marks the account's email verified (idempotent); returns whether the account exists.
+    ///
+    /// # Errors
+    /// `StoreError::Unavailable` when the store cannot be reached; nothing changes then.
+    async fn mark_email_verified(&self, id: UserId) -> Result<bool, StoreError>;
+
     /// Every account, oldest first. A record that does not parse is skipped with a warning
     /// naming its id, so one bad row never fails the listing.
     ///

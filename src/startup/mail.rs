@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::Adapters;
 use crate::adapters::outbound::mail::{parse_from, FolderOutbox, SmtpMailer};
-use crate::app::{ForgotPassword, ResetMail, ResetPassword};
+use crate::app::{
+    EmailVerification, ForgotPassword, MailRate, ResetMail, ResetPassword, VerifyMail,
+};
 use crate::config::{Secret, Settings};
 use crate::ports::{Mailer, ResetTokens};
 
@@ -30,6 +32,13 @@ impl Adapters {
     #[must_use]
     pub fn with_reset_tokens(mut self, tokens: Arc<dyn ResetTokens>) -> Self {
         self.reset_tokens = tokens;
+        self
+    }
+
+    /// Verification tokens kept in `tokens` (the database's) rather than in process memory.
+    #[must_use]
+    pub fn with_verification_tokens(mut self, tokens: Arc<dyn ResetTokens>) -> Self {
+        self.verification_tokens = tokens;
         self
     }
 }
@@ -60,5 +69,30 @@ pub(super) fn reset_password(a: &Adapters) -> ResetPassword {
         hasher: a.hasher.clone(),
         clock: a.clock.clone(),
         events: a.events.clone(),
+    }
+}
+
+/// Sharing `rate` with the forgot-password requests: one address gets so many mails an hour
+/// in all.
+pub(super) fn email_verification(
+    settings: &Settings,
+    a: &Adapters,
+    rate: Arc<MailRate>,
+) -> EmailVerification {
+    let mail = match (&a.mailer, &settings.email_verification_url) {
+        (Some(mailer), Some(url)) => Some(VerifyMail {
+            mailer: mailer.clone(),
+            verify_url: url.trim().to_owned(),
+        }),
+        _ => None,
+    };
+    EmailVerification {
+        users: a.users.clone(),
+        tokens: a.verification_tokens.clone(),
+        mail,
+        clock: a.clock.clone(),
+        events: a.events.clone(),
+        expires_secs: settings.email_verification_expires_hours * 3600,
+        rate,
     }
 }

@@ -80,6 +80,9 @@ pub struct Adapters {
     pub audit: Option<Arc<AuditTrail>>,
     /// Password-reset tokens (in memory unless `with_reset_tokens`).
     pub reset_tokens: Arc<dyn crate::ports::ResetTokens>,
+    /// Email-verification tokens, a store apart from the reset tokens (in memory unless
+    /// `with_verification_tokens`).
+    pub verification_tokens: Arc<dyn crate::ports::ResetTokens>,
     /// Where reset mail goes (`SMTP_URL`, or `MAIL_OUTBOX_DIR` in dev); `None`: nowhere.
     pub mailer: Option<Arc<dyn crate::ports::Mailer>>,
     database: Option<Database>,
@@ -113,7 +116,8 @@ impl Adapters {
                     .with_key_store(settings, db.keys())
                     .with_revocation_feed(db.revocations())
                     .with_webhooks(settings, db.webhook_outbox())?
-                    .with_reset_tokens(db.reset_tokens());
+                    .with_reset_tokens(db.reset_tokens())
+                    .with_verification_tokens(db.verification_tokens());
                 if settings.audit_enabled {
                     adapters = adapters.with_audit(AuditTrail::new(db.audit_log()));
                 }
@@ -226,6 +230,9 @@ impl Adapters {
             metrics: None,
             audit: None,
             reset_tokens: Arc::new(
+                crate::adapters::outbound::memory_reset::InMemoryResetTokens::new(),
+            ),
+            verification_tokens: Arc::new(
                 crate::adapters::outbound::memory_reset::InMemoryResetTokens::new(),
             ),
             mailer: mail::mailer(settings)?,
@@ -563,6 +570,7 @@ pub struct UseCases {
     pub change_password: ChangePassword,
     pub forgot_password: crate::app::ForgotPassword,
     pub reset_password: crate::app::ResetPassword,
+    pub email_verification: crate::app::EmailVerification,
 }
 
 impl UseCases {
@@ -579,8 +587,10 @@ impl UseCases {
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),
         };
+        let forgot_password = mail::forgot_password(settings, a);
         Self {
-            forgot_password: mail::forgot_password(settings, a),
+            email_verification: mail::email_verification(settings, a, forgot_password.mail_rate()),
+            forgot_password,
             reset_password: mail::reset_password(a),
             login: Login {
                 users: a.users.clone(),
@@ -593,6 +603,7 @@ impl UseCases {
                 events: a.events.clone(),
                 policy,
                 refused: (settings.env == Profile::Prod).then(demo::email),
+                require_verified_email: settings.require_email_verification,
             },
             refresh: Refresh {
                 issuer: a.issuer.clone(),
@@ -688,6 +699,7 @@ impl UseCases {
             change_password: self.change_password,
             forgot_password: self.forgot_password,
             reset_password: self.reset_password,
+            email_verification: self.email_verification,
             users: a.users.clone(),
             sessions: a.sessions.clone(),
             clock: a.clock.clone(),

@@ -33,6 +33,7 @@ fn user(email: &str, created: u64) -> User {
         email: Email::parse(email).unwrap(),
         password_hash: PasswordHash::new("$2b$04$contract-test-hash".into()),
         disabled: false,
+        email_verified: true,
         created_at: at(created),
     }
 }
@@ -191,6 +192,63 @@ async fn disabling_and_enabling_round_trip(s: Stores) {
         .unwrap();
     assert!(!enabled.disabled);
     assert_eq!(s.users.find_by_email(&u.email).await.unwrap(), Some(u));
+}
+
+/// An unverified account is stored and read back so; marking it verified is idempotent,
+/// reaches every read (the live-session one included) and touches no other account.
+async fn email_verification_round_trips_and_marks_only_its_account(s: Stores) {
+    let mut u = user("unverified@example.com", T0);
+    u.email_verified = false;
+    s.users.create(u.clone()).await.unwrap();
+    let other = user("other@example.com", T0);
+    let mut other = other;
+    other.email_verified = false;
+    s.users.create(other.clone()).await.unwrap();
+    let read = s.users.find_by_email(&u.email).await.unwrap().unwrap();
+    assert!(!read.email_verified, "stored unverified");
+    let (sess, _) = session(&s, u.id).await;
+    let live = |s: &Stores| {
+        let sessions = s.sessions.clone();
+        async move {
+            sessions
+                .live_session_user(sess.id, at(T0))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert!(!live(&s).await.email_verified);
+    assert!(s.users.mark_email_verified(u.id).await.unwrap());
+    assert!(
+        s.users.mark_email_verified(u.id).await.unwrap(),
+        "idempotent"
+    );
+    assert!(
+        s.users
+            .find_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    assert!(live(&s).await.email_verified);
+    assert!(
+        !s.users
+            .find_by_id(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified,
+        "another account is untouched"
+    );
+    assert!(!s
+        .users
+        .mark_email_verified(UserId::new_random())
+        .await
+        .unwrap());
+    // Disabling keeps the state.
+    let disabled = s.users.set_disabled(&u.email, true).await.unwrap().unwrap();
+    assert!(disabled.email_verified);
 }
 
 async fn a_password_hash_is_replaced_only_while_it_is_still_the_current_one(s: Stores) {
@@ -1266,6 +1324,7 @@ contract!(
     unknown_users_are_none,
     email_taken_for_case_variants,
     disabling_and_enabling_round_trip,
+    email_verification_round_trips_and_marks_only_its_account,
     a_password_hash_is_replaced_only_while_it_is_still_the_current_one,
     list_is_oldest_first,
     a_new_session_is_live_until_exactly_its_end,
@@ -1334,6 +1393,13 @@ async fn every_method_is_unavailable_when_the_store_is_unreachable(store: Store)
             .await
             .map(drop),
         "replace_password_hash",
+    );
+    unavailable(
+        s.users
+            .mark_email_verified(UserId::new_random())
+            .await
+            .map(drop),
+        "mark_email_verified",
     );
     unavailable(s.users.list().await.map(drop), "list");
     let sess = Session {

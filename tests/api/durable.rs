@@ -355,7 +355,7 @@ async fn postgres_connection_broken_while_idle_is_replaced_unnoticed() {
 
 // ---- Several instances on one database ----
 
-fn socket_settings(extra: &[(&str, &str)]) -> Settings {
+pub(crate) fn socket_settings(extra: &[(&str, &str)]) -> Settings {
     let mut pairs = vec![
         ("PORT", "0"),
         ("BCRYPT_COST", "4"),
@@ -366,7 +366,9 @@ fn socket_settings(extra: &[(&str, &str)]) -> Settings {
 }
 
 /// Builds the service from settings exactly as `main` does and serves it on port 0.
-async fn serve(settings: Settings) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+pub(crate) async fn serve(
+    settings: Settings,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let adapters = Adapters::from_settings(&settings).await.unwrap();
     let app = Application::build(&settings, &adapters).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -681,8 +683,16 @@ pub async fn cli_user_commands_work_on_the_served_database(app: TestApp) {
     let list = jwt_auth(&["user", "list"], &env, None);
     let listed = text(&list.stdout);
     assert!(
-        listed.starts_with("id\temail\tcreated\tdisabled\n"),
+        listed.starts_with("id\temail\tcreated\tdisabled\temail_verified\n"),
         "{listed}"
+    );
+    let ops_row = listed
+        .lines()
+        .find(|l| l.contains("ops@example.com"))
+        .unwrap();
+    assert!(
+        ops_row.ends_with("\tfalse\ttrue"),
+        "an account an operator adds counts as verified: {ops_row}"
     );
     assert!(listed.contains(DEMO_EMAIL) && listed.contains("ops@example.com"));
     assert!(

@@ -103,6 +103,16 @@ async fn import_log_in_and_upgrade(
         "never a hash: {stdout}{stderr}"
     );
 
+    let account = app
+        .users
+        .find_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .expect("imported");
+    assert!(
+        account.email_verified,
+        "an imported account counts as verified"
+    );
     let imported = stored(app, email).await;
     assert!(
         imported.starts_with("$bcrypt$r="),

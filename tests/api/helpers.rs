@@ -297,6 +297,10 @@ impl<T: UserRepo + ?Sized> UserRepo for Switchable<T> {
         self.check()?;
         self.inner.replace_password_hash(id, current, new).await
     }
+    async fn mark_email_verified(&self, id: UserId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.mark_email_verified(id).await
+    }
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.check()?;
         self.inner.list().await
@@ -456,7 +460,8 @@ pub async fn spawn_app_throttled_on(
         (Some(db), _) => adapters
             .with_key_store(&settings, db.db.keys())
             .with_revocation_feed(db.db.revocations())
-            .with_reset_tokens(db.db.reset_tokens()),
+            .with_reset_tokens(db.db.reset_tokens())
+            .with_verification_tokens(db.db.verification_tokens()),
         (None, Some(memory)) => adapters.with_revocation_feed(memory.clone()),
         (None, None) => adapters,
     };

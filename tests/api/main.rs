@@ -102,4 +102,5 @@ mod throttle_pool;
 mod throttle_shared;
 mod verifier;
 mod verifier_tls;
+mod verify;
 mod webhooks;

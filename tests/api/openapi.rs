@@ -67,6 +67,16 @@ async fn served_spec_documents_every_operation_and_response() {
                 "201", "400", "403", "404", "408", "409", "413", "415", "421", "429", "500", "503",
             ],
         ),
+        (
+            "/auth/verify-email",
+            "post",
+            &["204", "400", "401", "403", "413", "415", "500", "503"],
+        ),
+        (
+            "/auth/verify-email/resend",
+            "post",
+            &["202", "400", "403", "413", "415"],
+        ),
         ("/health/live", "get", &["200", "421"]),
         ("/health/ready", "get", &["200", "421", "503"]),
         ("/.well-known/jwks.json", "get", &["200", "421"]),
@@ -123,6 +133,19 @@ async fn served_spec_documents_every_operation_and_response() {
         schemas["RegisterRequest"]["properties"]["password"]["minLength"],
         8
     );
+    assert_eq!(
+        schemas["UserBody"]["properties"]["email_verified"]["type"],
+        "boolean"
+    );
+    assert!(schemas["UserBody"]["required"]
+        .to_string()
+        .contains("email_verified"));
+    assert_eq!(
+        schemas["VerifyEmailRequest"]["properties"]["token"]["maxLength"],
+        1024
+    );
+    let login_403 = spec["paths"]["/auth/login"]["post"]["responses"]["403"].to_string();
+    assert!(login_403.contains("email_not_verified"), "{login_403}");
 }
 
 #[tokio::test]

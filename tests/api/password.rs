@@ -460,6 +460,7 @@ mod port {
             email: Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4())).unwrap(),
             password_hash: hash("old"),
             disabled: false,
+            email_verified: true,
             created_at: at(T0),
         };
         s.users.create(u.clone()).await.unwrap();

@@ -49,7 +49,8 @@ pub async fn user_set_disabled(
     }
 }
 
-/// `jwt-auth user list`: id, email, created, disabled; oldest first; never a hash.
+/// `jwt-auth user list`: id, email, created, disabled, email_verified; oldest first; never a
+/// hash.
 ///
 /// # Errors
 /// A store failure.
@@ -59,14 +60,15 @@ pub async fn user_list(users: &dyn UserRepo) -> anyhow::Result<String> {
 
 /// Tab-separated, with a header line.
 pub fn format_users(users: &[User]) -> String {
-    let mut out = String::from("id\temail\tcreated\tdisabled\n");
+    let mut out = String::from("id\temail\tcreated\tdisabled\temail_verified\n");
     for u in users {
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\n",
             u.id,
             u.email,
             utc(u.created_at),
-            u.disabled
+            u.disabled,
+            u.email_verified
         ));
     }
     out.pop();
@@ -276,6 +278,8 @@ pub async fn user_import(
             email: account.email.clone(),
             password_hash: account.hash,
             disabled: false,
+            // Imported from an existing system that had the address: counted as verified.
+            email_verified: true,
             created_at: clock.now(),
         };
         match users.create(user).await {

@@ -102,6 +102,15 @@ impl UserRepo for InMemoryUserRepo {
         })
     }
 
+    async fn mark_email_verified(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut users = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(users
+            .by_id
+            .get_mut(&id)
+            .map(|u| u.email_verified = true)
+            .is_some())
+    }
+
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         let users = self.read();
         let mut all: Vec<User> = users.by_id.values().cloned().collect();

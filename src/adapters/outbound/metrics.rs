@@ -274,6 +274,7 @@ pub struct MeasuredUsers {
     create: Timed,
     set_disabled: Timed,
     replace_password_hash: Timed,
+    mark_email_verified: Timed,
     list: Timed,
     ping: Timed,
 }
@@ -288,6 +289,7 @@ impl MeasuredUsers {
             create: Timed::refusable(metrics, "users", "create"),
             set_disabled: t("set_disabled"),
             replace_password_hash: t("replace_password_hash"),
+            mark_email_verified: t("mark_email_verified"),
             list: t("list"),
             ping: t("ping"),
         }
@@ -349,6 +351,14 @@ impl UserRepo for MeasuredUsers {
             self.replace_password_hash,
             Outcome::of,
             self.inner.replace_password_hash(id, current, new)
+        )
+    }
+
+    async fn mark_email_verified(&self, id: UserId) -> Result<bool, StoreError> {
+        timed!(
+            self.mark_email_verified,
+            Outcome::of,
+            self.inner.mark_email_verified(id)
         )
     }
 

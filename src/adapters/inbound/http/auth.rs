@@ -15,8 +15,8 @@ use super::dto::{
     LoginRequest, RegisterRequest, ScopeParam, SessionBody, SessionsBody, TokenBody, UserBody,
 };
 use super::errors::{
-    BEARER_CHALLENGE, EMAIL_TAKEN, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, INVALID_REQUEST,
-    INVALID_TOKEN, NOT_FOUND, TOO_MANY_REQUESTS, UNSUPPORTED_MEDIA_TYPE,
+    BEARER_CHALLENGE, EMAIL_NOT_VERIFIED, EMAIL_TAKEN, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN,
+    INVALID_REQUEST, INVALID_TOKEN, NOT_FOUND, TOO_MANY_REQUESTS, UNSUPPORTED_MEDIA_TYPE,
 };
 use super::responses::{
     infra_failure, EndSessionResponse, LogoutResponse, MeResponse, RegisterResponse,
@@ -90,7 +90,9 @@ impl AuthApi {
     ///
     /// Checks the email and password, opens a new session and returns an access token; the
     /// refresh token is set in the `refresh_token` cookie (HttpOnly, SameSite=Strict,
-    /// Path=/auth). Unknown email and wrong password answer exactly the same.
+    /// Path=/auth). Unknown email and wrong password answer exactly the same. With
+    /// `REQUIRE_EMAIL_VERIFICATION` on, the right password of an account whose email is not
+    /// verified answers 403 `email_not_verified` (a wrong one stays 401 `invalid_credentials`).
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -117,6 +119,9 @@ impl AuthApi {
             Ok(tokens) => token_ok(state, tokens),
             Err(LoginError::InvalidCredentials) => {
                 TokenResponse::Unauthorized(INVALID_CREDENTIALS.body(), None)
+            }
+            Err(LoginError::EmailNotVerified) => {
+                TokenResponse::Forbidden(EMAIL_NOT_VERIFIED.body())
             }
             Err(LoginError::Throttled { retry_after_secs }) => {
                 TokenResponse::TooManyRequests(TOO_MANY_REQUESTS.body(), retry_after_secs)
@@ -327,6 +332,8 @@ impl AuthApi {
         match state.register.execute_from(&client, email, &password).await {
             Ok(user) => {
                 tracing::info!(event = "user_registered", user = %user.id);
+                // Not awaited: the 201 neither waits for the mail nor depends on it.
+                let _ = state.email_verification.mail_new_account(&user);
                 RegisterResponse::Created(Json(UserBody::from(&user)))
             }
             Err(RegisterError::EmailTaken) => RegisterResponse::Conflict(EMAIL_TAKEN.body()),

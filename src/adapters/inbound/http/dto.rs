@@ -68,6 +68,8 @@ pub struct TokenBody {
 pub struct UserBody {
     pub id: String,
     pub email: String,
+    /// Whether the address is proved (a verification link followed, or a password reset).
+    pub email_verified: bool,
 }
 
 impl From<&User> for UserBody {
@@ -75,6 +77,7 @@ impl From<&User> for UserBody {
         Self {
             id: user.id.to_string(),
             email: user.email.to_string(),
+            email_verified: user.email_verified,
         }
     }
 }

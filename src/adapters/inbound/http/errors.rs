@@ -64,6 +64,12 @@ pub const INVALID_TOKEN: ApiError =
     ApiError::new("invalid_token", "A valid access token is required.");
 pub const INVALID_CREDENTIALS: ApiError =
     ApiError::new("invalid_credentials", "Invalid email or password.");
+/// Login with the right password of an account whose email is not verified, while
+/// `REQUIRE_EMAIL_VERIFICATION` is on.
+pub const EMAIL_NOT_VERIFIED: ApiError = ApiError::new(
+    "email_not_verified",
+    "Verify your email address first: follow the link mailed to it.",
+);
 pub const INVALID_REFRESH_TOKEN: ApiError = ApiError::new(
     "invalid_refresh_token",
     "The refresh token is missing, expired or revoked.",

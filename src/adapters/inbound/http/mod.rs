@@ -19,6 +19,7 @@ mod responses;
 mod revocation_stream;
 mod revocations;
 mod unique_keys;
+mod verify;
 mod well_known;
 
 pub use auth::AuthApi;
@@ -29,6 +30,7 @@ pub use password::PasswordApi;
 pub use reset::ResetApi;
 pub use revocation_stream::{RevocationHub, RevocationStreamApi};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
+pub use verify::VerifyApi;
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};
 
 use std::sync::Arc;
@@ -91,6 +93,7 @@ pub struct AppState {
     pub change_password: ChangePassword,
     pub forgot_password: crate::app::ForgotPassword,
     pub reset_password: crate::app::ResetPassword,
+    pub email_verification: crate::app::EmailVerification,
     /// For readiness.
     pub users: Arc<dyn UserRepo>,
     pub sessions: Arc<dyn RefreshStore>,
@@ -112,6 +115,7 @@ pub type Apis = (
     AuthApi,
     PasswordApi,
     ResetApi,
+    VerifyApi,
     HealthApi,
     WellKnownApi,
     RevocationsApi,
@@ -125,6 +129,7 @@ pub fn openapi_service(public_url: Option<&str>) -> OpenApiService<Apis, ()> {
             AuthApi,
             PasswordApi,
             ResetApi,
+            VerifyApi,
             HealthApi,
             WellKnownApi,
             RevocationsApi,

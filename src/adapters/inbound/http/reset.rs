@@ -70,7 +70,7 @@ impl Example for ResetPasswordRequest {
     }
 }
 
-/// The one body a forgot request answers with.
+/// The one body a request for a mailed link (a reset, a new verification) answers with.
 #[derive(Debug, Object)]
 pub struct ForgotPasswordAccepted {
     /// Always `accepted`.

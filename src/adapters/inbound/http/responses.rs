@@ -23,7 +23,9 @@ pub enum TokenResponse {
         Json<ErrorBody>,
         #[oai(header = "Set-Cookie")] Option<String>,
     ),
-    /// `forbidden_origin`: a cross-site request.
+    /// `forbidden_origin`: a cross-site request. `email_not_verified` (login, with
+    /// `REQUIRE_EMAIL_VERIFICATION` on): the password is right but the account's email is not
+    /// verified; no session was opened.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// `request_timeout`: the declared body did not arrive in time; the connection is closed.

@@ -38,8 +38,10 @@ pub(crate) struct Queries {
     pub find_user_by_email: &'static str,
     /// `id` → `UserRow`.
     pub find_user_by_id: &'static str,
-    /// `id, email, password_hash, created_at, disabled`.
+    /// `id, email, password_hash, created_at, disabled, email_verified`.
     pub insert_user: &'static str,
+    /// `id`: sets `email_verified` (affects one row or none).
+    pub mark_email_verified: &'static str,
     /// `email, disabled` → `UserRow`.
     pub set_disabled: &'static str,
     /// `id, current hash, new hash`.
@@ -153,8 +155,8 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
 /// How a backend stores a uuid (`I`) and reads it back.
 pub(crate) type UuidOf<I> = fn(I, &str) -> Result<Uuid, StoreError>;
 
-/// `id, email, password_hash, created_at, disabled`, times as Unix seconds.
-pub(crate) type UserRow<I> = (I, String, String, i64, bool);
+/// `id, email, password_hash, created_at, disabled, email_verified`, times as Unix seconds.
+pub(crate) type UserRow<I> = (I, String, String, i64, bool, bool);
 
 /// `id, user id, created_at, expires_at, idle_expires_at` of a session.
 pub(crate) type SessionRow<I> = (I, I, i64, i64, Option<i64>);
@@ -194,7 +196,7 @@ pub(crate) type InfoRow<I> = (
 /// contents) when it does not parse: a row written by hand or by an older version must not
 /// fail every listing, nor answer 500 where "no such account" is the truth for the service.
 pub(crate) fn user_of<I: Display>(row: UserRow<I>, uuid: UuidOf<I>) -> Option<User> {
-    let (id, email, hash, created_at, disabled) = row;
+    let (id, email, hash, created_at, disabled, email_verified) = row;
     let shown = id.to_string();
     let parsed = uuid(id, "user id").ok().and_then(|id| {
         Some(User {
@@ -202,6 +204,7 @@ pub(crate) fn user_of<I: Display>(row: UserRow<I>, uuid: UuidOf<I>) -> Option<Us
             email: Email::parse(&email).ok()?,
             password_hash: PasswordHash::new(hash),
             disabled,
+            email_verified,
             created_at: from_db(created_at),
         })
     });
@@ -348,6 +351,7 @@ macro_rules! sql_stores {
                     .bind(user.password_hash.as_str())
                     .bind(common::to_db(user.created_at))
                     .bind(user.disabled)
+                    .bind(user.email_verified)
                     .execute(&self.pool)
                     .await
                     .map_err(|e| {
@@ -384,6 +388,19 @@ macro_rules! sql_stores {
                     .bind(id(*user.as_uuid()))
                     .bind(current.as_str())
                     .bind(new.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store)?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn mark_email_verified(
+                &self,
+                user: $crate::domain::UserId,
+            ) -> Result<bool, $crate::ports::StoreError> {
+                Ok(sqlx::query(SQL.mark_email_verified)
+                    .bind(id(*user.as_uuid()))
                     .execute(&self.pool)
                     .await
                     .map_err(store)?

@@ -237,6 +237,18 @@ impl Database {
         }
     }
 
+    /// The email-verification tokens (a table of their own: never found as reset tokens).
+    pub fn verification_tokens(&self) -> Arc<dyn ResetTokens> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                Arc::new(reset_tokens::PostgresVerificationTokens::new(pool.clone()))
+            }
+            Pool::Sqlite(pool) => {
+                Arc::new(reset_tokens::SqliteVerificationTokens::new(pool.clone()))
+            }
+        }
+    }
+
     /// The login throttle shared by every instance on this database: on PostgreSQL only;
     /// `None` on SQLite, a single-instance store that keeps the in-process throttle.
     pub fn login_attempts(

@@ -109,7 +109,7 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgre
 /// Columns of a `User`, with times as Unix seconds.
 macro_rules! user_columns {
     () => {
-        "id, email, password_hash, extract(epoch FROM created_at)::int8, disabled"
+        "id, email, password_hash, extract(epoch FROM created_at)::int8, disabled, email_verified"
     };
 }
 
@@ -117,8 +117,10 @@ macro_rules! user_columns {
 const SQL: Queries = Queries {
     find_user_by_email: concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"),
     find_user_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
-    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled) \
-                  VALUES ($1, $2, $3, to_timestamp($4), $5)",
+    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled, \
+                                     email_verified) \
+                  VALUES ($1, $2, $3, to_timestamp($4), $5, $6)",
+    mark_email_verified: "UPDATE users SET email_verified = true WHERE id = $1",
     set_disabled: concat!(
         "UPDATE users SET disabled = $2 WHERE email = $1 RETURNING ",
         user_columns!()
@@ -218,7 +220,8 @@ const SQL: Queries = Queries {
                           WHERE revoked_at IS NULL AND expires_at > to_timestamp($1) \
                           AND (idle_expires_at IS NULL OR idle_expires_at > to_timestamp($1))",
     live_session_user: "SELECT u.id, u.email, u.password_hash, \
-                               extract(epoch FROM u.created_at)::int8, u.disabled \
+                               extract(epoch FROM u.created_at)::int8, u.disabled, \
+                               u.email_verified \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = $1 AND s.revoked_at IS NULL \
                           AND s.expires_at > to_timestamp($2) \

@@ -92,7 +92,7 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
 
 macro_rules! user_columns {
     () => {
-        "id, email, password_hash, created_at, disabled"
+        "id, email, password_hash, created_at, disabled, email_verified"
     };
 }
 
@@ -107,8 +107,10 @@ macro_rules! sql_now {
 const SQL: Queries = Queries {
     find_user_by_email: concat!("SELECT ", user_columns!(), " FROM users WHERE email = ?1"),
     find_user_by_id: concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
-    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled) \
-                  VALUES (?1, ?2, ?3, ?4, ?5)",
+    insert_user: "INSERT INTO users (id, email, password_hash, created_at, disabled, \
+                                     email_verified) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    mark_email_verified: "UPDATE users SET email_verified = 1 WHERE id = ?1",
     set_disabled: concat!(
         "UPDATE users SET disabled = ?2 WHERE email = ?1 RETURNING ",
         user_columns!()
@@ -197,7 +199,8 @@ const SQL: Queries = Queries {
     count_live_sessions: "SELECT count(*) FROM sessions \
                           WHERE revoked_at IS NULL AND expires_at > ?1 \
                           AND (idle_expires_at IS NULL OR idle_expires_at > ?1)",
-    live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled \
+    live_session_user: "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled, \
+                               u.email_verified \
                         FROM sessions s JOIN users u ON u.id = s.user_id \
                         WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
                           AND (s.idle_expires_at IS NULL OR s.idle_expires_at > ?2)",
