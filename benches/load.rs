@@ -9,7 +9,8 @@
 //! (only the outside view: the floor and `/auth/me` loaded by `wrk` beside our own
 //! client; the full run ends with it too when wrk is installed), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
-//! refresh scenarios in the same run).
+//! refresh scenarios in the same run, and with `BENCH_POSTGRES_URL` the PostgreSQL refresh too:
+//! with `LOAD_ONLY=db`, three turns of each, medians compared).
 //!
 //! `LOAD_ONLY=size` (only the floor and the size axis: `/auth/me` and refresh latency and RSS
 //! with `BENCH_SIZES` live sessions, default 1,000, 1,000,000 and 10,000,000, on the in-memory
@@ -1114,6 +1115,42 @@ async fn database_scenarios(conns: usize, dur: Duration) -> Vec<(String, Outcome
     rows
 }
 
+/// PostgreSQL refresh on this build and on `baseline`, in turns (`rounds` times each, on one
+/// fresh session set per turn of the same database), with the medians' ratio to each other and
+/// to the floor `f`: what a change to the rotation path did, whatever the machine is doing.
+async fn postgres_against_baseline(
+    baseline: &str,
+    conns: usize,
+    dur: Duration,
+    f: f64,
+    rounds: usize,
+) {
+    let Ok(url) = std::env::var("BENCH_POSTGRES_URL") else {
+        println!("|   (no BENCH_POSTGRES_URL: no PostgreSQL baseline)");
+        return;
+    };
+    let (mut this, mut before) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (binary, rates, label) in [
+            (env!("CARGO_BIN_EXE_jwt-auth"), &mut this, "this build"),
+            (baseline, &mut before, "baseline"),
+        ] {
+            let (_svc, addr) = start_binary(binary, Some(&url)).await;
+            let (token, cookies) = sessions(addr, conns).await;
+            let o = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
+            row(&format!("{label}: refresh on postgres"), &o, Some(f));
+            rates.push(o.rps());
+        }
+    }
+    let (this, before) = (median(this), median(before));
+    println!(
+        "|   postgres refresh, medians of {rounds}: this build {this:.0} req/s ({:.3} ×floor), baseline {before:.0} req/s ({:.3} ×floor), this ÷ baseline {:.2}",
+        this / f,
+        before / f,
+        this / before
+    );
+}
+
 /// The cost of the operator's instruments: the same service plainly and with the metrics
 /// listener and the audit trail on, loaded in turns (`rounds` times each, medians), so machine
 /// noise falls on both alike. Returns, per scenario, (name, plain req/s, instrumented req/s),
@@ -1298,6 +1335,9 @@ async fn run(smoke: bool) {
         for (name, o) in database_scenarios(conns, dur).await {
             row(&format!("POST /auth/refresh on {name}"), &o, Some(f));
         }
+        if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
+            postgres_against_baseline(&baseline, conns, dur, f, if smoke { 1 } else { 3 }).await;
+        }
         return;
     }
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
@@ -1368,6 +1408,7 @@ async fn run(smoke: bool) {
             me.rps() / old_me.rps(),
             refresh.rps() / old_refresh.rps()
         );
+        postgres_against_baseline(&baseline, conns, dur, f, 1).await;
     }
 
     let login_conns = conns.min(16);

@@ -189,14 +189,14 @@ async fn sqlite_that_cannot_open_answers_503_unavailable() {
 
 /// A TCP proxy to PostgreSQL that can be cut: existing connections are dropped and new ones
 /// closed at once, as when the server goes away.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     up: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Proxy {
-    async fn start(target: SocketAddr) -> Self {
+    pub(crate) async fn start(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -222,7 +222,7 @@ impl Proxy {
         Self { port, up, links }
     }
 
-    fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::SeqCst);
         if !up {
             for link in self.links.lock().unwrap().drain(..) {
@@ -233,7 +233,7 @@ impl Proxy {
 }
 
 /// `url` with its `host:port` replaced.
-fn with_address(url: &str, address: &str) -> String {
+pub(crate) fn with_address(url: &str, address: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let userinfo = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));

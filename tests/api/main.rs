@@ -75,6 +75,7 @@ mod events;
 mod faults;
 mod flow;
 mod forgery;
+mod group_commit;
 mod hash_formats;
 mod hash_queue;
 mod helpers;

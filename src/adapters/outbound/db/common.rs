@@ -294,14 +294,15 @@ pub(crate) fn info_of<I>(row: InfoRow<I>, uuid: UuidOf<I>) -> Result<SessionInfo
 /// is bound and read), `fn id(Uuid) -> Id`, `fn uuid(Id, &str) -> Result<Uuid, StoreError>`,
 /// `fn store(sqlx::Error) -> StoreError`, and `async fn begin_write(&Pool)`, which opens a
 /// transaction that serializes rotations of one token with the locks the dialect takes.
-/// `fast_rotate` names an optional one-statement rotation tried first; when it changes
-/// nothing, the transaction decides.
+/// `fast_rotate` names an optional one-statement rotation tried first, with its state (built
+/// by `<$state>::new(pool)`, kept by the store); when it changes nothing, the transaction
+/// decides.
 macro_rules! sql_stores {
     (
         db: $db:ty,
         users: $users:ident,
         sessions: $sessions:ident
-        $(, fast_rotate: $fast:path)? $(,)?
+        $(, fast_rotate: $fast:path, state: $state:ty)? $(,)?
     ) => {
         /// Accounts in the `users` table.
         #[derive(Debug, Clone)]
@@ -432,11 +433,15 @@ macro_rules! sql_stores {
         #[derive(Debug, Clone)]
         pub struct $sessions {
             pool: sqlx::Pool<$db>,
+            $(fast: $state,)?
         }
 
         impl $sessions {
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool }
+                Self {
+                    $(fast: <$state>::new(pool.clone()),)?
+                    pool,
+                }
             }
         }
 
@@ -516,7 +521,7 @@ macro_rules! sql_stores {
                 use $crate::ports::{RotateError, Rotated};
                 let $crate::ports::Rotation { presented, successor, now, .. } = rotation;
                 $(
-                    if let Some(session) = $fast(&self.pool, &rotation).await? {
+                    if let Some(session) = $fast(&self.fast, &rotation).await? {
                         return Ok(Rotated { session, replayed: false, successor });
                     }
                     // Nothing changed: the transaction below decides. It also rotates if the

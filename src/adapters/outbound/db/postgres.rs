@@ -6,10 +6,13 @@
 //! Lock order everywhere is session row, then token rows — the order of the cascade when a
 //! session is deleted — so rotation, revocation and the purge never deadlock each other.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::common::{self, PoolSettings, Queries};
@@ -302,9 +305,243 @@ async fn rotate_at_once(pool: &PgPool, rotation: &Rotation) -> Result<Option<Ses
         .transpose()
 }
 
+/// `ROTATE` over many rotations at once: one statement and one commit for all of them, the
+/// `n`th row of the arrays (`presented, successor, now, idle end`) answered with `n`. The same
+/// checks and writes as `ROTATE`, row by row; the sessions are locked in id order, so two
+/// batches (of two instances) sharing sessions queue instead of deadlocking. A batch never holds
+/// one token twice (`run_batch`), so a token is consumed at most once by it.
+const ROTATE_MANY: &str = "\
+    WITH input AS ( \
+        SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[]) \
+                 WITH ORDINALITY AS i(presented, successor, now, idle, n)), \
+    family AS MATERIALIZED ( \
+        SELECT i.n, i.presented, i.successor, i.now, i.idle, \
+               s.id, s.user_id, s.created_at, s.expires_at, t.generation \
+        FROM input i JOIN refresh_tokens t ON t.hash = i.presented \
+             JOIN sessions s ON s.id = t.session_id \
+             JOIN users u ON u.id = s.user_id \
+        WHERE t.consumed_at IS NULL AND s.revoked_at IS NULL \
+          AND NOT u.disabled AND extract(epoch FROM s.expires_at)::int8 > i.now \
+          AND (s.idle_expires_at IS NULL \
+               OR extract(epoch FROM s.idle_expires_at)::int8 > i.now) \
+        ORDER BY s.id \
+        FOR UPDATE OF s), \
+    consumed AS ( \
+        UPDATE refresh_tokens t SET consumed_at = to_timestamp(f.now) \
+        FROM family f \
+        WHERE t.hash = f.presented AND t.session_id = f.id AND t.consumed_at IS NULL \
+        RETURNING f.n, f.presented, f.successor, f.now, f.idle, f.id, f.user_id, \
+                  f.created_at, f.expires_at, f.generation), \
+    successor AS ( \
+        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at, generation) \
+        SELECT successor, id, presented, to_timestamp(now), generation + 1 FROM consumed), \
+    forgotten AS ( \
+        DELETE FROM refresh_tokens t USING consumed c \
+        WHERE t.session_id = c.id AND t.generation <= c.generation - $5), \
+    idle AS ( \
+        SELECT n, id, user_id, created_at, expires_at, now, \
+               CASE WHEN idle IS NULL THEN NULL \
+                    ELSE LEAST(idle, extract(epoch FROM expires_at)::int8) END AS at \
+        FROM consumed), \
+    touched AS ( \
+        UPDATE sessions s \
+        SET last_used_at = to_timestamp(i.now), idle_expires_at = to_timestamp(i.at) \
+        FROM idle i WHERE s.id = i.id) \
+    SELECT n, id, user_id, extract(epoch FROM created_at)::int8, \
+           extract(epoch FROM expires_at)::int8, at \
+    FROM idle";
+
+/// Most rotations one `ROTATE_MANY` carries.
+const MAX_BATCH: usize = 64;
+
+/// Batches in flight at once per store: while one waits for its commit to be flushed, the next
+/// one collects the rotations that arrive meanwhile.
+const BATCH_WORKERS: usize = 2;
+
+/// Rotations waiting for a batch; beyond this a refresh waits for room (the HTTP connection
+/// limit bounds them long before).
+const QUEUED: usize = 4096;
+
+/// What a batch did with one rotation.
+enum Batched {
+    Rotated(Session),
+    /// Nothing changed: the transaction diagnoses (or rotates after all).
+    Unchanged,
+    /// The batch failed for a reason that may be one rotation's: run this one alone.
+    Alone,
+}
+
+struct Job {
+    rotation: Rotation,
+    reply: oneshot::Sender<Result<Batched, StoreError>>,
+}
+
+/// Group commit for `rotate_at_once`: rotations arriving together run as one `ROTATE_MANY`,
+/// one statement and one commit (synchronous, as every other), each caller getting its own
+/// outcome. Nothing waits to fill a batch: a worker takes whatever is queued when it is free,
+/// so an idle service runs a lone rotation at once. The workers start on first use (within
+/// the runtime) and end when the last clone of the store is dropped.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    pool: PgPool,
+    queue: Arc<OnceLock<mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+impl GroupCommit {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            queue: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn queue(&self) -> &mpsc::Sender<Job> {
+        self.queue.get_or_init(|| {
+            let (send, receive) = mpsc::channel(QUEUED);
+            let receive = Arc::new(tokio::sync::Mutex::new(receive));
+            for _ in 0..BATCH_WORKERS {
+                tokio::spawn(batch_worker(self.pool.clone(), receive.clone()));
+            }
+            send
+        })
+    }
+}
+
+async fn batch_worker(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // Waits for one rotation, then takes whatever else is queued (up to a full batch).
+        if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
+        run_batch(&pool, std::mem::take(&mut jobs)).await;
+    }
+}
+
+/// Runs one batch and answers each of its rotations. A second rotation of a token already in
+/// the batch is left out and answered `Unchanged` once the batch has committed: the
+/// transaction then finds the token consumed by the first, the replay (or reuse) the rules
+/// decide, exactly as when the two had come one after the other.
+async fn run_batch(pool: &PgPool, jobs: Vec<Job>) {
+    let mut seen = HashSet::with_capacity(jobs.len());
+    let (batch, again): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|job| seen.insert(job.rotation.presented));
+    let result = match batch.as_slice() {
+        [one] => rotate_at_once(pool, &one.rotation).await.map(|s| vec![s]),
+        _ => rotate_many(pool, &batch).await,
+    };
+    match result {
+        Ok(sessions) => {
+            for (job, session) in batch.into_iter().zip(sessions) {
+                let _ = job
+                    .reply
+                    .send(Ok(session.map_or(Batched::Unchanged, Batched::Rotated)));
+            }
+            for job in again {
+                let _ = job.reply.send(Ok(Batched::Unchanged));
+            }
+        }
+        // The database is out of reach: nothing of the one statement was written, and alone
+        // each would wait for the pool again.
+        Err(StoreError::Unavailable(e)) => {
+            let why = format!("{e:#}");
+            for job in batch.into_iter().chain(again) {
+                let _ = job.reply.send(Err(StoreError::Unavailable(anyhow::anyhow!(
+                    "a batch of rotations failed: {why}"
+                ))));
+            }
+        }
+        // Possibly one rotation's fault (the statement is atomic: nothing was written), so
+        // each runs alone and only that one fails.
+        Err(StoreError::Unknown(e)) => {
+            tracing::warn!(
+                event = "rotation_batch_failed",
+                size = batch.len(),
+                error = %e,
+                "a batch of refresh rotations failed; each runs alone"
+            );
+            for job in batch.into_iter().chain(again) {
+                let _ = job.reply.send(Ok(Batched::Alone));
+            }
+        }
+    }
+}
+
+/// `n, session id, user id, created_at, expires_at, idle_expires_at` of a rotated session.
+type BatchRow = (i64, Id, Id, i64, i64, Option<i64>);
+
+/// `ROTATE_MANY` over `batch`: the rotated session of each rotation, in order, or `None`.
+async fn rotate_many(pool: &PgPool, batch: &[Job]) -> Result<Vec<Option<Session>>, StoreError> {
+    let rotations = || batch.iter().map(|job| &job.rotation);
+    let presented: Vec<&[u8]> = rotations()
+        .map(|r| common::hash_bytes(&r.presented))
+        .collect();
+    let successors: Vec<&[u8]> = rotations()
+        .map(|r| common::hash_bytes(&r.successor))
+        .collect();
+    let now: Vec<i64> = rotations().map(|r| common::to_db(r.now)).collect();
+    let idle: Vec<Option<i64>> = rotations()
+        .map(|r| r.idle_expires_at.map(common::to_db))
+        .collect();
+    let rows = sqlx::query_as::<_, BatchRow>(ROTATE_MANY)
+        .bind(presented)
+        .bind(successors)
+        .bind(now)
+        .bind(idle)
+        .bind(common::kept_consumed())
+        .fetch_all(pool)
+        .await
+        .map_err(store)?;
+    let mut sessions: Vec<Option<Session>> = batch.iter().map(|_| None).collect();
+    for (n, id, user, created, expires, idle) in rows {
+        let slot = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| sessions.get_mut(i))
+            .ok_or_else(|| StoreError::Unknown(anyhow::anyhow!("batch row {n} out of range")))?;
+        *slot = Some(common::session_of(
+            (id, user, created, expires, idle),
+            uuid,
+        )?);
+    }
+    Ok(sessions)
+}
+
+/// `rotate_at_once` through the group commit.
+async fn rotate_grouped(
+    group: &GroupCommit,
+    rotation: &Rotation,
+) -> Result<Option<Session>, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        rotation: *rotation,
+        reply,
+    };
+    if group.queue().send(job).await.is_ok() {
+        match answer.await {
+            Ok(Ok(Batched::Rotated(session))) => return Ok(Some(session)),
+            Ok(Ok(Batched::Unchanged)) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            // Alone, or the workers are gone (their runtime ended): whether or not their
+            // batch committed, the statement alone or the transaction after it finds out (a
+            // committed rotation is found consumed, its successor current: the replay).
+            Ok(Ok(Batched::Alone)) | Err(_) => {}
+        }
+    }
+    rotate_at_once(&group.pool, rotation).await
+}
+
 common::sql_stores!(
     db: Postgres,
     users: PostgresUserRepo,
     sessions: PostgresRefreshStore,
-    fast_rotate: rotate_at_once,
+    fast_rotate: rotate_grouped,
+    state: GroupCommit,
 );
