@@ -10,9 +10,10 @@
 //! service answers again.
 //!
 //! Keys are only as good as the channel they come by: whoever can answer for the auth service
-//! can serve their own keys. So `base_url` must be `https://` (verified against the webpki
-//! roots, plus `extra_root_pem` for a private CA) or `http://` to a loopback host (`127.0.0.0/8`,
-//! `::1`, `localhost`); plain `http://` to any other host is refused by `Verifier::start`
+//! can serve their own keys. So `base_url` must be `https://` (TLS 1.2 or later, by rustls,
+//! verified against the webpki roots, or only against `extra_root_pem` for a private CA) or
+//! `http://` to a loopback host (`127.0.0.0/8`, `::1`, `localhost`, which is never looked up),
+//! with no credentials in the URL; plain `http://` to any other host is refused by `Verifier::start`
 //! unless `allow_plain_http` says the network is already authenticated and encrypted (a
 //! sidecar, a service mesh with mTLS). Redirects are not followed (another host could serve
 //! other keys), no `HTTP(S)_PROXY` is used, connecting and each JSON fetch are bounded by 5 s
@@ -64,8 +65,8 @@ pub struct VerifierConfig {
     pub poll_interval: Duration,
     /// Listen to `/revocations/stream` for revocations pushed as they happen.
     pub push: bool,
-    /// PEM certificates trusted as roots besides the webpki ones, for an auth service whose
-    /// certificate a private CA issued.
+    /// PEM certificates trusted as the only roots (the webpki ones are then not), for an
+    /// auth service whose certificate a private CA issued.
     pub extra_root_pem: Option<Vec<u8>>,
     /// Allow `http://` to a host other than loopback: only on a network that is already
     /// authenticated and encrypted. Off by default.
@@ -500,8 +501,15 @@ fn event(inner: &Inner, block: &str) {
 /// Refuses a `base_url` whose answers anyone on the path could forge: `https://` always,
 /// `http://` only to a loopback host or with `allow_plain_http`.
 fn check_origin(base_url: &str, allow_plain_http: bool) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(base_url).with_context(|| format!("base_url {base_url:?}"))?;
+    // Not echoed: a URL that does not parse may still hold credentials.
+    let url = reqwest::Url::parse(base_url).context("base_url is not a URL")?;
     anyhow::ensure!(url.has_host(), "base_url {base_url:?}: no host");
+    // Userinfo would be sent as Basic credentials (over plain http to loopback too) and printed
+    // wherever the URL is: the auth service's public documents need none.
+    anyhow::ensure!(
+        url.username().is_empty() && url.password().is_none(),
+        "base_url: credentials in the URL are not accepted"
+    );
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_plain_http || is_loopback(&url) => Ok(()),
@@ -542,10 +550,26 @@ fn client(config: &VerifierConfig) -> anyhow::Result<reqwest::Client> {
         // A fresh connection for each fetch, as a kept-alive one would pin the verifier to one
         // instance behind a balancer, even one taken out; TLS resumes the session cheaply.
         .pool_max_idle_per_host(0)
+        // rustls whatever TLS features a crate using this one turns on in reqwest (feature
+        // unification could otherwise pick native-tls, its roots and its older TLS versions).
+        .use_rustls_tls()
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .https_only(config.base_url.starts_with("https:"))
+        // `localhost` is trusted as loopback by name: it must not go to DNS or a search domain.
+        .resolve_to_addrs(
+            "localhost",
+            &[
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+            ],
+        )
         .user_agent(concat!("jwt-auth-verifier/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &config.extra_root_pem {
         let roots = reqwest::Certificate::from_pem_bundle(pem).context("extra_root_pem")?;
         anyhow::ensure!(!roots.is_empty(), "extra_root_pem holds no certificate");
+        // A private CA replaces the public roots: a public CA's certificate for the auth
+        // service's name (mis-issued or coerced) is not trusted beside it.
+        builder = builder.tls_built_in_root_certs(false);
         for root in roots {
             builder = builder.add_root_certificate(root);
         }
@@ -626,6 +650,20 @@ mod tests {
         // Allowing plain HTTP allows no other scheme.
         for url in ["ftp://127.0.0.1", "ws://auth.example", "file:///tmp/jwks"] {
             assert!(check_origin(url, true).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_not_echoed() {
+        for url in [
+            "https://user:hunter2@auth.example",
+            "https://user@auth.example",
+            "http://:hunter2@127.0.0.1:8000",
+            // Looks like loopback, is another host: refused either way.
+            "http://127.0.0.1:hunter2@auth.example",
+        ] {
+            let e = check_origin(url, true).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{url}: {e}");
         }
     }
 }
