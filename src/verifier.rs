@@ -14,8 +14,8 @@
 //! already authenticated and encrypted (a sidecar, a service mesh with mTLS, a local TLS
 //! proxy), never across an untrusted one.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
 use serde_json::Value;
 
-use crate::domain::SigningAlgorithm;
+use crate::domain::{FeedPosition, SigningAlgorithm};
 
 /// Feed pages read in one poll at most; the rest waits for the next poll.
 const MAX_PAGES_PER_POLL: usize = 16;
@@ -38,6 +38,17 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// How long to wait before trying again a service that answered the stream with an error (an
 /// older service without it: 404).
 const NO_STREAM_RETRY: Duration = Duration::from_secs(60);
+/// Revoked sessions kept at most. A feed can list no more than its window's revocations, but
+/// a hostile or broken one could list without end: past this the entries that expire soonest
+/// are forgotten first (and it is logged), rather than memory growing.
+pub const MAX_REVOKED: usize = 1_000_000;
+/// The longest `window_secs` believed from a feed (a day): no access token of the service
+/// lives that long, and an entry is never kept longer than the window from now.
+const MAX_WINDOW_SECS: u64 = 86_400;
+/// How far the feed's clock may run ahead of this process's: on `until`, on the cursor.
+const CLOCK_SLACK_SECS: u64 = 60;
+/// A session id longer than this is not one of the service's (a UUID is 36 characters).
+const MAX_SID_LEN: usize = 64;
 
 /// What the verifier checks against, and where it reads keys and revocations.
 #[derive(Debug, Clone)]
@@ -77,9 +88,10 @@ pub struct Verified {
 struct Inner {
     config: VerifierConfig,
     keys: RwLock<Vec<Box<dyn JwsVerifier>>>,
-    /// sid → until (Unix seconds).
-    revoked: RwLock<HashMap<String, u64>>,
+    revoked: RwLock<Revoked>,
     cursor: Mutex<Option<u64>>,
+    /// The feed's last `window_secs` (bounded): how long a pushed entry may be kept.
+    window_secs: AtomicU64,
     /// A stream is open and has answered: polling slows to `SAFETY_NET_POLL`.
     stream_live: AtomicBool,
 }
@@ -121,6 +133,7 @@ impl Verifier {
                 keys: RwLock::default(),
                 revoked: RwLock::default(),
                 cursor: Mutex::default(),
+                window_secs: AtomicU64::new(MAX_WINDOW_SECS),
                 stream_live: AtomicBool::new(false),
             }),
         };
@@ -217,14 +230,27 @@ impl Verifier {
                 None => format!("{}/revocations", self.base()),
             };
             let page = get_json(&url).await?;
+            if let Some(window) = page["window_secs"].as_u64() {
+                self.inner
+                    .window_secs
+                    .store(window.min(MAX_WINDOW_SECS), Ordering::Release);
+            }
             self.inner
                 .remember(page["entries"].as_array().into_iter().flatten());
-            let cursor = page["cursor"].as_u64();
-            if let Some(cursor) = cursor {
-                self.inner.advance(cursor);
-            }
-            // No progress (a page full of one second's entries): ask again at the next poll.
-            if page["more"] != Value::Bool(true) || cursor == since {
+            let Some(cursor) = page["cursor"]
+                .as_u64()
+                .filter(|c| plausible(since, *c, now()))
+            else {
+                tracing::warn!(
+                    "revocation feed: a cursor missing, far ahead of this clock or moving far \
+                     back; kept the last one"
+                );
+                return Ok(());
+            };
+            self.inner.advance_from(since, cursor);
+            // No progress (a broken feed): ask again at the next poll.
+            let progress = since.is_none_or(|s| position(cursor) > position(s));
+            if page["more"] != Value::Bool(true) || !progress {
                 return Ok(());
             }
         }
@@ -237,7 +263,17 @@ impl Verifier {
             .revoked
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .until
             .len()
+    }
+
+    /// Whether the session `sid` is known to be revoked now.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.inner
+            .revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_revoked(sid, now())
     }
 
     fn base(&self) -> &str {
@@ -307,30 +343,130 @@ impl Verifier {
             .revoked
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        if revoked.get(&sid).is_some_and(|until| *until > now) {
+        if revoked.is_revoked(&sid, now) {
             return Err(VerifyError::Revoked);
         }
         Ok(Verified { sub, sid, exp })
     }
 }
 
+/// The revoked sessions, with an index by expiry so that forgetting the expired ones costs
+/// only what is forgotten (never a scan of all of them per entry).
+#[derive(Default)]
+struct Revoked {
+    /// sid → until (Unix seconds).
+    until: HashMap<Arc<str>, u64>,
+    /// The same, ordered by until.
+    by_until: BTreeSet<(u64, Arc<str>)>,
+    /// `MAX_REVOKED` was reached since the count last fell below it (logged once).
+    full: bool,
+}
+
+impl Revoked {
+    fn is_revoked(&self, sid: &str, now: u64) -> bool {
+        self.until.get(sid).is_some_and(|until| *until > now)
+    }
+
+    /// Forgets the entries whose `until` has passed.
+    fn prune(&mut self, now: u64) {
+        while self
+            .by_until
+            .first()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            if let Some((_, sid)) = self.by_until.pop_first() {
+                self.until.remove(&sid);
+            }
+        }
+        if self.until.len() < MAX_REVOKED {
+            self.full = false;
+        }
+    }
+
+    /// Keeps `sid` until `until`, or longer if already kept longer.
+    fn insert(&mut self, sid: &str, until: u64) {
+        if let Some((key, held)) = self.until.get_key_value(sid) {
+            let (key, held) = (key.clone(), *held);
+            if held < until {
+                self.by_until.remove(&(held, key.clone()));
+                self.by_until.insert((until, key.clone()));
+                self.until.insert(key, until);
+            }
+            return;
+        }
+        if self.until.len() >= MAX_REVOKED {
+            if !self.full {
+                self.full = true;
+                tracing::error!(
+                    kept = MAX_REVOKED,
+                    "revocation feed: more revoked sessions than can be kept; forgetting \
+                     those that expire soonest"
+                );
+            }
+            if let Some((_, sid)) = self.by_until.pop_first() {
+                self.until.remove(&sid);
+            }
+        }
+        let key: Arc<str> = Arc::from(sid);
+        self.by_until.insert((until, key.clone()));
+        self.until.insert(key, until);
+    }
+}
+
+/// A cursor's place in the feed's order (plain seconds and positions compare alike).
+fn position(cursor: u64) -> FeedPosition {
+    FeedPosition::from_cursor(cursor)
+}
+
+/// Whether a cursor the feed sent after `since` is believable: not ahead of this clock
+/// (beyond the slack; it would skip every entry until then) and not far behind `since` (the
+/// feed steps back by its short overlap only; further would re-read the window forever).
+fn plausible(since: Option<u64>, cursor: u64, now: u64) -> bool {
+    let at = position(cursor).second;
+    at <= now.saturating_add(CLOCK_SLACK_SECS)
+        && since.is_none_or(|s| at.saturating_add(CLOCK_SLACK_SECS) >= position(s).second)
+}
+
 impl Inner {
-    /// Remembers the revoked sessions of these feed entries until their `until`.
+    /// Remembers the revoked sessions of these feed entries until their `until`, but never
+    /// longer than the feed's window from now: a feed cannot make an entry stay for good.
     fn remember<'a>(&self, entries: impl IntoIterator<Item = &'a Value>) {
         let now = now();
+        let window = self.window_secs.load(Ordering::Acquire);
+        let latest = now.saturating_add(window).saturating_add(CLOCK_SLACK_SECS);
         let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
-        revoked.retain(|_, until| *until > now);
+        revoked.prune(now);
         for e in entries {
             if let (Some(sid), Some(until)) = (e["sid"].as_str(), e["until"].as_u64()) {
-                revoked.insert(sid.to_owned(), until);
+                if until > now && sid.len() <= MAX_SID_LEN {
+                    revoked.insert(sid, until.min(latest));
+                }
             }
         }
     }
 
-    /// Moves the cursor forward (the feed and the stream both move it; never back).
+    /// Moves the cursor forward, in the feed's order (the stream moves it; never back).
     fn advance(&self, cursor: u64) {
         let mut held = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
-        *held = Some(held.map_or(cursor, |c| c.max(cursor)));
+        *held = Some(held.map_or(cursor, |c| {
+            if position(cursor) > position(c) {
+                cursor
+            } else {
+                c
+            }
+        }));
+    }
+
+    /// Takes the cursor of a page read from `since`: as sent, overlap step back included,
+    /// unless the stream moved the cursor meanwhile (then only forward).
+    fn advance_from(&self, since: Option<u64>, cursor: u64) {
+        let mut held = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        if *held == since {
+            *held = Some(cursor);
+        } else {
+            drop(held);
+            self.advance(cursor);
+        }
     }
 
     fn cursor(&self) -> Option<u64> {
@@ -446,7 +582,7 @@ fn event(inner: &Inner, block: &str) {
     }
     if let Some(entry) = data {
         inner.remember([&entry]);
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|id| plausible(None, *id, now())) {
             inner.advance(id);
         }
     }

@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 
 /// Serves `app`'s state on a loopback socket (the in-process client cannot stream).
-async fn serve(app: &TestApp) -> String {
+pub(crate) async fn serve(app: &TestApp) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);

@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::{ErrorBody, TOO_MANY_REQUESTS, UNAVAILABLE};
 use super::responses::{infra_failure, InfraFailure};
-use super::revocations::{RevocationEntry, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
+use super::revocations::{page_end, RevocationEntry, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
 use super::{client_ip, AppState, Tag};
-use crate::domain::{ClientAddress, EventKind, SecurityEvent};
+use crate::domain::{ClientAddress, EventKind, FeedPosition, SecurityEvent};
 use crate::ports::{Revocation, RevocationFeed, SecurityEvents, StoreError};
 
 /// How often the shared poller reads the feed while a stream is open: the bound on how late
@@ -135,6 +135,7 @@ impl RevocationHub {
         client: ClientAddress,
         since: Option<u64>,
     ) -> Result<BoxStream<'static, RevocationEntry>, Refusal> {
+        let since = since.map(FeedPosition::from_cursor);
         if self.closing.is_cancelled() {
             return Err(Refusal::Full);
         }
@@ -157,11 +158,20 @@ impl RevocationHub {
             .fetch_min(now.saturating_sub(CURSOR_OVERLAP_SECS), Ordering::AcqRel);
         self.start_poller();
         let window = self.window_secs;
-        // A full page: its ids carry no overlap, so resuming from the last makes progress
-        // (as the feed's `more` cursor does).
+        // A full page: each id is the position just after its entry, without overlap, so
+        // resuming from the last makes progress even inside one second (as the feed's
+        // `more` cursor does).
+        let mut at = since.unwrap_or_default();
         let replay: Vec<RevocationEntry> = entries
             .into_iter()
-            .map(|r| entry(r, window, !full))
+            .map(|r| {
+                if full {
+                    at = at.after(r.revoked_at);
+                    entry(r, window, Some(at))
+                } else {
+                    entry(r, window, None)
+                }
+            })
             .collect();
         let live = if full {
             stream::empty().boxed()
@@ -196,23 +206,26 @@ impl RevocationHub {
     /// Sends the entries not sent yet; returns where the next read begins.
     fn fan_out(
         &self,
+        from: FeedPosition,
         entries: Vec<Revocation>,
         now: u64,
         seen: &mut HashSet<(String, u64)>,
-    ) -> u64 {
-        let full = entries.len() >= MAX_ENTRIES;
-        let next = if full {
-            entries.last().map_or(now, |e| e.revoked_at)
+    ) -> FeedPosition {
+        // A full page goes on from just after it (inside its last second if need be), as a
+        // verifier paging the feed does; otherwise from the overlap.
+        let next = if entries.len() >= MAX_ENTRIES {
+            page_end(Some(from), &entries)
         } else {
-            now.saturating_sub(CURSOR_OVERLAP_SECS)
+            FeedPosition::at(now.saturating_sub(CURSOR_OVERLAP_SECS))
         };
         for r in entries {
             if seen.insert((r.session.to_string(), r.revoked_at)) {
                 // No receiver left is not an error: the next open replays from the store.
-                let _ = self.sender.send(entry(r, self.window_secs, true));
+                let _ = self.sender.send(entry(r, self.window_secs, None));
             }
         }
-        seen.retain(|(_, at)| *at >= next);
+        // Once per read, not per entry: only what the next read can return again is kept.
+        seen.retain(|(_, at)| *at >= next.second);
         next
     }
 }
@@ -220,7 +233,7 @@ impl RevocationHub {
 /// The shared poller: reads the feed every `POLL_EVERY` (or at once when woken) while a
 /// stream is open, and stops with the hub.
 async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: CancellationToken) {
-    let mut since: Option<u64> = None;
+    let mut since: Option<FeedPosition> = None;
     let mut seen = HashSet::new();
     loop {
         tokio::select! {
@@ -240,7 +253,7 @@ async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: Cancellation
             Some(s) => s,
             None => match hub.poll_from.load(Ordering::Acquire) {
                 u64::MAX => continue,
-                from => from,
+                from => FeedPosition::at(from),
             },
         };
         match hub
@@ -248,24 +261,23 @@ async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: Cancellation
             .revoked_since(Some(from), hub.window_secs, MAX_ENTRIES)
             .await
         {
-            Ok((entries, now)) => since = Some(hub.fan_out(entries, now, &mut seen)),
+            Ok((entries, now)) => since = Some(hub.fan_out(from, entries, now, &mut seen)),
             Err(e) => tracing::debug!(error = %e, "revocation stream: feed unreadable; retrying"),
         }
     }
 }
 
 /// The feed's entry, with the cursor to resume after it: its own time less the overlap (a
-/// late commit of an earlier time is not missed), or, within a full replay page, its time.
-fn entry(r: Revocation, window: u64, overlap: bool) -> RevocationEntry {
+/// late commit of an earlier time is not missed), or, within a full replay page, the
+/// position just after it.
+fn entry(r: Revocation, window: u64, after: Option<FeedPosition>) -> RevocationEntry {
     RevocationEntry {
         sid: r.session.to_string(),
         revoked_at: r.revoked_at,
         until: r.revoked_at + window,
-        cursor: if overlap {
-            r.revoked_at.saturating_sub(CURSOR_OVERLAP_SECS)
-        } else {
-            r.revoked_at
-        },
+        cursor: after.map_or(r.revoked_at.saturating_sub(CURSOR_OVERLAP_SECS), |at| {
+            at.cursor()
+        }),
     }
 }
 
@@ -407,7 +419,7 @@ mod tests {
     impl RevocationFeed for Fixed {
         async fn revoked_since(
             &self,
-            _since: Option<u64>,
+            _since: Option<FeedPosition>,
             _window_secs: u64,
             _limit: usize,
         ) -> Result<(Vec<Revocation>, u64), StoreError> {
@@ -439,7 +451,7 @@ mod tests {
         let flood: Vec<_> = (0..LAG_LIMIT as u64 + 10)
             .map(|_| revocation(995))
             .collect();
-        hub.fan_out(flood, 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), flood, 1_000, &mut seen);
         assert_eq!(hub.sender.len(), LAG_LIMIT, "the shared buffer is bounded");
         assert!(
             stalled.next().await.is_none(),
@@ -461,8 +473,12 @@ mod tests {
         );
         let last = sent.last().unwrap();
         assert_eq!(
-            last.cursor, last.revoked_at,
-            "no overlap: resuming moves forward"
+            FeedPosition::from_cursor(last.cursor),
+            FeedPosition {
+                second: last.revoked_at,
+                skip: 100
+            },
+            "no overlap: resuming moves forward, past the 100 entries of its second"
         );
     }
 
@@ -484,9 +500,9 @@ mod tests {
         );
         let mut seen = HashSet::new();
         let r = revocation(999);
-        hub.fan_out(vec![r], 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), vec![r], 1_000, &mut seen);
         // The next read returns the same entry again (the overlap): not pushed twice.
-        hub.fan_out(vec![r], 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), vec![r], 1_000, &mut seen);
         let first = other.next().await.unwrap();
         assert_eq!(first.sid, r.session.to_string());
         assert_eq!(first.cursor, 999 - CURSOR_OVERLAP_SECS);
