@@ -39,12 +39,13 @@ impl FeedPosition {
     }
 
     /// The cursor for this position: plain seconds when nothing of the second was read.
-    /// A second with a million entries or more read cannot be written: the position moves
-    /// to the next second (the caller logs it) rather than stand still.
+    /// A second with a million entries or more read cannot be written, nor one before
+    /// 1970-01-12 (its positions would read as plain seconds): the position moves to the
+    /// next second (the caller logs the first) rather than stand still.
     pub fn cursor(self) -> u64 {
         if self.skip == 0 {
             self.second
-        } else if self.skip >= CURSOR_SCALE {
+        } else if self.skip >= CURSOR_SCALE || self.second < PLAIN_SECONDS_BELOW / CURSOR_SCALE {
             self.second.saturating_add(1)
         } else {
             self.second
