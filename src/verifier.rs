@@ -621,3 +621,107 @@ async fn get_json(url: &str) -> anyhow::Result<Value> {
         .await
         .map_err(|_| anyhow::anyhow!("{url}: no answer within 5 s"))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner() -> Inner {
+        Inner {
+            config: VerifierConfig {
+                base_url: "http://127.0.0.1:1".into(),
+                issuer: "i".into(),
+                audience: "a".into(),
+                algorithm: SigningAlgorithm::EdDSA,
+                poll_interval: Duration::from_secs(1),
+                push: false,
+            },
+            keys: RwLock::default(),
+            revoked: RwLock::default(),
+            cursor: Mutex::default(),
+            window_secs: AtomicU64::new(900),
+            stream_live: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_hostile_feed_cannot_make_an_entry_stay_or_the_set_grow_without_bound() {
+        let inner = inner();
+        let now = now();
+        inner.remember(&[
+            serde_json::json!({ "sid": "forever", "until": u64::MAX }),
+            serde_json::json!({ "sid": "past", "until": now - 1 }),
+            serde_json::json!({ "sid": "x".repeat(1000), "until": now + 10 }),
+        ]);
+        let revoked = inner.revoked.read().unwrap();
+        assert_eq!(
+            revoked.until.get("forever").copied(),
+            Some(now + 900 + CLOCK_SLACK_SECS),
+            "capped at now + window"
+        );
+        assert!(
+            !revoked.until.contains_key("past"),
+            "an expired entry is not kept"
+        );
+        assert_eq!(revoked.until.len(), 1, "an oversized sid is not kept");
+        drop(revoked);
+
+        let mut r = Revoked::default();
+        for i in 0..MAX_REVOKED as u64 + 5 {
+            r.insert(&format!("s{i}"), now + 100 + i);
+        }
+        assert_eq!(r.until.len(), MAX_REVOKED, "bounded");
+        assert_eq!(r.by_until.len(), MAX_REVOKED, "the index too");
+        assert!(
+            !r.until.contains_key("s0"),
+            "the soonest to expire went first"
+        );
+        assert!(r.full, "and it was logged");
+        // Keeping an entry longer moves it in the index; pruning costs what it removes.
+        r.insert("s10", now + 10_000_000);
+        r.prune(now + 200);
+        assert!(r.is_revoked("s10", now + 200));
+        assert!(!r.is_revoked("s20", now + 200));
+        assert_eq!(r.until.len(), r.by_until.len());
+    }
+
+    #[test]
+    fn a_cursor_far_ahead_or_far_back_is_refused() {
+        let now = 1_800_000_000;
+        let within = FeedPosition {
+            second: now - 5,
+            skip: 10_000,
+        }
+        .cursor();
+        assert!(plausible(None, now - 10, now));
+        assert!(
+            plausible(Some(within), now - 10, now),
+            "the overlap steps back"
+        );
+        assert!(plausible(None, within, now));
+        assert!(
+            !plausible(None, now + 3600, now),
+            "far ahead skips everything"
+        );
+        assert!(!plausible(None, (1 << 53) - 1, now));
+        assert!(
+            !plausible(Some(now), now - 3600, now),
+            "far back re-reads for ever"
+        );
+        let inner = inner();
+        inner.advance_from(None, within);
+        inner.advance_from(Some(within), now - 10);
+        assert_eq!(
+            inner.cursor(),
+            Some(now - 10),
+            "a page's cursor is taken as sent"
+        );
+        inner.advance(within);
+        inner.advance(now - 20);
+        assert_eq!(
+            inner.cursor(),
+            Some(within),
+            "the stream moves it forward only"
+        );
+    }
+}
