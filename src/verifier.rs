@@ -20,8 +20,8 @@
 //! and a stream read by its silence bound, and a JWKS or feed answer over its size bound is
 //! refused, by its `Content-Length` or as soon as the bytes read pass it.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
 use serde_json::Value;
 
-use crate::domain::SigningAlgorithm;
+use crate::domain::{FeedPosition, SigningAlgorithm};
 
 /// Feed pages read in one poll at most; the rest waits for the next poll.
 const MAX_PAGES_PER_POLL: usize = 16;
@@ -50,6 +50,17 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A feed page read at most: a full one (10,000 entries) is 1.1 MB even with every number at
 /// its longest.
 pub const MAX_FEED_BYTES: usize = 4 * 1024 * 1024;
+/// Revoked sessions kept at most. A feed can list no more than its window's revocations, but
+/// a hostile or broken one could list without end: past this the entries that expire soonest
+/// are forgotten first (and it is logged), rather than memory growing.
+pub const MAX_REVOKED: usize = 1_000_000;
+/// The longest `window_secs` believed from a feed (a day): no access token of the service
+/// lives that long, and an entry is never kept longer than the window from now.
+const MAX_WINDOW_SECS: u64 = 86_400;
+/// How far the feed's clock may run ahead of this process's: on `until`, on the cursor.
+const CLOCK_SLACK_SECS: u64 = 60;
+/// A session id longer than this is not one of the service's (a UUID is 36 characters).
+const MAX_SID_LEN: usize = 64;
 
 /// What the verifier checks against, and where it reads keys and revocations.
 #[derive(Debug, Clone)]
@@ -119,9 +130,10 @@ struct Inner {
     /// https with the configured roots, no redirects, no proxy, no kept-alive connections.
     client: reqwest::Client,
     keys: RwLock<Vec<Box<dyn JwsVerifier>>>,
-    /// sid → until (Unix seconds).
-    revoked: RwLock<HashMap<String, u64>>,
+    revoked: RwLock<Revoked>,
     cursor: Mutex<Option<u64>>,
+    /// The feed's last `window_secs` (bounded): how long a pushed entry may be kept.
+    window_secs: AtomicU64,
     /// A stream is open and has answered: polling slows to `SAFETY_NET_POLL`.
     stream_live: AtomicBool,
 }
@@ -169,6 +181,7 @@ impl Verifier {
                 keys: RwLock::default(),
                 revoked: RwLock::default(),
                 cursor: Mutex::default(),
+                window_secs: AtomicU64::new(MAX_WINDOW_SECS),
                 stream_live: AtomicBool::new(false),
             }),
         };
@@ -266,14 +279,27 @@ impl Verifier {
                 None => format!("{}/revocations", self.base()),
             };
             let page = get_json(&self.inner.client, &url, MAX_FEED_BYTES).await?;
+            if let Some(window) = page["window_secs"].as_u64() {
+                self.inner
+                    .window_secs
+                    .store(window.min(MAX_WINDOW_SECS), Ordering::Release);
+            }
             self.inner
                 .remember(page["entries"].as_array().into_iter().flatten());
-            let cursor = page["cursor"].as_u64();
-            if let Some(cursor) = cursor {
-                self.inner.advance(cursor);
-            }
-            // No progress (a page full of one second's entries): ask again at the next poll.
-            if page["more"] != Value::Bool(true) || cursor == since {
+            let Some(cursor) = page["cursor"]
+                .as_u64()
+                .filter(|c| plausible(since, *c, now()))
+            else {
+                tracing::warn!(
+                    "revocation feed: a cursor missing, far ahead of this clock or moving far \
+                     back; kept the last one"
+                );
+                return Ok(());
+            };
+            self.inner.advance_from(since, cursor);
+            // No progress (a broken feed): ask again at the next poll.
+            let progress = since.is_none_or(|s| position(cursor) > position(s));
+            if page["more"] != Value::Bool(true) || !progress {
                 return Ok(());
             }
         }
@@ -286,7 +312,17 @@ impl Verifier {
             .revoked
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .until
             .len()
+    }
+
+    /// Whether the session `sid` is known to be revoked now.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.inner
+            .revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_revoked(sid, now())
     }
 
     fn base(&self) -> &str {
@@ -356,30 +392,130 @@ impl Verifier {
             .revoked
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        if revoked.get(&sid).is_some_and(|until| *until > now) {
+        if revoked.is_revoked(&sid, now) {
             return Err(VerifyError::Revoked);
         }
         Ok(Verified { sub, sid, exp })
     }
 }
 
+/// The revoked sessions, with an index by expiry so that forgetting the expired ones costs
+/// only what is forgotten (never a scan of all of them per entry).
+#[derive(Default)]
+struct Revoked {
+    /// sid → until (Unix seconds).
+    until: HashMap<Arc<str>, u64>,
+    /// The same, ordered by until.
+    by_until: BTreeSet<(u64, Arc<str>)>,
+    /// `MAX_REVOKED` was reached since the count last fell below it (logged once).
+    full: bool,
+}
+
+impl Revoked {
+    fn is_revoked(&self, sid: &str, now: u64) -> bool {
+        self.until.get(sid).is_some_and(|until| *until > now)
+    }
+
+    /// Forgets the entries whose `until` has passed.
+    fn prune(&mut self, now: u64) {
+        while self
+            .by_until
+            .first()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            if let Some((_, sid)) = self.by_until.pop_first() {
+                self.until.remove(&sid);
+            }
+        }
+        if self.until.len() < MAX_REVOKED {
+            self.full = false;
+        }
+    }
+
+    /// Keeps `sid` until `until`, or longer if already kept longer.
+    fn insert(&mut self, sid: &str, until: u64) {
+        if let Some((key, held)) = self.until.get_key_value(sid) {
+            let (key, held) = (key.clone(), *held);
+            if held < until {
+                self.by_until.remove(&(held, key.clone()));
+                self.by_until.insert((until, key.clone()));
+                self.until.insert(key, until);
+            }
+            return;
+        }
+        if self.until.len() >= MAX_REVOKED {
+            if !self.full {
+                self.full = true;
+                tracing::error!(
+                    kept = MAX_REVOKED,
+                    "revocation feed: more revoked sessions than can be kept; forgetting \
+                     those that expire soonest"
+                );
+            }
+            if let Some((_, sid)) = self.by_until.pop_first() {
+                self.until.remove(&sid);
+            }
+        }
+        let key: Arc<str> = Arc::from(sid);
+        self.by_until.insert((until, key.clone()));
+        self.until.insert(key, until);
+    }
+}
+
+/// A cursor's place in the feed's order (plain seconds and positions compare alike).
+fn position(cursor: u64) -> FeedPosition {
+    FeedPosition::from_cursor(cursor)
+}
+
+/// Whether a cursor the feed sent after `since` is believable: not ahead of this clock
+/// (beyond the slack; it would skip every entry until then) and not far behind `since` (the
+/// feed steps back by its short overlap only; further would re-read the window forever).
+fn plausible(since: Option<u64>, cursor: u64, now: u64) -> bool {
+    let at = position(cursor).second;
+    at <= now.saturating_add(CLOCK_SLACK_SECS)
+        && since.is_none_or(|s| at.saturating_add(CLOCK_SLACK_SECS) >= position(s).second)
+}
+
 impl Inner {
-    /// Remembers the revoked sessions of these feed entries until their `until`.
+    /// Remembers the revoked sessions of these feed entries until their `until`, but never
+    /// longer than the feed's window from now: a feed cannot make an entry stay for good.
     fn remember<'a>(&self, entries: impl IntoIterator<Item = &'a Value>) {
         let now = now();
+        let window = self.window_secs.load(Ordering::Acquire);
+        let latest = now.saturating_add(window).saturating_add(CLOCK_SLACK_SECS);
         let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
-        revoked.retain(|_, until| *until > now);
+        revoked.prune(now);
         for e in entries {
             if let (Some(sid), Some(until)) = (e["sid"].as_str(), e["until"].as_u64()) {
-                revoked.insert(sid.to_owned(), until);
+                if until > now && sid.len() <= MAX_SID_LEN {
+                    revoked.insert(sid, until.min(latest));
+                }
             }
         }
     }
 
-    /// Moves the cursor forward (the feed and the stream both move it; never back).
+    /// Moves the cursor forward, in the feed's order (the stream moves it; never back).
     fn advance(&self, cursor: u64) {
         let mut held = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
-        *held = Some(held.map_or(cursor, |c| c.max(cursor)));
+        *held = Some(held.map_or(cursor, |c| {
+            if position(cursor) > position(c) {
+                cursor
+            } else {
+                c
+            }
+        }));
+    }
+
+    /// Takes the cursor of a page read from `since`: as sent, overlap step back included,
+    /// unless the stream moved the cursor meanwhile (then only forward).
+    fn advance_from(&self, since: Option<u64>, cursor: u64) {
+        let mut held = self.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+        if *held == since {
+            *held = Some(cursor);
+        } else {
+            drop(held);
+            self.advance(cursor);
+        }
     }
 
     fn cursor(&self) -> Option<u64> {
@@ -492,7 +628,7 @@ fn event(inner: &Inner, block: &str) {
     }
     if let Some(entry) = data {
         inner.remember([&entry]);
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|id| plausible(None, *id, now())) {
             inner.advance(id);
         }
     }
@@ -619,7 +755,104 @@ async fn get_json(client: &reqwest::Client, url: &str, max: usize) -> anyhow::Re
 
 #[cfg(test)]
 mod tests {
-    use super::check_origin;
+    use super::*;
+
+    fn inner() -> Inner {
+        let mut config =
+            VerifierConfig::new("http://127.0.0.1:1", "i", "a", SigningAlgorithm::EdDSA);
+        config.poll_interval = Duration::from_secs(1);
+        config.push = false;
+        Inner {
+            client: client(&config).unwrap(),
+            config,
+            keys: RwLock::default(),
+            revoked: RwLock::default(),
+            cursor: Mutex::default(),
+            window_secs: AtomicU64::new(900),
+            stream_live: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_hostile_feed_cannot_make_an_entry_stay_or_the_set_grow_without_bound() {
+        let inner = inner();
+        let now = now();
+        inner.remember(&[
+            serde_json::json!({ "sid": "forever", "until": u64::MAX }),
+            serde_json::json!({ "sid": "past", "until": now - 1 }),
+            serde_json::json!({ "sid": "x".repeat(1000), "until": now + 10 }),
+        ]);
+        let revoked = inner.revoked.read().unwrap();
+        assert_eq!(
+            revoked.until.get("forever").copied(),
+            Some(now + 900 + CLOCK_SLACK_SECS),
+            "capped at now + window"
+        );
+        assert!(
+            !revoked.until.contains_key("past"),
+            "an expired entry is not kept"
+        );
+        assert_eq!(revoked.until.len(), 1, "an oversized sid is not kept");
+        drop(revoked);
+
+        let mut r = Revoked::default();
+        for i in 0..MAX_REVOKED as u64 + 5 {
+            r.insert(&format!("s{i}"), now + 100 + i);
+        }
+        assert_eq!(r.until.len(), MAX_REVOKED, "bounded");
+        assert_eq!(r.by_until.len(), MAX_REVOKED, "the index too");
+        assert!(
+            !r.until.contains_key("s0"),
+            "the soonest to expire went first"
+        );
+        assert!(r.full, "and it was logged");
+        // Keeping an entry longer moves it in the index; pruning costs what it removes.
+        r.insert("s10", now + 10_000_000);
+        r.prune(now + 200);
+        assert!(r.is_revoked("s10", now + 200));
+        assert!(!r.is_revoked("s20", now + 200));
+        assert_eq!(r.until.len(), r.by_until.len());
+    }
+
+    #[test]
+    fn a_cursor_far_ahead_or_far_back_is_refused() {
+        let now = 1_800_000_000;
+        let within = FeedPosition {
+            second: now - 5,
+            skip: 10_000,
+        }
+        .cursor();
+        assert!(plausible(None, now - 10, now));
+        assert!(
+            plausible(Some(within), now - 10, now),
+            "the overlap steps back"
+        );
+        assert!(plausible(None, within, now));
+        assert!(
+            !plausible(None, now + 3600, now),
+            "far ahead skips everything"
+        );
+        assert!(!plausible(None, (1 << 53) - 1, now));
+        assert!(
+            !plausible(Some(now), now - 3600, now),
+            "far back re-reads for ever"
+        );
+        let inner = inner();
+        inner.advance_from(None, within);
+        inner.advance_from(Some(within), now - 10);
+        assert_eq!(
+            inner.cursor(),
+            Some(now - 10),
+            "a page's cursor is taken as sent"
+        );
+        inner.advance(within);
+        inner.advance(now - 20);
+        assert_eq!(
+            inner.cursor(),
+            Some(within),
+            "the stream moves it forward only"
+        );
+    }
 
     #[test]
     fn plain_http_is_for_loopback_unless_allowed() {

@@ -37,6 +37,17 @@ impl ClientAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The /56 an IPv6 bucket lies in (a site is commonly given a /56, that is 256 /64s);
+    /// `None` for any other bucket. For caps that a site's many /64s must share.
+    pub fn site(&self) -> Option<Self> {
+        let v6: Ipv6Addr = self.0.strip_suffix("/64")?.parse().ok()?;
+        let [a, b, c, d, ..] = v6.segments();
+        Some(Self(format!(
+            "{}/56",
+            Ipv6Addr::new(a, b, c, d & 0xff00, 0, 0, 0, 0)
+        )))
+    }
 }
 
 impl fmt::Debug for ClientAddress {
@@ -69,5 +80,17 @@ mod tests {
         assert_eq!(bucket("198.51.100.7"), "198.51.100.7");
         assert_ne!(bucket("198.51.100.7"), bucket("198.51.100.8"));
         assert_eq!(bucket("::ffff:198.51.100.7"), "198.51.100.7");
+        let site = |ip: &str| {
+            ClientAddress::from_ip(ip.parse().unwrap())
+                .site()
+                .map(|s| s.as_str().to_owned())
+        };
+        assert_eq!(
+            site("2001:db8:1:2ff::1").as_deref(),
+            Some("2001:db8:1:200::/56")
+        );
+        assert_eq!(site("2001:db8:1:2ff::1"), site("2001:db8:1:200::9"));
+        assert_ne!(site("2001:db8:1:2ff::1"), site("2001:db8:1:300::1"));
+        assert_eq!(site("198.51.100.7"), None);
     }
 }

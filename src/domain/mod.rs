@@ -5,6 +5,7 @@
 mod client;
 mod errors;
 mod events;
+mod feed;
 mod ids;
 mod keys;
 mod reset;
@@ -22,6 +23,7 @@ pub use errors::{
     SetDisabledError,
 };
 pub use events::{EventKind, RefreshOutcome, SecurityEvent};
+pub use feed::{FeedPosition, CURSOR_SCALE, PLAIN_SECONDS_BELOW};
 pub use ids::{SessionId, UserId};
 pub use keys::{due_key_actions, KeyAction, KeyPolicy, KeyState, StoredKey, JWKS_MAX_AGE_SECS};
 pub use reset::{ResetToken, ResetTokenHash};

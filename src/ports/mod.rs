@@ -584,15 +584,17 @@ pub struct Revocation {
 /// The sessions revoked recently, for verifiers that check access tokens without asking.
 #[async_trait]
 pub trait RevocationFeed: Send + Sync {
-    /// Revocations at or after `since` (all when `None`) and within the last `window_secs`,
-    /// oldest first, at most `limit`; with the feed's clock now. A session revoked twice may
-    /// appear twice: entries are idempotent.
+    /// Revocations from `since` on (all when `None`) and within the last `window_secs`,
+    /// ordered by (`revoked_at`, session id), at most `limit`; with the feed's clock now.
+    /// `since.skip` passes over that many entries of `since.second` only (of none when that
+    /// second is older than the window). A session revoked twice may appear twice: entries
+    /// are idempotent.
     ///
     /// # Errors
     /// `StoreError::Unavailable` when the store cannot be reached.
     async fn revoked_since(
         &self,
-        since: Option<u64>,
+        since: Option<crate::domain::FeedPosition>,
         window_secs: u64,
         limit: usize,
     ) -> Result<(Vec<Revocation>, u64), StoreError>;

@@ -543,7 +543,7 @@ struct NoRevocations;
 impl RevocationFeed for NoRevocations {
     async fn revoked_since(
         &self,
-        _since: Option<u64>,
+        _since: Option<crate::domain::FeedPosition>,
         _window_secs: u64,
         _limit: usize,
     ) -> Result<(Vec<Revocation>, u64), crate::ports::StoreError> {

@@ -3,20 +3,23 @@
 //! `Last-Event-ID`, the caps refuse the stream one too many with the contract's JSON, and a
 //! shutdown is not held up by open streams.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jwt_auth::adapters::inbound::http::build_app;
+use jwt_auth::adapters::inbound::http::{build_app, MAX_ENTRIES};
+use jwt_auth::domain::FeedPosition;
 use poem::EndpointExt;
 
 use crate::helpers::{
     payload_of, spawn_app_from, spawn_app_with, spawn_second_instance, Store, Stores, TestApp,
     TEST_SECRET,
 };
+use crate::revocations::revoke_in_one_second;
 
 /// Serves `app`'s state on a loopback socket (the in-process client cannot stream).
-async fn serve(app: &TestApp) -> String {
+pub(crate) async fn serve(app: &TestApp) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
@@ -39,6 +42,8 @@ async fn serve(app: &TestApp) -> String {
 struct Sse {
     resp: reqwest::Response,
     buf: String,
+    /// The service closed the stream (rather than nothing coming in time).
+    ended: bool,
 }
 
 impl Sse {
@@ -60,6 +65,7 @@ impl Sse {
         Self {
             resp,
             buf: String::new(),
+            ended: false,
         }
     }
 
@@ -87,7 +93,11 @@ impl Sse {
             let left = deadline.checked_duration_since(Instant::now())?;
             match tokio::time::timeout(left, self.resp.chunk()).await {
                 Ok(Ok(Some(bytes))) => self.buf.push_str(std::str::from_utf8(&bytes).unwrap()),
-                Ok(_) | Err(_) => return None,
+                Ok(_) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
     }
@@ -153,11 +163,97 @@ async fn a_logout_is_pushed_to_an_open_stream(store: Store) {
     let mut resumed = Sse {
         resp,
         buf: String::new(),
+        ended: false,
     };
     resumed.wait_for(&sid, Duration::from_secs(2)).await;
 }
 
-on_every_store!(a_logout_is_pushed_to_an_open_stream);
+/// Reads a stream until it ends or is silent for a second: the (id, sid) of each event.
+async fn drain(stream: &mut Sse) -> Vec<(u64, String)> {
+    let mut events = Vec::new();
+    while let Some((id, data)) = stream.next(Duration::from_secs(1)).await {
+        events.push((id, data["sid"].as_str().unwrap().to_owned()));
+    }
+    events
+}
+
+/// Reconnects from the last id (as an `EventSource` does) until a stream stays open; every
+/// sid pushed, and how many connections it took.
+async fn resume_until_live(base: &str, mut last: Option<u64>) -> (HashSet<String>, usize) {
+    let mut sids = HashSet::new();
+    for connections in 1..=20 {
+        let id = last.map(|l| l.to_string());
+        let headers: Vec<(&str, &str)> = id.iter().map(|i| ("last-event-id", i.as_str())).collect();
+        let mut stream = Sse::start(base, &headers).await;
+        let events = drain(&mut stream).await;
+        assert!(
+            events
+                .windows(2)
+                .all(|w| FeedPosition::from_cursor(w[0].0) <= FeedPosition::from_cursor(w[1].0)),
+            "ids never step back within a stream"
+        );
+        if let Some((id, _)) = events.last() {
+            last = Some(*id);
+        }
+        sids.extend(events.into_iter().map(|(_, sid)| sid));
+        if !stream.ended {
+            return (sids, connections);
+        }
+    }
+    panic!("the stream never went live");
+}
+
+/// A second fuller than a replay page: each full replay ends the stream with ids that are
+/// positions inside the second, so reconnecting from the last one goes on where it stopped
+/// (a plain-seconds id would replay the same page for ever).
+async fn a_flooded_second_is_replayed_across_reconnects(store: Store) {
+    let Some(stores) = Stores::new(store).await else {
+        return;
+    };
+    let app = spawn_app_from(stores, &[]).await;
+    let (_, revoked) = revoke_in_one_second(&app, 2 * MAX_ENTRIES + 5).await;
+    let base = serve(&app).await;
+    let (sids, connections) = resume_until_live(&base, None).await;
+    assert_eq!(connections, 3, "two full pages, then the rest and live");
+    let missed = revoked.difference(&sids).count();
+    assert_eq!(missed, 0, "of {}", revoked.len());
+}
+
+/// A reader that stops reading during a flood falls more than the lag limit behind: its
+/// stream ends, and reconnecting from its last id replays what it missed from the store, in
+/// pages, without missing anything.
+async fn a_lagged_reader_reconnects_and_misses_nothing(store: Store) {
+    let Some(stores) = Stores::new(store).await else {
+        return;
+    };
+    let app = spawn_app_from(stores, &[]).await;
+    let base = serve(&app).await;
+    let mut stalled = Sse::start(&base, &[]).await;
+    assert!(stalled.next(Duration::from_millis(300)).await.is_none());
+    // More than the socket buffers hold, so the server-side reader really falls behind.
+    let (_, revoked) = revoke_in_one_second(&app, 6 * MAX_ENTRIES).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = drain(&mut stalled).await;
+    assert!(stalled.ended, "a lagging stream is closed, not queued");
+    assert!(
+        events.len() < revoked.len(),
+        "it ended before the flood was through: {}",
+        events.len()
+    );
+    let last = events.last().map(|(id, _)| *id);
+    let mut sids: HashSet<String> = events.into_iter().map(|(_, sid)| sid).collect();
+    let (more, connections) = resume_until_live(&base, last).await;
+    sids.extend(more);
+    println!("{store:?}: a lagged reader caught up in {connections} reconnections");
+    let missed = revoked.difference(&sids).count();
+    assert_eq!(missed, 0, "of {}", revoked.len());
+}
+
+on_every_store!(
+    a_logout_is_pushed_to_an_open_stream,
+    a_flooded_second_is_replayed_across_reconnects,
+    a_lagged_reader_reconnects_and_misses_nothing
+);
 /// A second instance on the same database revokes; the first one's stream pushes it.
 mod instances {
     use super::*;
@@ -219,6 +315,30 @@ async fn the_process_cap_refuses_one_stream_too_many_with_503_json() {
     }
     println!("slot back after {:?}", start.elapsed());
     server.abort();
+}
+
+/// One site's /64s (an IPv6 /56) share a cap: rotating through them does not take every
+/// stream of the process (256 by default; 256 /64s with 8 each would be 2048).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_64s_of_one_ipv6_56_cannot_take_every_stream() {
+    use jwt_auth::adapters::inbound::http::STREAMS_PER_SITE;
+    let app = spawn_app_with(&[("TRUSTED_PROXY_HEADER", "X-Forwarded-For")]).await;
+    let base = serve(&app).await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for sub in 0..256 {
+        let ip = format!("2001:db8:7:{:x}::1", 0x4500 + sub);
+        let resp = Sse::open(&base, &[("x-forwarded-for", ip.as_str())]).await;
+        match resp.status().as_u16() {
+            200 => open.push(resp),
+            429 => refused += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(open.len(), STREAMS_PER_SITE);
+    assert_eq!(refused, 256 - STREAMS_PER_SITE);
+    let other = Sse::open(&base, &[("x-forwarded-for", "2001:db8:7:4600::1")]).await;
+    assert_eq!(other.status(), 200, "another /56 still gets one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

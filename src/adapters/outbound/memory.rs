@@ -3,7 +3,7 @@
 //! session store reads the accounts of its `InMemoryUserRepo` directly, as a database joins
 //! its tables: a rotation checks the user under the same lock that makes it atomic.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -180,8 +180,8 @@ struct Families {
 pub struct InMemoryRefreshStore {
     inner: Mutex<Families>,
     users: InMemoryUserRepo,
-    /// The revocation feed: (session, Unix seconds by the process clock), oldest first.
-    revoked: Mutex<VecDeque<(SessionId, u64)>>,
+    /// The revocation feed: (Unix seconds by the process clock, session), in feed order.
+    revoked: Mutex<BTreeSet<(u64, SessionId)>>,
 }
 
 impl InMemoryRefreshStore {
@@ -198,7 +198,7 @@ impl InMemoryRefreshStore {
     fn record_revoked(&self, ids: impl IntoIterator<Item = SessionId>) {
         let at = system_now();
         let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        revoked.extend(ids.into_iter().map(|id| (id, at)));
+        revoked.extend(ids.into_iter().map(|id| (at, id)));
     }
 
     fn lock(&self) -> MutexGuard<'_, Families> {
@@ -233,18 +233,30 @@ fn system_now() -> u64 {
 impl crate::ports::RevocationFeed for InMemoryRefreshStore {
     async fn revoked_since(
         &self,
-        since: Option<u64>,
+        since: Option<crate::domain::FeedPosition>,
         window_secs: u64,
         limit: usize,
     ) -> Result<(Vec<crate::ports::Revocation>, u64), StoreError> {
         let now = system_now();
-        let from = since.unwrap_or(0).max(now.saturating_sub(window_secs));
+        let oldest = now.saturating_sub(window_secs);
+        let since = since.unwrap_or_default();
+        let (from, skip) = if since.second < oldest {
+            (oldest, 0)
+        } else {
+            (since.second, since.skip)
+        };
+        let least = SessionId::from_uuid(uuid::Uuid::nil());
         let revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        let entries = revoked
-            .iter()
-            .filter(|(_, at)| *at >= from)
+        // The skip passes over entries of `from` only, then every later second follows.
+        let of_from = revoked
+            .range((from, least)..)
+            .take_while(|(at, _)| *at == from)
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX));
+        let later = revoked.range((from.saturating_add(1), least)..);
+        let entries = of_from
+            .chain(later)
             .take(limit)
-            .map(|(session, at)| crate::ports::Revocation {
+            .map(|(at, session)| crate::ports::Revocation {
                 session: *session,
                 revoked_at: *at,
             })
@@ -256,8 +268,8 @@ impl crate::ports::RevocationFeed for InMemoryRefreshStore {
         let oldest = system_now().saturating_sub(window_secs);
         let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
         let before = revoked.len();
-        while revoked.front().is_some_and(|(_, at)| *at < oldest) {
-            revoked.pop_front();
+        while revoked.first().is_some_and(|(at, _)| *at < oldest) {
+            revoked.pop_first();
         }
         Ok((before - revoked.len()) as u64)
     }

@@ -28,7 +28,7 @@ pub use host::AllowedHosts;
 pub use metrics::{instrument, metrics_app, HttpMetrics};
 pub use password::PasswordApi;
 pub use reset::ResetApi;
-pub use revocation_stream::{RevocationHub, RevocationStreamApi};
+pub use revocation_stream::{RevocationHub, RevocationStreamApi, STREAMS_PER_SITE};
 pub use revocations::{RevocationsApi, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
 pub use verify::VerifyApi;
 pub use well_known::{WellKnownApi, JWKS_MAX_AGE_SECS};

@@ -13,7 +13,6 @@
 //! works the same on SQLite.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::Duration;
 
@@ -30,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::{ErrorBody, TOO_MANY_REQUESTS, UNAVAILABLE};
 use super::responses::{infra_failure, InfraFailure};
-use super::revocations::{RevocationEntry, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
+use super::revocations::{page_end, RevocationEntry, CURSOR_OVERLAP_SECS, MAX_ENTRIES};
 use super::{client_ip, AppState, Tag};
-use crate::domain::{ClientAddress, EventKind, SecurityEvent};
+use crate::domain::{ClientAddress, EventKind, FeedPosition, SecurityEvent};
 use crate::ports::{Revocation, RevocationFeed, SecurityEvents, StoreError};
 
 /// How often the shared poller reads the feed while a stream is open: the bound on how late
@@ -43,6 +42,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Streams one client (address, or the trusted proxy header's client) may hold at once: a
 /// verifier process needs one; a few more cover restarts overlapping a closing stream.
 pub const STREAMS_PER_CLIENT: usize = 8;
+/// Streams the /64s of one IPv6 /56 (one site) may hold together: without it a site's 256
+/// /64s could take 2048 streams, every slot of a process.
+pub const STREAMS_PER_SITE: usize = 4 * STREAMS_PER_CLIENT;
 /// Entries a stream may fall behind the poller before it is closed. A reader that stops
 /// reading costs at most this many shared entries, never a queue of its own; it resumes
 /// with `Last-Event-ID` and replays what it missed from the store.
@@ -68,11 +70,10 @@ pub struct RevocationHub {
     wake: Arc<Notify>,
     closing: CancellationToken,
     slots: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<ClientAddress, usize>>>,
-    /// The earliest feed time (minus the overlap) a stream has replayed up to since the
-    /// poller last started: where its first read begins, so nothing falls between a stream's
-    /// replay and the first push.
-    poll_from: AtomicU64,
+    per_client: Arc<Mutex<Held>>,
+    /// Where the poller's first read begins, and what it need not push again: set by the
+    /// streams opened while it was idle.
+    poll_start: Mutex<PollStart>,
     poller: Once,
 }
 
@@ -81,7 +82,7 @@ pub struct RevocationHub {
 pub enum Refusal {
     /// `REVOCATION_STREAM_MAX` streams are open.
     Full,
-    /// The client holds `STREAMS_PER_CLIENT` already.
+    /// The client holds `STREAMS_PER_CLIENT` already, or its IPv6 /56 `STREAMS_PER_SITE`.
     PerClient,
     /// The store could not be read for the replay.
     Store(StoreError),
@@ -98,7 +99,7 @@ impl RevocationHub {
             closing: CancellationToken::new(),
             slots: Arc::new(Semaphore::new(max_streams)),
             per_client: Arc::default(),
-            poll_from: AtomicU64::new(u64::MAX),
+            poll_start: Mutex::default(),
             poller: Once::new(),
         }
     }
@@ -119,6 +120,7 @@ impl RevocationHub {
         self.per_client
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .clients
             .values()
             .sum()
     }
@@ -135,6 +137,7 @@ impl RevocationHub {
         client: ClientAddress,
         since: Option<u64>,
     ) -> Result<BoxStream<'static, RevocationEntry>, Refusal> {
+        let since = since.map(FeedPosition::from_cursor);
         if self.closing.is_cancelled() {
             return Err(Refusal::Full);
         }
@@ -153,15 +156,28 @@ impl RevocationHub {
             .await
             .map_err(Refusal::Store)?;
         let full = entries.len() >= MAX_ENTRIES;
-        self.poll_from
-            .fetch_min(now.saturating_sub(CURSOR_OVERLAP_SECS), Ordering::AcqRel);
+        if !full {
+            self.poll_start
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(since, &entries, now);
+        }
         self.start_poller();
         let window = self.window_secs;
-        // A full page: its ids carry no overlap, so resuming from the last makes progress
-        // (as the feed's `more` cursor does).
+        // A full page: each id is the position just after its entry, without overlap, so
+        // resuming from the last makes progress even inside one second (as the feed's
+        // `more` cursor does).
+        let mut at = since.unwrap_or_default();
         let replay: Vec<RevocationEntry> = entries
             .into_iter()
-            .map(|r| entry(r, window, !full))
+            .map(|r| {
+                if full {
+                    at = at.after(r.revoked_at);
+                    entry(r, window, Some(at))
+                } else {
+                    entry(r, window, None)
+                }
+            })
             .collect();
         let live = if full {
             stream::empty().boxed()
@@ -196,23 +212,26 @@ impl RevocationHub {
     /// Sends the entries not sent yet; returns where the next read begins.
     fn fan_out(
         &self,
+        from: FeedPosition,
         entries: Vec<Revocation>,
         now: u64,
         seen: &mut HashSet<(String, u64)>,
-    ) -> u64 {
-        let full = entries.len() >= MAX_ENTRIES;
-        let next = if full {
-            entries.last().map_or(now, |e| e.revoked_at)
+    ) -> FeedPosition {
+        // A full page goes on from just after it (inside its last second if need be), as a
+        // verifier paging the feed does; otherwise from the overlap.
+        let next = if entries.len() >= MAX_ENTRIES {
+            page_end(Some(from), &entries)
         } else {
-            now.saturating_sub(CURSOR_OVERLAP_SECS)
+            FeedPosition::at(now.saturating_sub(CURSOR_OVERLAP_SECS))
         };
         for r in entries {
             if seen.insert((r.session.to_string(), r.revoked_at)) {
                 // No receiver left is not an error: the next open replays from the store.
-                let _ = self.sender.send(entry(r, self.window_secs, true));
+                let _ = self.sender.send(entry(r, self.window_secs, None));
             }
         }
-        seen.retain(|(_, at)| *at >= next);
+        // Once per read, not per entry: only what the next read can return again is kept.
+        seen.retain(|(_, at)| *at >= next.second);
         next
     }
 }
@@ -220,7 +239,9 @@ impl RevocationHub {
 /// The shared poller: reads the feed every `POLL_EVERY` (or at once when woken) while a
 /// stream is open, and stops with the hub.
 async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: CancellationToken) {
-    let mut since: Option<u64> = None;
+    let mut since: Option<FeedPosition> = None;
+    // Where this run of the poller began: its overlap never reaches back before it.
+    let mut floor = FeedPosition::default();
     let mut seen = HashSet::new();
     loop {
         tokio::select! {
@@ -233,39 +254,79 @@ async fn poll(hub: Weak<RevocationHub>, wake: Arc<Notify>, closing: Cancellation
             // Nobody listens: no queries. The next stream's replay sets the start again.
             since = None;
             seen.clear();
-            hub.poll_from.store(u64::MAX, Ordering::Release);
+            *hub.poll_start
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = PollStart::default();
             continue;
         }
         let from = match since {
             Some(s) => s,
-            None => match hub.poll_from.load(Ordering::Acquire) {
-                u64::MAX => continue,
-                from => from,
-            },
+            None => {
+                let start = std::mem::take(
+                    &mut *hub
+                        .poll_start
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+                let Some(from) = start.from else { continue };
+                seen = start.replayed;
+                floor = from;
+                from
+            }
         };
         match hub
             .feed
             .revoked_since(Some(from), hub.window_secs, MAX_ENTRIES)
             .await
         {
-            Ok((entries, now)) => since = Some(hub.fan_out(entries, now, &mut seen)),
+            Ok((entries, now)) => {
+                since = Some(hub.fan_out(from, entries, now, &mut seen).max(floor));
+            }
             Err(e) => tracing::debug!(error = %e, "revocation stream: feed unreadable; retrying"),
         }
     }
 }
 
 /// The feed's entry, with the cursor to resume after it: its own time less the overlap (a
-/// late commit of an earlier time is not missed), or, within a full replay page, its time.
-fn entry(r: Revocation, window: u64, overlap: bool) -> RevocationEntry {
+/// late commit of an earlier time is not missed), or, within a full replay page, the
+/// position just after it.
+fn entry(r: Revocation, window: u64, after: Option<FeedPosition>) -> RevocationEntry {
     RevocationEntry {
         sid: r.session.to_string(),
         revoked_at: r.revoked_at,
         until: r.revoked_at + window,
-        cursor: if overlap {
-            r.revoked_at.saturating_sub(CURSOR_OVERLAP_SECS)
-        } else {
-            r.revoked_at
-        },
+        cursor: after.map_or(r.revoked_at.saturating_sub(CURSOR_OVERLAP_SECS), |at| {
+            at.cursor()
+        }),
+    }
+}
+
+/// Where an idle poller starts: the earliest place a stream's replay ended, and the entries
+/// replayed from there on, which it does not push again.
+#[derive(Default)]
+struct PollStart {
+    from: Option<FeedPosition>,
+    replayed: HashSet<(String, u64)>,
+}
+
+impl PollStart {
+    /// A stream replayed `entries` (not a full page) from `since`, up to `now`.
+    ///
+    /// The poller starts at the overlap before `now` (an entry committed late with an
+    /// earlier time is still pushed), but not before the stream's own start: a stream
+    /// resumed from an id inside a flood must not be sent the flood again, or it falls the
+    /// lag limit behind at once, ends, resumes, and so on while the flood is in the overlap.
+    fn add(&mut self, since: Option<FeedPosition>, entries: &[Revocation], now: u64) {
+        let overlap = FeedPosition::at(now.saturating_sub(CURSOR_OVERLAP_SECS));
+        let from = since.map_or(overlap, |s| s.max(overlap));
+        self.from = Some(self.from.map_or(from, |f| f.min(from)));
+        for r in entries.iter().filter(|r| r.revoked_at >= from.second) {
+            // Bounded: past it an entry may be pushed twice, which is harmless.
+            if self.replayed.len() >= 2 * MAX_ENTRIES {
+                break;
+            }
+            self.replayed.insert((r.session.to_string(), r.revoked_at));
+        }
     }
 }
 
@@ -279,32 +340,51 @@ impl SecurityEvents for Waker {
     }
 }
 
-/// One stream counted against its client until dropped.
-struct ClientSlot(Arc<Mutex<HashMap<ClientAddress, usize>>>, ClientAddress);
+/// The streams held per client bucket, and per IPv6 site (/56) of those buckets.
+#[derive(Default)]
+struct Held {
+    clients: HashMap<ClientAddress, usize>,
+    sites: HashMap<ClientAddress, usize>,
+}
+
+/// One stream counted against its client (and its site) until dropped.
+struct ClientSlot(Arc<Mutex<Held>>, ClientAddress, Option<ClientAddress>);
 
 impl ClientSlot {
-    fn take(
-        map: &Arc<Mutex<HashMap<ClientAddress, usize>>>,
-        client: ClientAddress,
-    ) -> Option<Self> {
+    fn take(map: &Arc<Mutex<Held>>, client: ClientAddress) -> Option<Self> {
         let mut held = map.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = held.entry(client.clone()).or_insert(0);
-        if *count >= STREAMS_PER_CLIENT {
+        let site = client.site();
+        if held.clients.get(&client).copied().unwrap_or(0) >= STREAMS_PER_CLIENT
+            || site
+                .as_ref()
+                .is_some_and(|s| held.sites.get(s).copied().unwrap_or(0) >= STREAMS_PER_SITE)
+        {
             return None;
         }
-        *count += 1;
-        Some(Self(map.clone(), client))
+        *held.clients.entry(client.clone()).or_insert(0) += 1;
+        if let Some(s) = &site {
+            *held.sites.entry(s.clone()).or_insert(0) += 1;
+        }
+        Some(Self(map.clone(), client, site))
+    }
+}
+
+/// Counts one stream less for `key`, forgetting a key at zero.
+fn release(counts: &mut HashMap<ClientAddress, usize>, key: &ClientAddress) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.1) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.1);
-            }
+        release(&mut held.clients, &self.1);
+        if let Some(site) = &self.2 {
+            release(&mut held.sites, site);
         }
     }
 }
@@ -324,7 +404,8 @@ pub enum RevocationStreamResponse {
     /// `misdirected_request`: the `Host` is not one of this service's names.
     #[oai(status = 421)]
     Misdirected(Json<ErrorBody>),
-    /// `too_many_requests`: this client holds 8 streams already.
+    /// `too_many_requests`: this client holds 8 streams already (an IPv6 client's /64; the
+    /// /64s of one /56 hold 32 together).
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `internal_error`.
@@ -407,7 +488,7 @@ mod tests {
     impl RevocationFeed for Fixed {
         async fn revoked_since(
             &self,
-            _since: Option<u64>,
+            _since: Option<FeedPosition>,
             _window_secs: u64,
             _limit: usize,
         ) -> Result<(Vec<Revocation>, u64), StoreError> {
@@ -439,7 +520,7 @@ mod tests {
         let flood: Vec<_> = (0..LAG_LIMIT as u64 + 10)
             .map(|_| revocation(995))
             .collect();
-        hub.fan_out(flood, 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), flood, 1_000, &mut seen);
         assert_eq!(hub.sender.len(), LAG_LIMIT, "the shared buffer is bounded");
         assert!(
             stalled.next().await.is_none(),
@@ -450,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_replay_page_ends_the_stream_with_ids_that_make_progress() {
         let page: Vec<_> = (0..MAX_ENTRIES as u64)
-            .map(|i| revocation(100 + i / 100))
+            .map(|i| revocation(1_800_000_000 + i / 100))
             .collect();
         let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(page)), 900, 4));
         let sent: Vec<_> = hub.open(client(1), Some(0)).await.unwrap().collect().await;
@@ -461,8 +542,40 @@ mod tests {
         );
         let last = sent.last().unwrap();
         assert_eq!(
-            last.cursor, last.revoked_at,
-            "no overlap: resuming moves forward"
+            FeedPosition::from_cursor(last.cursor),
+            FeedPosition {
+                second: last.revoked_at,
+                skip: 100
+            },
+            "no overlap: resuming moves forward, past the 100 entries of its second"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_64s_of_one_56_share_a_cap() {
+        let hub = Arc::new(RevocationHub::new(Arc::new(Fixed(vec![])), 900, 256));
+        let v6 = |net: u16, sub: u16| {
+            ClientAddress::from_ip(std::net::IpAddr::from([
+                0x2001, 0xdb8, net, sub, 0, 0, 0, 1,
+            ]))
+        };
+        let mut open = Vec::new();
+        // One stream from each of 40 /64s of one /56.
+        let mut refused = 0;
+        for sub in 0..40u16 {
+            match hub.open(v6(1, 0x0100 | sub), None).await {
+                Ok(s) => open.push(s),
+                Err(Refusal::PerClient) => refused += 1,
+                Err(_) => panic!("not the process cap"),
+            }
+        }
+        assert_eq!(open.len(), STREAMS_PER_SITE);
+        assert_eq!(refused, 40 - STREAMS_PER_SITE);
+        assert!(hub.open(v6(1, 0x0200), None).await.is_ok(), "the next /56");
+        drop(open);
+        assert!(
+            hub.open(v6(1, 0x0101), None).await.is_ok(),
+            "slots come back"
         );
     }
 
@@ -484,9 +597,9 @@ mod tests {
         );
         let mut seen = HashSet::new();
         let r = revocation(999);
-        hub.fan_out(vec![r], 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), vec![r], 1_000, &mut seen);
         // The next read returns the same entry again (the overlap): not pushed twice.
-        hub.fan_out(vec![r], 1_000, &mut seen);
+        hub.fan_out(FeedPosition::at(990), vec![r], 1_000, &mut seen);
         let first = other.next().await.unwrap();
         assert_eq!(first.sid, r.session.to_string());
         assert_eq!(first.cursor, 999 - CURSOR_OVERLAP_SECS);

@@ -14,6 +14,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::errors::ErrorBody;
 use super::responses::{infra_failure, InfraFailure};
 use super::{AppState, Tag};
+use crate::domain::{FeedPosition, CURSOR_SCALE};
+use crate::ports::Revocation;
 
 /// Entries of the last this-many seconds are sent again after a cursor, so an entry that was
 /// committed late (another instance, a slow transaction) with an earlier time is not missed;
@@ -42,7 +44,8 @@ pub struct RevocationEntry {
 /// One page of the feed.
 #[derive(Debug, Object)]
 pub struct RevocationPage {
-    /// Pass as `since` next time to get only what is new (with a short overlap).
+    /// Pass as `since` next time to get only what is new (with a short overlap). Opaque:
+    /// pass it back as it is, do not compute with it.
     pub cursor: u64,
     /// Oldest first. A session may appear more than once.
     pub entries: Vec<RevocationEntry>,
@@ -50,6 +53,22 @@ pub struct RevocationPage {
     pub more: bool,
     /// How far back the feed reaches: an access token's lifetime plus leeway.
     pub window_secs: u64,
+}
+
+/// Where a page read from `since` ends: after its last entry, counting the entries of that
+/// second read before (a full page of one second still moves the cursor on).
+pub fn page_end(since: Option<FeedPosition>, entries: &[Revocation]) -> FeedPosition {
+    let mut at = since.unwrap_or_default();
+    for e in entries {
+        at = at.after(e.revoked_at);
+    }
+    if at.skip >= CURSOR_SCALE {
+        tracing::error!(
+            second = at.second,
+            "a million revocations or more in one second: the feed cursor moves past the rest"
+        );
+    }
+    at
 }
 
 #[derive(ApiResponse)]
@@ -93,21 +112,22 @@ impl RevocationsApi {
         &self,
         Data(state): Data<&Arc<AppState>>,
         /// The `cursor` of the previous answer (at most 2^53 - 1).
-        // Bounded in the spec so that nothing it allows is refused; a cursor is Unix seconds,
-        // far below 2^53 - 1, which every JSON number reader holds exactly.
+        // Bounded in the spec so that nothing it allows is refused; a cursor (see
+        // `FeedPosition`) stays below 2^53 - 1, which every JSON number reader holds exactly.
         #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         since: Query<Option<u64>>,
     ) -> RevocationsResponse {
         let window = state.settings.revocation_window_secs;
+        let since = since.0.map(FeedPosition::from_cursor);
         match state
             .revocations
-            .revoked_since(since.0, window, MAX_ENTRIES)
+            .revoked_since(since, window, MAX_ENTRIES)
             .await
         {
             Ok((entries, now)) => {
                 let more = entries.len() >= MAX_ENTRIES;
                 let cursor = if more {
-                    entries.last().map_or(now, |e| e.revoked_at)
+                    page_end(since, &entries).cursor()
                 } else {
                     now.saturating_sub(CURSOR_OVERLAP_SECS)
                 };
