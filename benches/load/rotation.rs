@@ -112,12 +112,24 @@ impl Conn {
         })
     }
 
-    async fn get(&mut self, path: &str, token: Option<&str>) -> Option<Answer> {
+    fn get_request(path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
         let mut b = Request::builder().uri(path).header("host", "127.0.0.1");
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        self.send(b.body(Full::default()).unwrap()).await
+        b.body(Full::default()).unwrap()
+    }
+
+    async fn get(&mut self, path: &str, token: Option<&str>) -> Option<Answer> {
+        self.send(Self::get_request(path, token)).await
+    }
+
+    /// As `get`, once more on a new connection when the idle one was closed meanwhile.
+    async fn get_again(&mut self, path: &str) -> Option<Answer> {
+        match self.get(path, None).await {
+            Some(a) => Some(a),
+            None => self.get(path, None).await,
+        }
     }
 
     /// A login or a refresh: (access token, refresh cookie).
@@ -157,7 +169,7 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn jwks_kids(conn: &mut Conn) -> Vec<String> {
-    let Some(a) = conn.get("/.well-known/jwks.json", None).await else {
+    let Some(a) = conn.get_again("/.well-known/jwks.json").await else {
         return vec![];
     };
     let json: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
@@ -171,7 +183,7 @@ async fn jwks_kids(conn: &mut Conn) -> Vec<String> {
 
 /// Entries and bytes of one `/revocations` answer (the whole window).
 async fn feed_size(conn: &mut Conn) -> (usize, usize, bool) {
-    let a = conn.get("/revocations", None).await.expect("/revocations");
+    let a = conn.get_again("/revocations").await.expect("/revocations");
     assert_eq!(a.status, 200, "/revocations");
     let json: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     (
