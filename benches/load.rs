@@ -12,6 +12,13 @@
 //! refresh scenarios in the same run, and with `BENCH_POSTGRES_URL` the PostgreSQL refresh too:
 //! with `LOAD_ONLY=db`, three turns of each, medians compared).
 //!
+//! `LOAD_ONLY=rotation` (only the floor and a signing-key rotation under load: EdDSA keys
+//! generated in a SQLite file, `jwt-auth keys rotate` run as a second process, `/auth/me` and a
+//! resource server on `jwt_auth::verifier` loaded throughout; failed verifications, throughput
+//! before, during and after, the logout → refusal delay at the resource server and the
+//! revocation feed's size after a logout flood; see `load/rotation.rs`; `--smoke` shortens the
+//! 320-s lead and takes about 80 s).
+//!
 //! `LOAD_ONLY=size` (only the floor and the size axis: `/auth/me` and refresh latency and RSS
 //! with `BENCH_SIZES` live sessions, default 1,000, 1,000,000 and 10,000,000, on the in-memory
 //! store, and 1,000,000 on PostgreSQL with `BENCH_POSTGRES_URL`).
@@ -37,6 +44,10 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+// In a folder of its own: a file beside this one would be taken for another bench.
+#[path = "load/rotation.rs"]
+mod rotation;
+
 const ME_BODY: &str = r#"{"id":"3112e4d0-a128-40e2-bd20-0e1b2f22ffb0","email":"jywan@test.com"}"#;
 const LOGIN_BODY: &str = r#"{"email":"jywan@test.com","password":"test"}"#;
 const SECRET: &str = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
@@ -51,6 +62,13 @@ fn main() {
     };
     if let Some(port) = flag("--floor") {
         return floor_server(port.parse().expect("--floor PORT"));
+    }
+    if let Some(port) = flag("--resource-server") {
+        let auth = args.last().cloned().unwrap_or_default();
+        return rotation::resource_server(
+            port.parse().expect("--resource-server PORT AUTH"),
+            &auth,
+        );
     }
     if let Some(n) = flag("--memory") {
         return memory_child(n.parse().expect("--memory N"));
@@ -1353,6 +1371,10 @@ async fn run(smoke: bool) {
     let pg_size = if smoke { 20_000 } else { 1_000_000 };
     if std::env::var("LOAD_ONLY").as_deref() == Ok("size") {
         print_size_axis(&size_axis(conns, dur, &sizes, pg_size).await);
+        return;
+    }
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("rotation") {
+        rotation::rotation(smoke, f, conns, secs).await;
         return;
     }
     if std::env::var("LOAD_ONLY").as_deref() == Ok("wrk") {

@@ -123,8 +123,8 @@ impl UserRepo for InMemoryUserRepo {
     }
 }
 
-/// A live session, kept compact: about 64 bytes with its key, plus its recent tokens and,
-/// when the login sent any, its origin.
+/// A live session, kept compact: 72 bytes with its key, plus its recent tokens once it has
+/// rotated and, when the login sent any, its origin.
 #[derive(Debug, Clone)]
 struct SessionRecord {
     user: UserId,
@@ -134,12 +134,41 @@ struct SessionRecord {
     last_used_at: u32,
     /// 0: no idle timeout.
     idle_expires_at: u32,
-    /// The consumed tokens still kept, oldest first: at most `KEPT_CONSUMED_TOKENS`.
-    consumed: VecDeque<RefreshTokenHash>,
+    /// The consumed tokens still kept: at most `KEPT_CONSUMED_TOKENS`.
+    consumed: Consumed,
     /// Where it was opened, in one allocation: the client address, then `\n` and the user
     /// agent if there was one (neither can contain a line break). `None` for an unknown
     /// client without a user agent.
     origin: Option<Box<str>>,
+}
+
+const KEPT: usize = KEPT_CONSUMED_TOKENS as usize;
+
+/// A session's consumed tokens, oldest first, in one allocation made at its first rotation:
+/// a thin pointer in the record (a `VecDeque` there takes 32 bytes in every session, and grows
+/// to 8 slots when the fifth is pushed before the oldest is popped).
+#[derive(Debug, Clone, Default)]
+struct Consumed(Option<Box<[Option<RefreshTokenHash>; KEPT]>>);
+
+impl Consumed {
+    fn newest(&self) -> Option<&RefreshTokenHash> {
+        self.0.as_ref()?.iter().rev().find_map(Option::as_ref)
+    }
+
+    /// Keeps `hash` as the newest; returns the oldest when it no longer fits.
+    fn push(&mut self, hash: RefreshTokenHash) -> Option<RefreshTokenHash> {
+        let ring = self.0.get_or_insert_with(|| Box::new([None; KEPT]));
+        match ring.iter().position(Option::is_none) {
+            Some(free) => {
+                ring[free] = Some(hash);
+                None
+            }
+            None => {
+                ring.rotate_left(1);
+                ring[KEPT - 1].replace(hash)
+            }
+        }
+    }
 }
 
 /// `SessionRecord::origin` from what a login recorded.
@@ -393,7 +422,7 @@ impl Families {
             .then(|| Timestamp::from_unix(record.last_used_at.into()));
         speaks_for_session(
             consumed_at,
-            record.consumed.back() == Some(presented),
+            record.consumed.newest() == Some(presented),
             now,
             grace,
         )
@@ -451,7 +480,7 @@ impl RefreshStore for InMemoryRefreshStore {
                 expires_at,
                 last_used_at: secs32(session.created_at),
                 idle_expires_at: idle32(session.idle_expires_at, expires_at),
-                consumed: VecDeque::new(),
+                consumed: Consumed::default(),
                 origin: packed_origin(origin),
             },
         );
@@ -495,7 +524,7 @@ impl RefreshStore for InMemoryRefreshStore {
                     .is_some_and(|t| t.session == token.session && !t.consumed)
             });
         let read = f.sessions.get(&token.session).map(|r| {
-            let replayable = token.consumed && r.consumed.back() == Some(&presented);
+            let replayable = token.consumed && r.consumed.newest() == Some(&presented);
             PresentedToken {
                 session_expires_at: Timestamp::from_unix(r.expires_at.into()),
                 session_idle_expires_at: (r.idle_expires_at != 0)
@@ -548,11 +577,8 @@ impl RefreshStore for InMemoryRefreshStore {
         let Some(record) = sessions.get_mut(&token.session) else {
             return Err(RotationRefusal::NotFound.into());
         };
-        record.consumed.push_back(presented);
-        if record.consumed.len() > KEPT_CONSUMED_TOKENS as usize {
-            if let Some(forgotten) = record.consumed.pop_front() {
-                tokens.remove(&forgotten);
-            }
+        if let Some(forgotten) = record.consumed.push(presented) {
+            tokens.remove(&forgotten);
         }
         record.last_used_at = secs32(now);
         record.idle_expires_at = idle32(rotation.idle_expires_at, record.expires_at);
@@ -763,5 +789,29 @@ impl RefreshStore for InMemoryRefreshStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(n: u8) -> RefreshTokenHash {
+        RefreshTokenHash::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn consumed_keeps_the_newest_and_hands_back_the_oldest_beyond_its_size() {
+        let mut c = Consumed::default();
+        assert!(c.newest().is_none());
+        for n in 0..KEPT as u8 {
+            assert_eq!(c.push(hash(n)), None);
+            assert_eq!(c.newest(), Some(&hash(n)));
+        }
+        for n in KEPT as u8..3 * KEPT as u8 {
+            assert_eq!(c.push(hash(n)), Some(hash(n - KEPT as u8)));
+            assert_eq!(c.newest(), Some(&hash(n)));
+        }
+        assert_eq!(std::mem::size_of::<Consumed>(), 8, "a thin pointer");
     }
 }
