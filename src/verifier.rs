@@ -286,16 +286,24 @@ impl Verifier {
             }
             self.inner
                 .remember(page["entries"].as_array().into_iter().flatten());
-            let Some(cursor) = page["cursor"]
-                .as_u64()
-                .filter(|c| plausible(since, *c, now()))
-            else {
-                tracing::warn!(
-                    "revocation feed: a cursor missing, far ahead of this clock or moving far \
-                     back; kept the last one"
-                );
+            let Some(cursor) = page["cursor"].as_u64() else {
+                tracing::warn!("revocation feed: an answer without a cursor; kept the last one");
                 return Ok(());
             };
+            if steps_far_back(since, cursor) {
+                // The feed's clock stepped back (a failover, a correction) or the feed is
+                // broken: a kept cursor would now be ahead of it and skip what it revokes
+                // next, so the next poll reads the whole window again instead.
+                tracing::warn!(
+                    "revocation feed: the cursor moved far back; reading the whole window again"
+                );
+                *self
+                    .inner
+                    .cursor
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                return Ok(());
+            }
             self.inner.advance_from(since, cursor);
             // No progress (a broken feed): ask again at the next poll.
             let progress = since.is_none_or(|s| position(cursor) > position(s));
@@ -467,13 +475,20 @@ fn position(cursor: u64) -> FeedPosition {
     FeedPosition::from_cursor(cursor)
 }
 
-/// Whether a cursor the feed sent after `since` is believable: not ahead of this clock
-/// (beyond the slack; it would skip every entry until then) and not far behind `since` (the
-/// feed steps back by its short overlap only; further would re-read the window forever).
-fn plausible(since: Option<u64>, cursor: u64, now: u64) -> bool {
-    let at = position(cursor).second;
-    at <= now.saturating_add(CLOCK_SLACK_SECS)
-        && since.is_none_or(|s| at.saturating_add(CLOCK_SLACK_SECS) >= position(s).second)
+/// Whether the feed's cursor after `since` went back further than its short overlap: its
+/// clock stepped back, or it is broken. Only relative to `since`: the feed's clock is its own
+/// time base, and this process's clock may be off from it either way.
+fn steps_far_back(since: Option<u64>, cursor: u64) -> bool {
+    since.is_some_and(|s| {
+        position(cursor).second.saturating_add(CLOCK_SLACK_SECS) < position(s).second
+    })
+}
+
+/// Whether a stream event's id is past this clock by more than the slack. The stream only
+/// moves the cursor forward, so such an id (a broken stream) would stick and make the polls
+/// skip every entry until then; the polls' own cursors are taken as sent.
+fn ahead_of(cursor: u64, now: u64) -> bool {
+    position(cursor).second > now.saturating_add(CLOCK_SLACK_SECS)
 }
 
 impl Inner {
@@ -628,7 +643,7 @@ fn event(inner: &Inner, block: &str) {
     }
     if let Some(entry) = data {
         inner.remember([&entry]);
-        if let Some(id) = id.filter(|id| plausible(None, *id, now())) {
+        if let Some(id) = id.filter(|id| !ahead_of(*id, now())) {
             inner.advance(id);
         }
     }
@@ -815,28 +830,26 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_far_ahead_or_far_back_is_refused() {
+    fn a_stream_id_far_ahead_is_refused_and_a_feed_stepping_back_is_read_again() {
         let now = 1_800_000_000;
         let within = FeedPosition {
             second: now - 5,
             skip: 10_000,
         }
         .cursor();
-        assert!(plausible(None, now - 10, now));
+        assert!(!steps_far_back(None, now - 10));
         assert!(
-            plausible(Some(within), now - 10, now),
+            !steps_far_back(Some(within), now - 10),
             "the overlap steps back"
         );
-        assert!(plausible(None, within, now));
+        assert!(!steps_far_back(Some(now - 10), within));
         assert!(
-            !plausible(None, now + 3600, now),
-            "far ahead skips everything"
+            steps_far_back(Some(now), now - 3600),
+            "a clock stepped back: read the window again"
         );
-        assert!(!plausible(None, (1 << 53) - 1, now));
-        assert!(
-            !plausible(Some(now), now - 3600, now),
-            "far back re-reads for ever"
-        );
+        assert!(!ahead_of(within, now));
+        assert!(ahead_of(now + 3600, now), "a stream id far ahead");
+        assert!(ahead_of((1 << 53) - 1, now));
         let inner = inner();
         inner.advance_from(None, within);
         inner.advance_from(Some(within), now - 10);

@@ -53,16 +53,15 @@ pub fn resource_server(port: u16, auth: &str) {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let verifier = Verifier::start(VerifierConfig {
-            base_url: format!("http://{auth}"),
-            issuer: "jwt-auth".into(),
-            audience: "jwt-auth-clients".into(),
-            algorithm: jwt_auth::domain::SigningAlgorithm::EdDSA,
-            poll_interval: Duration::from_millis(250),
-            push: true,
-        })
-        .await
-        .expect("verifier");
+        let mut config = VerifierConfig::new(
+            format!("http://{auth}"),
+            "jwt-auth",
+            "jwt-auth-clients",
+            jwt_auth::domain::SigningAlgorithm::EdDSA,
+        );
+        config.poll_interval = Duration::from_millis(250);
+        config.push = true;
+        let verifier = Verifier::start(config).await.expect("verifier");
         Server::new(TcpListener::bind(format!("127.0.0.1:{port}")))
             .run(Route::new().at("/hello", get(hello)).data(verifier))
             .await

@@ -45,9 +45,27 @@ pub struct EmailVerification {
 
 impl EmailVerification {
     /// After a sign-up from the network: mails a link to the new account, on a task of its
-    /// own (the sign-up's answer neither waits for it nor depends on it). Not counted by the
-    /// mail rate: sign-ups are rate-limited per client and an address signs up once.
-    pub fn mail_new_account(&self, user: &User) -> Option<tokio::task::JoinHandle<()>> {
+    /// own (the sign-up's answer neither waits for it nor depends on it). Counted by the mail
+    /// rate like a resend, by address and by client: sign-ups of `victim+1@`, `victim+2@`, ...
+    /// are distinct addresses of one mailbox, and the sign-up rate alone would let one client
+    /// mail a stranger hundreds of times an hour. Past the rate no mail (a resend later can).
+    pub fn mail_new_account(
+        &self,
+        user: &User,
+        client: &ClientAddress,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.rate.admit(
+            user.email.as_str(),
+            client.as_str(),
+            self.clock.now().unix(),
+        ) {
+            tracing::info!(
+                event = "email_verification_throttled",
+                user = %user.id,
+                "verification mail after sign-up not sent: mail rate reached"
+            );
+            return None;
+        }
         let job = self.job()?;
         let user = user.clone();
         Some(tokio::spawn(async move { job.send(&user).await }))
@@ -252,7 +270,9 @@ mod tests {
     #[tokio::test]
     async fn without_a_mailer_nothing_is_started() {
         let v = build(MockUserRepo::new(), MockResetTokens::new());
-        assert!(v.mail_new_account(&user(false)).is_none());
+        assert!(v
+            .mail_new_account(&user(false), &ClientAddress::unknown())
+            .is_none());
         assert!(v
             .resend(
                 Email::parse("a@example.com").unwrap(),

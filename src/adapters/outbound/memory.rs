@@ -3,7 +3,7 @@
 //! session store reads the accounts of its `InMemoryUserRepo` directly, as a database joins
 //! its tables: a rotation checks the user under the same lock that makes it atomic.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;

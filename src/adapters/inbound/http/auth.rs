@@ -333,7 +333,7 @@ impl AuthApi {
             Ok(user) => {
                 tracing::info!(event = "user_registered", user = %user.id);
                 // Not awaited: the 201 neither waits for the mail nor depends on it.
-                let _ = state.email_verification.mail_new_account(&user);
+                let _ = state.email_verification.mail_new_account(&user, &client);
                 RegisterResponse::Created(Json(UserBody::from(&user)))
             }
             Err(RegisterError::EmailTaken) => RegisterResponse::Conflict(EMAIL_TAKEN.body()),

@@ -318,7 +318,12 @@ impl PollStart {
     /// lag limit behind at once, ends, resumes, and so on while the flood is in the overlap.
     fn add(&mut self, since: Option<FeedPosition>, entries: &[Revocation], now: u64) {
         let overlap = FeedPosition::at(now.saturating_sub(CURSOR_OVERLAP_SECS));
-        let from = since.map_or(overlap, |s| s.max(overlap));
+        // A `since` past the feed's clock (any reader can send one) would start the shared
+        // poller in the future, where it finds nothing for every stream: it starts no later
+        // than the overlap then.
+        let from = since
+            .filter(|s| s.second <= now)
+            .map_or(overlap, |s| s.max(overlap));
         self.from = Some(self.from.map_or(from, |f| f.min(from)));
         for r in entries.iter().filter(|r| r.revoked_at >= from.second) {
             // Bounded: past it an entry may be pushed twice, which is harmless.
@@ -548,6 +553,25 @@ mod tests {
                 skip: 100
             },
             "no overlap: resuming moves forward, past the 100 entries of its second"
+        );
+    }
+
+    #[test]
+    fn a_since_past_the_feeds_clock_does_not_start_the_poller_in_the_future() {
+        let mut start = PollStart::default();
+        let future = FeedPosition::from_cursor((1 << 53) - 1);
+        start.add(Some(future), &[], 1_000);
+        assert_eq!(
+            start.from,
+            Some(FeedPosition::at(1_000 - CURSOR_OVERLAP_SECS)),
+            "started at the overlap, not where that reader said"
+        );
+        let mut start = PollStart::default();
+        start.add(Some(FeedPosition::at(995)), &[], 1_000);
+        assert_eq!(
+            start.from,
+            Some(FeedPosition::at(995)),
+            "a resumed reader's own start"
         );
     }
 
