@@ -182,7 +182,8 @@ impl Job {
              Open this link within {hours} hours:\n\n\
              {}#token={}\n\n\
              The link works once; a newer one replaces it.\n\
-             If you did not create an account, ignore this message.\n",
+             If you did not create an account, do not open the link: someone else used this \
+             address. To take the account over, ask for a password reset with this address.\n",
             self.mail.verify_url,
             token.as_str()
         );
