@@ -1097,6 +1097,7 @@ async fn algorithm_scenarios(
             push: true,
             extra_root_pem: None,
             allow_plain_http: false,
+            max_stale: Some(jwt_auth::verifier::DEFAULT_MAX_STALE),
         })
         .await
         .expect("verifier");

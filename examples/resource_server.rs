@@ -9,9 +9,11 @@
 //! Settings: `AUTH_URL`, `JWT_ALGORITHM` (EdDSA, ES256, RS256), `JWT_ISSUER`, `JWT_AUDIENCE`
 //! (the auth service's defaults otherwise), `PORT` (8100), `REVOCATION_POLL_MS` (250), `REVOCATION_PUSH` (true: listen to `/revocations/stream`).
 //! `AUTH_URL` is `https://…` across a network (`AUTH_CA_PEM`: a PEM file of the private CA
-//! that issued the auth service's certificate, trusted besides the webpki roots), or
+//! that issued the auth service's certificate, trusted instead of the webpki roots), or
 //! `http://` to loopback; plain `http://` to another host is refused unless
 //! `AUTH_ALLOW_PLAIN_HTTP=true` (a network already authenticated and encrypted).
+//! `AUTH_MAX_STALE_SECS` (900; 0 = never): after that long without reaching the auth service,
+//! every request is answered 503 until it is reached again.
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use poem::web::Data;
 use poem::{get, handler, EndpointExt, Request, Response, Route, Server};
 
 use jwt_auth::domain::SigningAlgorithm;
-use jwt_auth::verifier::{Verifier, VerifierConfig};
+use jwt_auth::verifier::{Verifier, VerifierConfig, VerifyError};
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -36,6 +38,10 @@ fn hello(req: &Request, Data(verifier): Data<&Verifier>) -> Response {
         Ok(claims) => Response::builder()
             .content_type("application/json")
             .body(format!(r#"{{"hello":"{}"}}"#, claims.sub)),
+        // Not the token's fault: the auth service has been out of reach too long.
+        Err(e @ VerifyError::Stale) => Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body(e.to_string()),
         Err(e) => Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header("www-authenticate", r#"Bearer error="invalid_token""#)
@@ -63,6 +69,10 @@ async fn main() -> anyhow::Result<()> {
         push: env("REVOCATION_PUSH", "true") != "false",
         extra_root_pem,
         allow_plain_http: env("AUTH_ALLOW_PLAIN_HTTP", "false") == "true",
+        max_stale: match env("AUTH_MAX_STALE_SECS", "900").parse()? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
     })
     .await?;
     let addr = format!("127.0.0.1:{}", env("PORT", "8100"));

@@ -45,6 +45,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 const NO_STREAM_RETRY: Duration = Duration::from_secs(60);
 /// Connecting, a JSON fetch whole and a stream's answer head, each within this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the JWKS is read again (keys are published ahead of use).
+const KEY_REFRESH: Duration = Duration::from_secs(60);
 /// A JWKS answer read at most: ours holds a few keys (an RSA one is about 0.5 KiB).
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A feed page read at most: a full one (10,000 entries) is 1.1 MB even with every number at
@@ -82,6 +84,13 @@ pub struct VerifierConfig {
     /// Allow `http://` to a host other than loopback: only on a network that is already
     /// authenticated and encrypted. Off by default.
     pub allow_plain_http: bool,
+    /// How long the verifier keeps verifying without reaching the auth service (its keys or
+    /// its feed): past this every token is refused (`VerifyError::Stale`) until it reaches it
+    /// again. Whoever can cut the verifier off must not keep a withdrawn key or an unseen
+    /// revocation valid for good. `None`: for ever. Default 15 minutes, about the access
+    /// tokens' lifetime; raised to the polling period plus 5 s if shorter (with `push`, the
+    /// polling period is 30 s).
+    pub max_stale: Option<Duration>,
 }
 
 impl VerifierConfig {
@@ -102,7 +111,50 @@ impl VerifierConfig {
             push: true,
             extra_root_pem: None,
             allow_plain_http: false,
+            max_stale: Some(DEFAULT_MAX_STALE),
         }
+    }
+}
+
+/// `VerifierConfig::max_stale` by default.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
+
+/// When the verifier last reached one of the service's documents, and whether it is failing
+/// now (so that an outage is said once at `warn`, not at every poll).
+struct Synced {
+    at: Mutex<Instant>,
+    failing: AtomicBool,
+}
+
+impl Synced {
+    fn new() -> Self {
+        Self {
+            at: Mutex::new(Instant::now()),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    fn note<T>(&self, what: &str, result: &anyhow::Result<T>) {
+        match result {
+            Ok(_) => {
+                *self.at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("{what}: reached again");
+                }
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "{what}: unreachable; keeping what is known");
+                }
+            }
+        }
+    }
+
+    fn since(&self) -> Duration {
+        self.at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
     }
 }
 
@@ -113,6 +165,10 @@ pub enum VerifyError {
     Invalid(&'static str),
     #[error("the token's session was revoked")]
     Revoked,
+    /// The auth service was not reached for longer than `max_stale`: nothing is accepted
+    /// until it is.
+    #[error("the auth service has not been reached for too long")]
+    Stale,
 }
 
 /// The claims a resource server needs.
@@ -136,6 +192,8 @@ struct Inner {
     window_secs: AtomicU64,
     /// A stream is open and has answered: polling slows to `SAFETY_NET_POLL`.
     stream_live: AtomicBool,
+    keys_synced: Synced,
+    feed_synced: Synced,
 }
 
 /// Verifies access tokens with the published keys and the revocation feed; cheap to clone.
@@ -173,6 +231,15 @@ impl Verifier {
             "a verifier needs a key-pair algorithm (EdDSA, ES256, RS256)"
         );
         check_origin(&config.base_url, config.allow_plain_http)?;
+        let mut config = config;
+        // Never shorter than a poll and its timeout, or a reachable service would look stale
+        // between two polls.
+        let period = if config.push {
+            config.poll_interval.max(SAFETY_NET_POLL)
+        } else {
+            config.poll_interval
+        };
+        config.max_stale = config.max_stale.map(|max| max.max(period + FETCH_TIMEOUT));
         let client = client(&config)?;
         let verifier = Self {
             inner: Arc::new(Inner {
@@ -183,6 +250,8 @@ impl Verifier {
                 cursor: Mutex::default(),
                 window_secs: AtomicU64::new(MAX_WINDOW_SECS),
                 stream_live: AtomicBool::new(false),
+                keys_synced: Synced::new(),
+                feed_synced: Synced::new(),
             }),
         };
         verifier.refresh_keys().await?;
@@ -209,13 +278,11 @@ impl Verifier {
                 let live = verifier.inner.stream_live.load(Ordering::Acquire);
                 if !live || last_poll.elapsed() >= SAFETY_NET_POLL {
                     last_poll = Instant::now();
-                    if verifier.poll_feed().await.is_err() {
-                        tracing::debug!("revocation feed unreachable; keeping what is known");
-                    }
+                    let _ = verifier.poll_feed().await;
                 }
                 // Keys change rarely and are published ahead of use: every ~minute.
                 polls += 1;
-                if every.as_secs_f64() * polls as f64 >= 60.0 {
+                if every.as_secs_f64() * polls as f64 >= KEY_REFRESH.as_secs_f64() {
                     polls = 0;
                     let _ = verifier.refresh_keys().await;
                 }
@@ -229,6 +296,12 @@ impl Verifier {
     /// # Errors
     /// When the service does not answer or the JWKS holds no usable key.
     pub async fn refresh_keys(&self) -> anyhow::Result<()> {
+        let result = self.fetch_keys().await;
+        self.inner.keys_synced.note("the JWKS", &result);
+        result
+    }
+
+    async fn fetch_keys(&self) -> anyhow::Result<()> {
         let url = format!("{}/.well-known/jwks.json", self.base());
         let jwks = get_json(&self.inner.client, &url, MAX_JWKS_BYTES).await?;
         let alg = self.inner.config.algorithm;
@@ -266,6 +339,23 @@ impl Verifier {
     /// # Errors
     /// When the service does not answer; what is known stays.
     pub async fn poll_feed(&self) -> anyhow::Result<()> {
+        let result = self.read_feed().await;
+        self.inner.feed_synced.note("the revocation feed", &result);
+        result
+    }
+
+    /// How long the verifier has gone without reaching the auth service: since its last feed
+    /// read, or since its last JWKS read beyond the once-a-minute refresh.
+    pub fn stale_for(&self) -> Duration {
+        let keys = self
+            .inner
+            .keys_synced
+            .since()
+            .saturating_sub(KEY_REFRESH + FETCH_TIMEOUT);
+        keys.max(self.inner.feed_synced.since())
+    }
+
+    async fn read_feed(&self) -> anyhow::Result<()> {
         // A bounded number of pages per poll, so a flood of revocations cannot keep this loop
         // (and the key refresh after it) from finishing.
         for _ in 0..MAX_PAGES_PER_POLL {
@@ -341,8 +431,17 @@ impl Verifier {
     ///
     /// # Errors
     /// `Invalid` for any token that is not a currently valid access token of the service;
-    /// `Revoked` for one whose session the feed lists.
+    /// `Revoked` for one whose session the feed lists; `Stale` for every token once the auth
+    /// service has not been reached for longer than `max_stale`.
     pub fn verify(&self, token: &str) -> Result<Verified, VerifyError> {
+        if self
+            .inner
+            .config
+            .max_stale
+            .is_some_and(|max| self.stale_for() > max)
+        {
+            return Err(VerifyError::Stale);
+        }
         if token.len() > 4096 {
             return Err(VerifyError::Invalid("too long"));
         }
@@ -785,6 +884,8 @@ mod tests {
             cursor: Mutex::default(),
             window_secs: AtomicU64::new(900),
             stream_live: AtomicBool::new(false),
+            keys_synced: Synced::new(),
+            feed_synced: Synced::new(),
         }
     }
 

@@ -112,6 +112,7 @@ async fn rides_out_an_outage(alg: SigningAlgorithm, push: bool) -> Vec<Duration>
             push,
             extra_root_pem: None,
             allow_plain_http: false,
+            max_stale: None,
         })
         .await
         .unwrap();
@@ -192,4 +193,69 @@ async fn rides_out_an_outage(alg: SigningAlgorithm, push: bool) -> Vec<Duration>
         server.abort();
         delays
     }
+}
+
+/// Attack: whoever can cut a verifier off from the auth service (a hostile network) must not
+/// keep a withdrawn key or an unseen revocation valid for good. Past `max_stale` without
+/// reaching the service every token is refused as `Stale`; once it is reached again tokens
+/// verify again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cut_off_for_longer_than_max_stale_the_verifier_refuses_every_token() {
+    let settings = Settings::from_pairs(&[
+        ("PORT", "0"),
+        ("BCRYPT_COST", "4"),
+        ("JWT_ALGORITHM", "EdDSA"),
+    ])
+    .unwrap();
+    let adapters = Adapters::in_memory(&settings).unwrap();
+    let app = Application::build(&settings, &adapters).await.unwrap();
+    let port = app.port();
+    let streams = app.revocation_streams();
+    let server = tokio::spawn(app.run_until_stopped());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut config = VerifierConfig::new(
+        base.clone(),
+        settings.jwt_issuer.clone(),
+        settings.jwt_audience.clone(),
+        SigningAlgorithm::EdDSA,
+    );
+    config.push = false;
+    config.poll_interval = POLL;
+    // Shorter than a poll and its timeout: raised to that, or a reachable service would look
+    // stale between two polls.
+    config.max_stale = Some(Duration::from_millis(1));
+    let max_stale = POLL + Duration::from_secs(5);
+    let verifier = Verifier::start(config).await.unwrap();
+    let (token, _) = login(&reqwest::Client::new(), &base).await;
+    assert!(verifier.verify(&token).is_ok());
+
+    streams.close();
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        verifier.verify(&token).is_ok(),
+        "a short outage is ridden out"
+    );
+    let cut_off = Instant::now();
+    while !matches!(verifier.verify(&token), Err(VerifyError::Stale)) {
+        assert!(cut_off.elapsed() < max_stale, "never went stale");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        verifier.stale_for() > max_stale,
+        "{:?}",
+        verifier.stale_for()
+    );
+
+    let mut again = settings.clone();
+    again.port = port;
+    let app = Application::build(&again, &adapters).await.unwrap();
+    let server = tokio::spawn(app.run_until_stopped());
+    let back = Instant::now();
+    while verifier.verify(&token).is_err() {
+        assert!(back.elapsed() < Duration::from_secs(3), "not reached again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.abort();
 }
