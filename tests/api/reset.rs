@@ -272,36 +272,8 @@ async fn without_a_mailer_forgot_answers_202() {
 #[tokio::test]
 #[ignore = "needs Python's aiosmtpd; .ci/run runs it by name"]
 async fn a_reset_link_mailed_over_real_smtp_resets_the_password() {
-    use std::process::{Command, Stdio};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = std::env::temp_dir().join(format!("smtp-sink-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&out).unwrap();
-    let mut sink = Command::new("python3")
-        .args([
-            "-c",
-            crate::mail::SINK,
-            &port.to_string(),
-            out.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with aiosmtpd");
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the SMTP sink did not start");
+    let sink = crate::mail::SmtpSink::start().await;
+    let (port, out) = (sink.port, sink.out.clone());
     let smtp = format!("smtp://127.0.0.1:{port}");
     let app = spawn_app_with(&[
         ("SMTP_URL", smtp.as_str()),
@@ -320,9 +292,7 @@ async fn a_reset_link_mailed_over_real_smtp_resets_the_password() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rcpt = std::fs::read_to_string(out.join("0.rcpt")).unwrap_or_default();
-    let _ = sink.kill();
-    let _ = sink.wait();
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = sink.stop();
     let mail = mail.expect("the SMTP server received the reset mail");
     assert_eq!(rcpt, DEMO_EMAIL);
     let token = token_in(&mail);
