@@ -253,7 +253,9 @@ const SQL: Queries = Queries {
 /// exists and is enabled, and `now` is before both its ends (compared in whole seconds, as the
 /// rule does). `consumed` is the one-shot consumption: a rotation that queued on the lock
 /// behind a winner re-reads the token row there and matches nothing. Only then are the
-/// successor inserted, the tokens beyond the kept history (`$4` consumed ones) forgotten and
+/// successor inserted, the token that falls out of the kept history (`$4` consumed ones)
+/// forgotten — one generation, found by its index entry: every earlier rotation forgot the
+/// ones before it (the slow path's `forget_tokens` takes a range, and catches up) — and
 /// the session touched (last use, and the idle end `$5`, never past the absolute end). No row
 /// back: nothing was changed.
 const ROTATE: &str = "\
@@ -276,7 +278,7 @@ const ROTATE: &str = "\
         SELECT $2, id, $1, to_timestamp($3), generation + 1 FROM consumed), \
     forgotten AS ( \
         DELETE FROM refresh_tokens t USING consumed c \
-        WHERE t.session_id = c.id AND t.generation <= c.generation - $4), \
+        WHERE t.session_id = c.id AND t.generation = c.generation - $4), \
     idle AS ( \
         SELECT CASE WHEN $5::int8 IS NULL THEN NULL \
                     ELSE LEAST($5::int8, extract(epoch FROM expires_at)::int8) END AS at \
@@ -337,7 +339,7 @@ const ROTATE_MANY: &str = "\
         SELECT successor, id, presented, to_timestamp(now), generation + 1 FROM consumed), \
     forgotten AS ( \
         DELETE FROM refresh_tokens t USING consumed c \
-        WHERE t.session_id = c.id AND t.generation <= c.generation - $5), \
+        WHERE t.session_id = c.id AND t.generation = c.generation - $5), \
     idle AS ( \
         SELECT n, id, user_id, created_at, expires_at, now, \
                CASE WHEN idle IS NULL THEN NULL \
