@@ -921,7 +921,9 @@ mod tests {
         }
         assert_eq!(c.places().count(), KEPT);
         assert_eq!(std::mem::size_of::<Consumed>(), 8, "a thin pointer");
-        assert_eq!(std::mem::size_of::<Slot>(), 104);
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(std::mem::size_of::<Slot>(), 104, "as its doc says");
+        }
     }
 
     /// A store with one active account.
