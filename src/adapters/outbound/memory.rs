@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use hashbrown::HashTable;
 
 use crate::domain::{
     judge_rotation, speaks_for_session, ClientAddress, Email, LogoutScope, PasswordHash,
@@ -123,10 +124,11 @@ impl UserRepo for InMemoryUserRepo {
     }
 }
 
-/// A live session, kept compact: 72 bytes with its key, plus its recent tokens once it has
-/// rotated and, when the login sent any, its origin.
-#[derive(Debug, Clone)]
-struct SessionRecord {
+/// A live session in the slab, kept compact: 104 bytes with its id and current token, plus
+/// its recent tokens once it has rotated and, when the login sent any, its origin.
+#[derive(Debug)]
+struct Slot {
+    id: SessionId,
     user: UserId,
     created_at: u32,
     expires_at: u32,
@@ -134,6 +136,8 @@ struct SessionRecord {
     last_used_at: u32,
     /// 0: no idle timeout.
     idle_expires_at: u32,
+    /// The token that rotates the session now.
+    current: RefreshTokenHash,
     /// The consumed tokens still kept: at most `KEPT_CONSUMED_TOKENS`.
     consumed: Consumed,
     /// Where it was opened, in one allocation: the client address, then `\n` and the user
@@ -144,34 +148,61 @@ struct SessionRecord {
 
 const KEPT: usize = KEPT_CONSUMED_TOKENS as usize;
 
-/// A session's consumed tokens, oldest first, in one allocation made at its first rotation:
-/// a thin pointer in the record (a `VecDeque` there takes 32 bytes in every session, and grows
-/// to 8 slots when the fifth is pushed before the oldest is popped).
-#[derive(Debug, Clone, Default)]
-struct Consumed(Option<Box<[Option<RefreshTokenHash>; KEPT]>>);
+/// A token index entry is its slot's index shifted by this, or'ed with its place in the slot:
+/// 0 for the current token, 1 + i for place i of the consumed ring.
+const PLACE_BITS: u32 = 3;
+const PLACE_MASK: u32 = (1 << PLACE_BITS) - 1;
+const _: () = assert!(KEPT < PLACE_MASK as usize);
+/// The most sessions the store holds at once, so every slot index fits an entry.
+const MAX_SLOTS: usize = 1 << (32 - PLACE_BITS);
+
+/// A session's consumed tokens in one allocation made at its first rotation: a thin pointer in
+/// the slot. A token keeps its place until it is forgotten, so the token index can name it by
+/// place.
+#[derive(Debug, Default)]
+struct Consumed(Option<Box<Ring>>);
+
+#[derive(Debug)]
+struct Ring {
+    hashes: [Option<RefreshTokenHash>; KEPT],
+    /// Where the next one goes: once the ring is full, the place of the oldest.
+    next: u8,
+}
 
 impl Consumed {
     fn newest(&self) -> Option<&RefreshTokenHash> {
-        self.0.as_ref()?.iter().rev().find_map(Option::as_ref)
+        let ring = self.0.as_ref()?;
+        ring.hashes[(usize::from(ring.next) + KEPT - 1) % KEPT].as_ref()
     }
 
-    /// Keeps `hash` as the newest; returns the oldest when it no longer fits.
-    fn push(&mut self, hash: RefreshTokenHash) -> Option<RefreshTokenHash> {
-        let ring = self.0.get_or_insert_with(|| Box::new([None; KEPT]));
-        match ring.iter().position(Option::is_none) {
-            Some(free) => {
-                ring[free] = Some(hash);
-                None
-            }
-            None => {
-                ring.rotate_left(1);
-                ring[KEPT - 1].replace(hash)
-            }
-        }
+    fn at(&self, place: usize) -> Option<&RefreshTokenHash> {
+        self.0.as_ref()?.hashes.get(place)?.as_ref()
+    }
+
+    /// The kept tokens and their places, in no particular order.
+    fn places(&self) -> impl Iterator<Item = (usize, &RefreshTokenHash)> {
+        self.0
+            .iter()
+            .flat_map(|ring| ring.hashes.iter().enumerate())
+            .filter_map(|(place, hash)| hash.as_ref().map(|h| (place, h)))
+    }
+
+    /// Keeps `hash` as the newest; returns its place and the oldest when it no longer fits
+    /// (the one it replaced there).
+    fn push(&mut self, hash: RefreshTokenHash) -> (usize, Option<RefreshTokenHash>) {
+        let ring = self.0.get_or_insert_with(|| {
+            Box::new(Ring {
+                hashes: [None; KEPT],
+                next: 0,
+            })
+        });
+        let place = usize::from(ring.next);
+        ring.next = u8::try_from((place + 1) % KEPT).unwrap_or(0);
+        (place, ring.hashes[place].replace(hash))
     }
 }
 
-/// `SessionRecord::origin` from what a login recorded.
+/// `Slot::origin` from what a login recorded.
 fn packed_origin(origin: &SessionOrigin) -> Option<Box<str>> {
     let client = origin.client.as_str();
     match &origin.user_agent {
@@ -181,30 +212,64 @@ fn packed_origin(origin: &SessionOrigin) -> Option<Box<str>> {
     }
 }
 
-/// A token hash's owner. A consumed entry stays while it is among its session's
-/// `KEPT_CONSUMED_TOKENS` most recent, so a replay of it is recognized as reuse.
-#[derive(Debug, Clone, Copy)]
-struct TokenRecord {
-    session: SessionId,
-    consumed: bool,
+// Both indexes hash their keys by taking 8 bytes of them as they are: session ids are random
+// UUIDs (v4: the bytes taken are all random ones, without the version and variant bits) and
+// token hashes are SHA-256 of random tokens. Every key inserted is made by the service, so no
+// one can choose keys to crowd the tables; a client chooses only what it looks up, which
+// cannot lengthen the probe sequences. It also spares SipHash on every access.
+
+fn id_hash(id: &SessionId) -> u64 {
+    let bytes = id.as_uuid().as_bytes();
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[7], bytes[15],
+    ])
 }
 
+fn token_hash(hash: &RefreshTokenHash) -> u64 {
+    let bytes = hash.as_bytes();
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
+/// The token a token index entry names. Lookups compare this full hash, so keys that share
+/// their first bytes stay apart.
+fn token_at(slots: &[Slot], entry: u32) -> Option<&RefreshTokenHash> {
+    let slot = slots.get((entry >> PLACE_BITS) as usize)?;
+    match entry & PLACE_MASK {
+        0 => Some(&slot.current),
+        place => slot.consumed.at(place as usize - 1),
+    }
+}
+
+fn entry_hash(slots: &[Slot], entry: u32) -> u64 {
+    token_at(slots, entry).map_or(0, token_hash)
+}
+
+/// Sessions in a slab, with indexes of slab positions: by session id, by token hash (current
+/// and consumed) and by user. A slot is live while the id index names it; a removed session's
+/// slot is emptied and reused by the next one, and its tokens leave the token index with it.
 #[derive(Debug, Default)]
 struct Families {
-    sessions: HashMap<SessionId, SessionRecord>,
-    tokens: HashMap<RefreshTokenHash, TokenRecord>,
+    slots: Vec<Slot>,
+    /// Emptied slots, reused first.
+    free: Vec<u32>,
+    sessions: HashTable<u32>,
+    /// A consumed entry stays while it is among its session's `KEPT_CONSUMED_TOKENS` most
+    /// recent, so a replay of it is recognized as reuse.
+    tokens: HashTable<u32>,
     /// Each user's sessions, so the per-user operations (the cap at every login, the list,
     /// revoking a user's sessions) cost what the user has, not what the store holds.
-    by_user: HashMap<UserId, Vec<SessionId>>,
+    by_user: HashMap<UserId, Vec<u32>>,
 }
 
-/// Sessions and token hashes behind one mutex: every operation is a few map accesses, so the
-/// lock is held for well under a microsecond and rotation is trivially atomic. The accounts
-/// are those of the `InMemoryUserRepo` it was made with (read under that lock, after this
-/// one: always in that order).
+/// Sessions and token hashes behind one mutex: every operation is a few table accesses, so
+/// the lock is held for well under a microsecond and rotation is trivially atomic. The
+/// accounts are those of the `InMemoryUserRepo` it was made with (read under that lock, after
+/// this one: always in that order).
 ///
-/// Revoking a session removes only the session; its token entries become orphans that fail
-/// lookup at once and are dropped lazily on lookup or by `purge`.
+/// Revoking a session removes it and its tokens at once: a token of a revoked session is
+/// unknown from then on.
 #[derive(Debug)]
 pub struct InMemoryRefreshStore {
     inner: Mutex<Families>,
@@ -244,8 +309,8 @@ impl InMemoryRefreshStore {
     pub fn current_tokens(&self) -> usize {
         let f = self.lock();
         f.tokens
-            .values()
-            .filter(|t| !t.consumed && f.sessions.contains_key(&t.session))
+            .iter()
+            .filter(|&&e| e & PLACE_MASK == 0 && f.slot_of_entry(e).is_some())
             .count()
     }
 }
@@ -309,10 +374,25 @@ fn secs32(t: Timestamp) -> u32 {
     u32::try_from(t.unix()).unwrap_or(u32::MAX)
 }
 
-impl SessionRecord {
-    fn to_session(&self, id: SessionId) -> Session {
+impl Slot {
+    /// What an emptied slot holds: nothing a lookup can match, no allocation.
+    fn vacant() -> Self {
+        Self {
+            id: SessionId::from_uuid(uuid::Uuid::nil()),
+            user: UserId::from_uuid(uuid::Uuid::nil()),
+            created_at: 0,
+            expires_at: 0,
+            last_used_at: 0,
+            idle_expires_at: 0,
+            current: RefreshTokenHash::from_bytes([0; 32]),
+            consumed: Consumed::default(),
+            origin: None,
+        }
+    }
+
+    fn to_session(&self) -> Session {
         Session {
-            id,
+            id: self.id,
             user_id: self.user,
             created_at: Timestamp::from_unix(self.created_at.into()),
             expires_at: Timestamp::from_unix(self.expires_at.into()),
@@ -334,7 +414,7 @@ impl SessionRecord {
         Timestamp::from_unix(end.into())
     }
 
-    fn info(&self, id: SessionId) -> SessionInfo {
+    fn info(&self) -> SessionInfo {
         let unknown = ClientAddress::unknown();
         let (client, user_agent) = match self.origin.as_deref() {
             None => (unknown.as_str(), None),
@@ -344,11 +424,32 @@ impl SessionRecord {
             },
         };
         SessionInfo {
-            session: self.to_session(id),
+            session: self.to_session(),
             last_used_at: Timestamp::from_unix(self.last_used_at.into()),
             user_agent,
             client_address: Some(client.to_owned()),
         }
+    }
+
+    /// Whether `presented` is the session's current token, or its immediate predecessor
+    /// consumed less than `grace` seconds before `now` while its successor is still current:
+    /// a token that speaks for the session's holder now.
+    fn is_fresh(
+        &self,
+        presented: &RefreshTokenHash,
+        consumed: bool,
+        now: Timestamp,
+        grace: u64,
+    ) -> bool {
+        // The newest consumed token is the one the current token replaced, consumed at the
+        // session's last use.
+        let consumed_at = consumed.then(|| Timestamp::from_unix(self.last_used_at.into()));
+        speaks_for_session(
+            consumed_at,
+            self.consumed.newest() == Some(presented),
+            now,
+            grace,
+        )
     }
 }
 
@@ -357,102 +458,141 @@ fn idle32(idle: Option<Timestamp>, expires_at: u32) -> u32 {
     idle.map_or(0, |t| secs32(t).min(expires_at).max(1))
 }
 
-/// A refusal that names the session it concerned, when there was one.
-fn refusal(why: RotationRefusal, id: SessionId, record: Option<&SessionRecord>) -> RotateError {
-    match record {
-        Some(r) => RotateError::refused_in(why, r.to_session(id)),
-        None => why.into(),
-    }
+fn too_many_sessions() -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!(
+        "the in-memory session store is full ({MAX_SLOTS} sessions)"
+    ))
 }
 
 impl Families {
-    fn add(&mut self, id: SessionId, record: SessionRecord) {
-        self.by_user.entry(record.user).or_default().push(id);
-        self.sessions.insert(id, record);
+    /// The slot of session `id`.
+    fn slot_of(&self, id: &SessionId) -> Option<u32> {
+        self.sessions
+            .find(id_hash(id), |&s| self.slots[s as usize].id == *id)
+            .copied()
     }
 
-    /// Removes a session (revocation or purge); its tokens become orphans.
-    fn remove(&mut self, id: &SessionId) -> Option<SessionRecord> {
-        let record = self.sessions.remove(id)?;
-        if let Some(ids) = self.by_user.get_mut(&record.user) {
-            if let Some(at) = ids.iter().position(|s| s == id) {
-                ids.swap_remove(at);
+    /// The slot of a token index entry, when the session there is live.
+    fn slot_of_entry(&self, entry: u32) -> Option<u32> {
+        let slot = entry >> PLACE_BITS;
+        let id = &self.slots.get(slot as usize)?.id;
+        (self.slot_of(id) == Some(slot)).then_some(slot)
+    }
+
+    /// The slot holding `hash` and whether it is consumed there.
+    fn token_of(&self, hash: &RefreshTokenHash) -> Option<(u32, bool)> {
+        self.tokens
+            .find(token_hash(hash), |&e| {
+                token_at(&self.slots, e) == Some(hash)
+            })
+            .map(|&e| (e >> PLACE_BITS, e & PLACE_MASK != 0))
+    }
+
+    fn insert_token(&mut self, hash: &RefreshTokenHash, entry: u32) {
+        let Self { slots, tokens, .. } = self;
+        tokens.insert_unique(token_hash(hash), entry, |&e| entry_hash(slots, e));
+    }
+
+    /// Drops the token index entry `entry`, which names `hash`.
+    fn remove_token(&mut self, hash: &RefreshTokenHash, entry: u32) {
+        if let Ok(found) = self.tokens.find_entry(token_hash(hash), |&e| e == entry) {
+            found.remove();
+        }
+    }
+
+    fn add(&mut self, slot: Slot) -> Result<u32, StoreError> {
+        // A session id seen again replaces its session, as a map insert would.
+        if let Some(old) = self.slot_of(&slot.id) {
+            self.remove(old);
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None if self.slots.len() < MAX_SLOTS => {
+                self.slots.push(Slot::vacant());
+                u32::try_from(self.slots.len() - 1).map_err(|_| too_many_sessions())?
             }
-            if ids.is_empty() {
-                self.by_user.remove(&record.user);
+            None => return Err(too_many_sessions()),
+        };
+        let (id, user, current) = (slot.id, slot.user, slot.current);
+        self.slots[index as usize] = slot;
+        let Self {
+            slots, sessions, ..
+        } = self;
+        sessions.insert_unique(id_hash(&id), index, |&s| id_hash(&slots[s as usize].id));
+        self.insert_token(&current, index << PLACE_BITS);
+        self.by_user.entry(user).or_default().push(index);
+        Ok(index)
+    }
+
+    /// Removes the session in `index` (revocation or purge) with its tokens; returns what it
+    /// held.
+    fn remove(&mut self, index: u32) -> Slot {
+        let slot = std::mem::replace(&mut self.slots[index as usize], Slot::vacant());
+        if let Ok(found) = self.sessions.find_entry(id_hash(&slot.id), |&s| s == index) {
+            found.remove();
+        }
+        let base = index << PLACE_BITS;
+        self.remove_token(&slot.current, base);
+        for (place, hash) in slot.consumed.places() {
+            self.remove_token(hash, base | (place as u32 + 1));
+        }
+        if let Some(slots) = self.by_user.get_mut(&slot.user) {
+            if let Some(at) = slots.iter().position(|&s| s == index) {
+                slots.swap_remove(at);
+            }
+            if slots.is_empty() {
+                self.by_user.remove(&slot.user);
             }
         }
-        Some(record)
+        self.free.push(index);
+        slot
     }
 
-    /// Removes every session of `user` but `keep`; returns the ones removed.
-    fn remove_user(&mut self, user: UserId, keep: Option<SessionId>) -> Vec<SessionId> {
-        let ids = self.by_user.get(&user).cloned().unwrap_or_default();
-        ids.into_iter()
-            .filter(|id| Some(*id) != keep)
-            .filter(|id| self.remove(id).is_some())
+    /// Removes every session of `user` but the one in `keep`; returns the ones removed.
+    fn remove_user(&mut self, user: UserId, keep: Option<u32>) -> Vec<SessionId> {
+        let slots = self.by_user.get(&user).cloned().unwrap_or_default();
+        slots
+            .into_iter()
+            .filter(|&s| Some(s) != keep)
+            .map(|s| self.remove(s).id)
             .collect()
     }
 
-    /// The user's sessions live at `now`.
-    fn live_of(&self, user: UserId, now: Timestamp) -> Vec<(SessionId, &SessionRecord)> {
-        self.by_user.get(&user).map_or_else(Vec::new, |ids| {
-            ids.iter()
-                .filter_map(|id| self.sessions.get(id).map(|s| (*id, s)))
-                .filter(|(_, s)| s.live_at(now))
+    /// The slots of the user's sessions live at `now`.
+    fn live_of(&self, user: UserId, now: Timestamp) -> Vec<u32> {
+        self.by_user.get(&user).map_or_else(Vec::new, |slots| {
+            slots
+                .iter()
+                .copied()
+                .filter(|&s| self.slots[s as usize].live_at(now))
                 .collect()
         })
     }
 
-    /// Whether `presented` is the session's current token, or its immediate predecessor
-    /// consumed less than `grace` seconds before `now` while its successor is still current:
-    /// a token that speaks for the session's holder now.
-    fn is_fresh(
-        &self,
-        record: &SessionRecord,
-        presented: &RefreshTokenHash,
-        token: TokenRecord,
-        now: Timestamp,
-        grace: u64,
-    ) -> bool {
-        // The newest consumed token is the one the current token replaced, consumed at the
-        // session's last use.
-        let consumed_at = token
-            .consumed
-            .then(|| Timestamp::from_unix(record.last_used_at.into()));
-        speaks_for_session(
-            consumed_at,
-            record.consumed.newest() == Some(presented),
-            now,
-            grace,
-        )
-    }
-
     /// Revokes the user's least recently used live sessions beyond `max` at `now`, never
-    /// `new` (the login that asks).
-    fn cap(&mut self, user: UserId, new: SessionId, max: usize, now: Timestamp) -> Vec<SessionId> {
-        if self.by_user.get(&user).is_none_or(|ids| ids.len() <= max) {
+    /// the one in `new` (the login that asks).
+    fn cap(&mut self, user: UserId, new: u32, max: usize, now: Timestamp) -> Vec<SessionId> {
+        if self.by_user.get(&user).is_none_or(|s| s.len() <= max) {
             return Vec::new();
         }
-        let mut others: Vec<(u32, u32, SessionId)> = self
+        let mut others: Vec<(u32, u32, SessionId, u32)> = self
             .live_of(user, now)
             .into_iter()
-            .filter(|(id, _)| *id != new)
-            .map(|(id, s)| (s.last_used_at, s.created_at, id))
+            .filter(|&s| s != new)
+            .map(|s| {
+                let slot = &self.slots[s as usize];
+                (slot.last_used_at, slot.created_at, slot.id, s)
+            })
             .collect();
         if others.len() < max {
             return Vec::new();
         }
         others.sort_unstable_by(|a, b| b.cmp(a));
-        let evicted: Vec<SessionId> = others
+        others
             .into_iter()
             .skip(max - 1)
-            .map(|(_, _, id)| id)
-            .collect();
-        for id in &evicted {
-            self.remove(id);
-        }
-        evicted
+            .map(|(_, _, _, s)| self.remove(s).id)
+            .collect()
     }
 }
 
@@ -472,28 +612,20 @@ impl RefreshStore for InMemoryRefreshStore {
             return Ok(false);
         }
         let expires_at = secs32(session.expires_at);
-        f.add(
-            session.id,
-            SessionRecord {
-                user: session.user_id,
-                created_at: secs32(session.created_at),
-                expires_at,
-                last_used_at: secs32(session.created_at),
-                idle_expires_at: idle32(session.idle_expires_at, expires_at),
-                consumed: Consumed::default(),
-                origin: packed_origin(origin),
-            },
-        );
-        f.tokens.insert(
-            first,
-            TokenRecord {
-                session: session.id,
-                consumed: false,
-            },
-        );
+        let index = f.add(Slot {
+            id: session.id,
+            user: session.user_id,
+            created_at: secs32(session.created_at),
+            expires_at,
+            last_used_at: secs32(session.created_at),
+            idle_expires_at: idle32(session.idle_expires_at, expires_at),
+            current: first,
+            consumed: Consumed::default(),
+            origin: packed_origin(origin),
+        })?;
         let evicted = f.cap(
             session.user_id,
-            session.id,
+            index,
             max_per_user.max(1),
             session.created_at,
         );
@@ -509,94 +641,66 @@ impl RefreshStore for InMemoryRefreshStore {
             ..
         } = rotation;
         let mut f = self.lock();
-        let Some(token) = f.tokens.get(&presented).copied() else {
+        let Some((index, consumed)) = f.token_of(&presented) else {
             return Err(RotationRefusal::NotFound.into());
         };
-        // A revoked session is removed at once, so a found session is never revoked.
+        // A revoked session is removed at once with its tokens, so a found token's session
+        // is live.
+        let slot = &f.slots[index as usize];
         // The session's current token, when it is the successor derived now (or under the
         // previous key) of the presented one.
         let current_child = [Some(successor), rotation.previous_successor]
             .into_iter()
             .flatten()
-            .find(|hash| {
-                f.tokens
-                    .get(hash)
-                    .is_some_and(|t| t.session == token.session && !t.consumed)
-            });
-        let read = f.sessions.get(&token.session).map(|r| {
-            let replayable = token.consumed && r.consumed.newest() == Some(&presented);
-            PresentedToken {
-                session_expires_at: Timestamp::from_unix(r.expires_at.into()),
-                session_idle_expires_at: (r.idle_expires_at != 0)
-                    .then(|| Timestamp::from_unix(r.idle_expires_at.into())),
-                session_revoked: false,
-                consumed_at: token
-                    .consumed
-                    .then(|| Timestamp::from_unix(r.last_used_at.into())),
-                successor_is_current: replayable && current_child.is_some(),
-                user_active: self.users.active(r.user),
-            }
-        });
-        match judge_rotation(read, now, rotation.reuse_grace_secs) {
+            .find(|hash| slot.current == *hash);
+        let replayable = consumed && slot.consumed.newest() == Some(&presented);
+        let read = PresentedToken {
+            session_expires_at: Timestamp::from_unix(slot.expires_at.into()),
+            session_idle_expires_at: (slot.idle_expires_at != 0)
+                .then(|| Timestamp::from_unix(slot.idle_expires_at.into())),
+            session_revoked: false,
+            consumed_at: consumed.then(|| Timestamp::from_unix(slot.last_used_at.into())),
+            successor_is_current: replayable && current_child.is_some(),
+            user_active: self.users.active(slot.user),
+        };
+        match judge_rotation(Some(read), now, rotation.reuse_grace_secs) {
             RotationVerdict::Consume => {}
             RotationVerdict::Replay => {
-                let session = f.sessions[&token.session].to_session(token.session);
                 return Ok(Rotated {
-                    session,
+                    session: slot.to_session(),
                     replayed: true,
                     successor: current_child.unwrap_or(successor),
                 });
             }
-            RotationVerdict::Refuse(why) => {
-                // The session is gone: drop its orphaned token now.
-                f.tokens.remove(&presented);
-                return Err(why.into());
-            }
+            RotationVerdict::Refuse(why) => return Err(why.into()),
             RotationVerdict::RevokeAndRefuse(why) => {
-                let session = f.remove(&token.session);
-                if session.is_some() {
-                    self.record_revoked([token.session]);
-                }
-                if why == RotationRefusal::Expired {
-                    f.tokens.remove(&presented);
-                }
-                return Err(refusal(why, token.session, session.as_ref()));
+                let removed = f.remove(index);
+                self.record_revoked([removed.id]);
+                return Err(RotateError::refused_in(why, removed.to_session()));
             }
             RotationVerdict::RevokeUserAndRefuse(why) => {
-                let session = f.sessions.get(&token.session).cloned();
-                if let Some(user) = session.as_ref().map(|r| r.user) {
-                    let revoked = f.remove_user(user, None);
-                    self.record_revoked(revoked);
-                }
-                return Err(refusal(why, token.session, session.as_ref()));
+                let session = slot.to_session();
+                let revoked = f.remove_user(session.user_id, None);
+                self.record_revoked(revoked);
+                return Err(RotateError::refused_in(why, session));
             }
         }
-        let Families {
-            sessions, tokens, ..
-        } = &mut *f;
-        let Some(record) = sessions.get_mut(&token.session) else {
-            return Err(RotationRefusal::NotFound.into());
-        };
-        if let Some(forgotten) = record.consumed.push(presented) {
-            tokens.remove(&forgotten);
+        let base = index << PLACE_BITS;
+        let slot = &mut f.slots[index as usize];
+        let (place, forgotten) = slot.consumed.push(presented);
+        slot.current = successor;
+        slot.last_used_at = secs32(now);
+        slot.idle_expires_at = idle32(rotation.idle_expires_at, slot.expires_at);
+        let rotated = slot.to_session();
+        let consumed_entry = base | (place as u32 + 1);
+        if let Some(forgotten) = forgotten {
+            f.remove_token(&forgotten, consumed_entry);
         }
-        record.last_used_at = secs32(now);
-        record.idle_expires_at = idle32(rotation.idle_expires_at, record.expires_at);
-        let rotated = record.to_session(token.session);
-        tokens.insert(
-            presented,
-            TokenRecord {
-                consumed: true,
-                ..token
-            },
-        );
-        tokens.insert(
-            successor,
-            TokenRecord {
-                session: token.session,
-                consumed: false,
-            },
-        );
+        // The presented token keeps its index entry, now naming its place in the ring.
+        if let Some(entry) = f.tokens.find_mut(token_hash(&presented), |&e| e == base) {
+            *entry = consumed_entry;
+        }
+        f.insert_token(&successor, base);
         Ok(Rotated {
             session: rotated,
             replayed: false,
@@ -612,26 +716,18 @@ impl RefreshStore for InMemoryRefreshStore {
         reuse_grace_secs: u64,
     ) -> Result<LoggedOut, StoreError> {
         let mut f = self.lock();
-        let Some(token) = f.tokens.get(&presented).copied() else {
+        let Some((index, consumed)) = f.token_of(&presented) else {
             return Ok(LoggedOut::default());
         };
-        let Some(record) = f.sessions.get(&token.session) else {
-            f.tokens.remove(&presented);
-            return Ok(LoggedOut::default());
-        };
-        let user = record.user;
-        let live = record.live_at(now);
+        let slot = &f.slots[index as usize];
+        let (id, user) = (slot.id, slot.user);
+        let live = slot.live_at(now);
         // The cookie of an ended session speaks for nobody: it ends its own session only.
-        let fresh = live && f.is_fresh(record, &presented, token, now, reuse_grace_secs);
+        let fresh = live && slot.is_fresh(&presented, consumed, now, reuse_grace_secs);
         let revoked = match scope {
-            LogoutScope::Others if fresh => f.remove_user(user, Some(token.session)),
+            LogoutScope::Others if fresh => f.remove_user(user, Some(index)),
             LogoutScope::Global if fresh => f.remove_user(user, None),
-            _ => {
-                f.tokens.remove(&presented);
-                f.remove(&token.session)
-                    .map(|_| vec![token.session])
-                    .unwrap_or_default()
-            }
+            _ => vec![f.remove(index).id],
         };
         let count = revoked.len() as u64;
         self.record_revoked(revoked);
@@ -644,7 +740,7 @@ impl RefreshStore for InMemoryRefreshStore {
         };
         Ok(LoggedOut {
             revoked: count,
-            session: named.then_some((token.session, user)),
+            session: named.then_some((id, user)),
         })
     }
 
@@ -655,15 +751,15 @@ impl RefreshStore for InMemoryRefreshStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut f = self.lock();
-        let owned = f
-            .sessions
-            .get(&session)
-            .is_some_and(|s| s.user == user && s.live_at(now));
-        if owned {
-            f.remove(&session);
+        let owned = f.slot_of(&session).filter(|&s| {
+            let slot = &f.slots[s as usize];
+            slot.user == user && slot.live_at(now)
+        });
+        if let Some(index) = owned {
+            f.remove(index);
             self.record_revoked([session]);
         }
-        Ok(owned)
+        Ok(owned.is_some())
     }
 
     async fn list_sessions(
@@ -676,7 +772,7 @@ impl RefreshStore for InMemoryRefreshStore {
         let mut live: Vec<SessionInfo> = f
             .live_of(user, now)
             .into_iter()
-            .map(|(id, s)| s.info(id))
+            .map(|s| f.slots[s as usize].info())
             .collect();
         live.sort_by(|a, b| {
             (b.last_used_at, b.session.created_at).cmp(&(a.last_used_at, a.session.created_at))
@@ -690,12 +786,13 @@ impl RefreshStore for InMemoryRefreshStore {
         session: SessionId,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
-        let owner = self
-            .lock()
-            .sessions
-            .get(&session)
-            .filter(|s| s.live_at(now))
-            .map(|s| s.user);
+        let owner = {
+            let f = self.lock();
+            f.slot_of(&session)
+                .map(|s| &f.slots[s as usize])
+                .filter(|s| s.live_at(now))
+                .map(|s| s.user)
+        };
         Ok(owner.and_then(|id| self.users.read().by_id.get(&id).cloned()))
     }
 
@@ -717,10 +814,11 @@ impl RefreshStore for InMemoryRefreshStore {
     ) -> Result<Option<u64>, StoreError> {
         // Sessions first, then the accounts: the order every method takes the two locks in.
         let mut f = self.lock();
-        let kept = keep.is_none_or(|id| {
-            f.sessions
-                .get(&id)
-                .is_some_and(|s| s.user == user && s.live_at(now))
+        let kept = keep.map(|id| {
+            f.slot_of(&id).filter(|&s| {
+                let slot = &f.slots[s as usize];
+                slot.user == user && slot.live_at(now)
+            })
         });
         {
             let mut users = self
@@ -729,13 +827,17 @@ impl RefreshStore for InMemoryRefreshStore {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             match users.by_id.get_mut(&user) {
-                Some(u) if kept && !u.disabled && u.password_hash == *current => {
+                Some(u)
+                    if kept.is_none_or(|s| s.is_some())
+                        && !u.disabled
+                        && u.password_hash == *current =>
+                {
                     u.password_hash = new.clone();
                 }
                 _ => return Ok(None),
             }
         }
-        let revoked = f.remove_user(user, keep);
+        let revoked = f.remove_user(user, kept.flatten());
         let count = revoked.len() as u64;
         self.record_revoked(revoked);
         Ok(Some(count))
@@ -743,12 +845,20 @@ impl RefreshStore for InMemoryRefreshStore {
 
     async fn tighten_idle_ends(&self, idle_ttl_secs: u64) -> Result<u64, StoreError> {
         let mut f = self.lock();
+        let Families {
+            slots, sessions, ..
+        } = &mut *f;
         let ttl = u32::try_from(idle_ttl_secs).unwrap_or(u32::MAX);
         let mut changed = 0;
-        for s in f.sessions.values_mut() {
-            let end = s.last_used_at.saturating_add(ttl).min(s.expires_at).max(1);
-            if s.idle_expires_at == 0 || s.idle_expires_at > end {
-                s.idle_expires_at = end;
+        for &s in sessions.iter() {
+            let slot = &mut slots[s as usize];
+            let end = slot
+                .last_used_at
+                .saturating_add(ttl)
+                .min(slot.expires_at)
+                .max(1);
+            if slot.idle_expires_at == 0 || slot.idle_expires_at > end {
+                slot.idle_expires_at = end;
                 changed += 1;
             }
         }
@@ -757,33 +867,24 @@ impl RefreshStore for InMemoryRefreshStore {
 
     async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
         let f = self.lock();
-        Ok(f.sessions.values().filter(|s| s.live_at(now)).count() as u64)
+        Ok(f.sessions
+            .iter()
+            .filter(|&&s| f.slots[s as usize].live_at(now))
+            .count() as u64)
     }
 
     async fn purge(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let mut f = self.lock();
-        let ended: Vec<SessionId> = f
+        let ended: Vec<u32> = f
             .sessions
             .iter()
-            .filter(|(_, s)| !s.live_at(now))
-            .map(|(id, _)| *id)
+            .copied()
+            .filter(|&s| !f.slots[s as usize].live_at(now))
             .take(limit)
             .collect();
-        for id in &ended {
-            f.remove(id);
+        for &s in &ended {
+            f.remove(s);
         }
-        let Families {
-            sessions, tokens, ..
-        } = &mut *f;
-        let mut dropped = 0usize;
-        tokens.retain(|_, t| {
-            if dropped < limit && !sessions.contains_key(&t.session) {
-                dropped += 1;
-                false
-            } else {
-                true
-            }
-        });
         Ok(ended.len() as u64)
     }
 
@@ -801,17 +902,175 @@ mod tests {
     }
 
     #[test]
-    fn consumed_keeps_the_newest_and_hands_back_the_oldest_beyond_its_size() {
+    fn consumed_keeps_the_newest_in_place_and_hands_back_the_oldest_beyond_its_size() {
         let mut c = Consumed::default();
         assert!(c.newest().is_none());
         for n in 0..KEPT as u8 {
-            assert_eq!(c.push(hash(n)), None);
+            assert_eq!(c.push(hash(n)), (usize::from(n), None));
             assert_eq!(c.newest(), Some(&hash(n)));
         }
         for n in KEPT as u8..3 * KEPT as u8 {
-            assert_eq!(c.push(hash(n)), Some(hash(n - KEPT as u8)));
+            let place = usize::from(n) % KEPT;
+            assert_eq!(c.push(hash(n)), (place, Some(hash(n - KEPT as u8))));
             assert_eq!(c.newest(), Some(&hash(n)));
+            assert_eq!(
+                c.at(place),
+                Some(&hash(n)),
+                "a token stays where it was put"
+            );
         }
+        assert_eq!(c.places().count(), KEPT);
         assert_eq!(std::mem::size_of::<Consumed>(), 8, "a thin pointer");
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(std::mem::size_of::<Slot>(), 104, "as its doc says");
+        }
+    }
+
+    /// A store with one active account.
+    async fn store() -> (InMemoryRefreshStore, UserId) {
+        let users = InMemoryUserRepo::new();
+        let user = UserId::new_random();
+        users
+            .create(User {
+                id: user,
+                email: Email::parse("slab@example.com").unwrap(),
+                password_hash: PasswordHash::new("$2b$04$test".into()),
+                disabled: false,
+                email_verified: true,
+                created_at: Timestamp::from_unix(1_000),
+            })
+            .await
+            .unwrap();
+        (InMemoryRefreshStore::new(&users), user)
+    }
+
+    async fn open(
+        store: &InMemoryRefreshStore,
+        user: UserId,
+        first: RefreshTokenHash,
+    ) -> SessionId {
+        let session = Session {
+            id: SessionId::new_random(),
+            user_id: user,
+            created_at: Timestamp::from_unix(1_000),
+            expires_at: Timestamp::from_unix(100_000),
+            idle_expires_at: None,
+        };
+        let origin = SessionOrigin {
+            user_agent: None,
+            client: ClientAddress::unknown(),
+        };
+        assert!(store
+            .create_session(&session, first, &origin, usize::MAX)
+            .await
+            .unwrap());
+        session.id
+    }
+
+    fn rotation(presented: RefreshTokenHash, successor: RefreshTokenHash, now: u64) -> Rotation {
+        Rotation {
+            presented,
+            successor,
+            previous_successor: None,
+            now: Timestamp::from_unix(now),
+            idle_expires_at: None,
+            reuse_grace_secs: 0,
+        }
+    }
+
+    fn not_found(result: Result<Rotated, RotateError>) -> bool {
+        matches!(
+            result,
+            Err(RotateError::Refused {
+                why: RotationRefusal::NotFound,
+                session: None
+            })
+        )
+    }
+
+    #[tokio::test]
+    async fn a_removed_sessions_slot_is_reused_and_its_old_tokens_stay_unknown() {
+        let (store, user) = store().await;
+        let first = open(&store, user, hash(1)).await;
+        // Consumed tokens in the ring, the oldest already forgotten.
+        for n in 1..=KEPT as u8 + 1 {
+            store
+                .rotate(rotation(hash(n), hash(n + 1), 2_000))
+                .await
+                .unwrap();
+        }
+        assert!(store
+            .revoke_session(user, first, Timestamp::from_unix(2_000))
+            .await
+            .unwrap());
+        assert_eq!(store.counts(), (0, 0), "its tokens went with it");
+
+        let second = open(&store, user, hash(100)).await;
+        store
+            .rotate(rotation(hash(100), hash(101), 3_000))
+            .await
+            .unwrap();
+        store
+            .rotate(rotation(hash(101), hash(102), 3_000))
+            .await
+            .unwrap();
+        assert_eq!(store.lock().slots.len(), 1, "the emptied slot was reused");
+        assert_eq!(store.lock().slot_of(&second), Some(0));
+        assert_eq!(store.lock().slot_of(&first), None);
+
+        // Replaying the first session's tokens, consumed or current, must not be taken for a
+        // reuse in the session now in their slot.
+        for n in 1..=KEPT as u8 + 2 {
+            assert!(
+                not_found(store.rotate(rotation(hash(n), hash(200), 3_000)).await),
+                "{n}"
+            );
+            let out = store
+                .revoke_by_token(hash(n), LogoutScope::Global, Timestamp::from_unix(3_000), 0)
+                .await
+                .unwrap();
+            assert_eq!(out, LoggedOut::default(), "{n}");
+        }
+        assert_eq!(store.counts(), (1, 3));
+        let rotated = store
+            .rotate(rotation(hash(102), hash(103), 3_000))
+            .await
+            .unwrap();
+        assert_eq!(rotated.session.id, second);
+        assert!(!rotated.replayed);
+    }
+
+    #[tokio::test]
+    async fn tokens_sharing_their_index_prefix_stay_apart() {
+        let (store, user) = store().await;
+        let like = |tail: u8| {
+            let mut bytes = [tail; 32];
+            bytes[..8].copy_from_slice(&[7; 8]);
+            RefreshTokenHash::from_bytes(bytes)
+        };
+        let a = open(&store, user, like(1)).await;
+        let b = open(&store, user, like(2)).await;
+        assert_eq!(token_hash(&like(1)), token_hash(&like(2)));
+
+        assert!(not_found(
+            store.rotate(rotation(like(3), hash(9), 2_000)).await
+        ));
+        let rotated = store
+            .rotate(rotation(like(2), like(4), 2_000))
+            .await
+            .unwrap();
+        assert_eq!(rotated.session.id, b);
+        // A replay of b's consumed token is a reuse in b only.
+        assert!(store
+            .rotate(rotation(like(2), like(4), 2_001))
+            .await
+            .is_err());
+        assert_eq!(store.lock().slot_of(&b), None, "b revoked for the reuse");
+        let rotated = store
+            .rotate(rotation(like(1), like(5), 2_001))
+            .await
+            .unwrap();
+        assert_eq!(rotated.session.id, a, "a untouched");
+        assert_eq!(store.counts(), (1, 2));
     }
 }
