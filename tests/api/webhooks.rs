@@ -499,10 +499,9 @@ async fn two_instances_send_each_event_once(store: Store) {
         async || a.delivered() + b.delivered() >= 100,
     )
     .await;
-    assert!(
-        a.delivered() > 0 && b.delivered() > 0,
-        "both instances delivered"
-    );
+    // Which instance claims a batch is up to timing: on SQLite (one writer at a time) one of
+    // them may take every batch, so only the sum is asserted; `all` above is the once-only
+    // property, with both instances polling the same outbox throughout.
     assert_eq!(a.delivered() + b.delivered(), 100);
 }
 
