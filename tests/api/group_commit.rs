@@ -51,10 +51,35 @@ impl Held {
         Self(conn)
     }
 
+    /// The demo account's sessions, found by index: a test counting the service's table scans
+    /// does not count this one.
+    async fn demo_sessions(url: &str) -> Self {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query(
+            "SELECT 1 FROM sessions \
+             WHERE user_id = (SELECT id FROM users WHERE email = $1) FOR UPDATE",
+        )
+        .bind(DEMO_EMAIL)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        Self(conn)
+    }
+
     /// Returns once `n` other connections wait on a lock, and a little more so that the
     /// refreshes sent after them have queued.
     async fn until_waiting(&mut self, n: i64) {
         for _ in 0..400 {
+            // Within a transaction the activity view is a snapshot taken at its first read.
+            sqlx::query("SELECT pg_stat_clear_snapshot()")
+                .execute(&mut self.0)
+                .await
+                .unwrap();
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
@@ -364,4 +389,112 @@ async fn an_outage_mid_batch_is_503_for_every_rotation_and_writes_nothing() {
         }
         assert_eq!(resp.status, 200, "every token still rotates: {}", resp.body);
     }
+}
+
+/// Sequential scans of the tables a rotation reads so far, once the backends' counters have
+/// been reported (an idle backend that reported less than a second ago reports again 10 s
+/// later).
+async fn rotation_table_scans(url: &str) -> i64 {
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT sum(seq_scan)::int8 FROM pg_stat_user_tables \
+         WHERE relname IN ('refresh_tokens', 'sessions', 'users')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// One batch of every cookie (held, so they arrive together, `waiting` of them at the lock);
+/// the successors, in order.
+async fn one_batch(app: &Arc<TestApp>, url: &str, waiting: i64, cookies: &[String]) -> Vec<String> {
+    let mut held = Held::demo_sessions(url).await;
+    let tasks = refresh_all(app, cookies);
+    held.until_waiting(waiting).await;
+    held.release().await;
+    answers(tasks)
+        .await
+        .iter()
+        .map(|resp| {
+            assert_eq!(resp.status, 200, "{}", resp.body);
+            resp.refresh_cookie().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(no_postgres, ignore = "TEST_DATABASE_URL not set")]
+async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
+    let Some(db) = TestDb::new(Store::Postgres).await else {
+        return;
+    };
+    let url = db.url.clone();
+    // One connection, which keeps one plan for each statement from the first execution on
+    // (PostgreSQL settles on such a generic plan by itself after five executions, when it
+    // costs no more than planning each time).
+    let generic = format!(
+        "{url}{}options=-c%20plan_cache_mode%3Dforce_generic_plan",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let one = Database::connect(
+        &generic,
+        PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let stores = Stores {
+        users: one.users(),
+        sessions: one.sessions(),
+        memory: None,
+        db: Some(db),
+    };
+    // No purge run (its scan of the sessions would count) while the test counts.
+    let settings = [SETTINGS, &[("SESSION_PURGE_INTERVAL_SECS", "3600")]].concat();
+    let app = Arc::new(spawn_app_from(stores, &settings).await);
+    let mut cookies: Vec<String> = logins(&app, 8)
+        .await
+        .iter()
+        .map(|r| r.refresh_cookie().unwrap())
+        .collect();
+    // Batches on the near-empty tables; one rotation holds the connection at the lock.
+    for _ in 0..8 {
+        cookies = one_batch(&app, &url, 1, &cookies).await;
+    }
+    // The tables grow to what a busy deployment holds: many sessions, one with a long history.
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "WITH other AS ( \
+             INSERT INTO users (id, email, password_hash, created_at) \
+             VALUES (gen_random_uuid(), 'busy@example.com', 'x', now()) RETURNING id) \
+         INSERT INTO sessions (id, user_id, created_at, expires_at) \
+         SELECT gen_random_uuid(), other.id, now(), now() + interval '1 day' \
+         FROM other, generate_series(1, 20000)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, issued_at, consumed_at, generation) \
+         SELECT sha256(g::text::bytea), \
+                (SELECT id FROM sessions ORDER BY created_at DESC, id LIMIT 1), \
+                now(), now(), g \
+         FROM generate_series(1, 50000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let before = rotation_table_scans(&url).await;
+    for _ in 0..4 {
+        cookies = one_batch(&app, &url, 1, &cookies).await;
+    }
+    assert_eq!(
+        rotation_table_scans(&url).await,
+        before,
+        "a batch read a whole table instead of looking its rows up"
+    );
+    assert_eq!(crate::rotation::current_tokens(&app).await, 8);
 }

@@ -308,50 +308,11 @@ async fn rotate_at_once(pool: &PgPool, rotation: &Rotation) -> Result<Option<Ses
 }
 
 /// `ROTATE` over many rotations at once: one statement and one commit for all of them, the
-/// `n`th row of the arrays (`presented, successor, now, idle end`) answered with `n`. The same
-/// checks and writes as `ROTATE`, row by row; the sessions are locked in id order, so two
-/// batches (of two instances) sharing sessions queue instead of deadlocking. A batch never holds
-/// one token twice (`run_batch`), so a token is consumed at most once by it.
-const ROTATE_MANY: &str = "\
-    WITH input AS ( \
-        SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[]) \
-                 WITH ORDINALITY AS i(presented, successor, now, idle, n)), \
-    family AS MATERIALIZED ( \
-        SELECT i.n, i.presented, i.successor, i.now, i.idle, \
-               s.id, s.user_id, s.created_at, s.expires_at, t.generation \
-        FROM input i JOIN refresh_tokens t ON t.hash = i.presented \
-             JOIN sessions s ON s.id = t.session_id \
-             JOIN users u ON u.id = s.user_id \
-        WHERE t.consumed_at IS NULL AND s.revoked_at IS NULL \
-          AND NOT u.disabled AND extract(epoch FROM s.expires_at)::int8 > i.now \
-          AND (s.idle_expires_at IS NULL \
-               OR extract(epoch FROM s.idle_expires_at)::int8 > i.now) \
-        ORDER BY s.id \
-        FOR UPDATE OF s), \
-    consumed AS ( \
-        UPDATE refresh_tokens t SET consumed_at = to_timestamp(f.now) \
-        FROM family f \
-        WHERE t.hash = f.presented AND t.session_id = f.id AND t.consumed_at IS NULL \
-        RETURNING f.n, f.presented, f.successor, f.now, f.idle, f.id, f.user_id, \
-                  f.created_at, f.expires_at, f.generation), \
-    successor AS ( \
-        INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at, generation) \
-        SELECT successor, id, presented, to_timestamp(now), generation + 1 FROM consumed), \
-    forgotten AS ( \
-        DELETE FROM refresh_tokens t USING consumed c \
-        WHERE t.session_id = c.id AND t.generation = c.generation - $5), \
-    idle AS ( \
-        SELECT n, id, user_id, created_at, expires_at, now, \
-               CASE WHEN idle IS NULL THEN NULL \
-                    ELSE LEAST(idle, extract(epoch FROM expires_at)::int8) END AS at \
-        FROM consumed), \
-    touched AS ( \
-        UPDATE sessions s \
-        SET last_used_at = to_timestamp(i.now), idle_expires_at = to_timestamp(i.at) \
-        FROM idle i WHERE s.id = i.id) \
-    SELECT n, id, user_id, extract(epoch FROM created_at)::int8, \
-           extract(epoch FROM expires_at)::int8, at \
-    FROM idle";
+/// `n`th row of the arrays (`presented, successor, now, idle end`) answered with `n`. The
+/// statement is the function of migration 0015, planned there with index lookups only: as a
+/// prepared statement here, a plan made on a young database was kept by the connection until
+/// statistics changed, and scanned all of `refresh_tokens` for every batch meanwhile.
+const ROTATE_MANY: &str = "SELECT * FROM rotate_refresh_tokens($1, $2, $3, $4, $5)";
 
 /// Most rotations one `ROTATE_MANY` carries.
 const MAX_BATCH: usize = 64;
