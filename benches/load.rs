@@ -10,7 +10,8 @@
 //! client; the full run ends with it too when wrk is installed), `BENCH_BASELINE_BIN`
 //! (another build of the service, e.g. the previous release, loaded with the same `/auth/me` and
 //! refresh scenarios in the same run, and with `BENCH_POSTGRES_URL` the PostgreSQL refresh too:
-//! with `LOAD_ONLY=db`, three turns of each, medians compared).
+//! with `LOAD_ONLY=db`, three turns of each, medians compared; `BENCH_BASELINE_POSTGRES_URL`
+//! gives the baseline a database of its own, for a baseline from before a migration).
 //!
 //! `LOAD_ONLY=rotation` (only the floor and a signing-key rotation under load: EdDSA keys
 //! generated in a SQLite file, `jwt-auth keys rotate` run as a second process, `/auth/me` and a
@@ -1167,14 +1168,21 @@ async fn postgres_against_baseline(
         println!("|   (no BENCH_POSTGRES_URL: no PostgreSQL baseline)");
         return;
     };
+    // A baseline from before a migration of this build refuses this build's database.
+    let baseline_url = std::env::var("BENCH_BASELINE_POSTGRES_URL").unwrap_or_else(|_| url.clone());
     let (mut this, mut before) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for (binary, rates, label) in [
-            (env!("CARGO_BIN_EXE_jwt-auth"), &mut this, "this build"),
-            (baseline, &mut before, "baseline"),
+        for (binary, url, rates, label) in [
+            (
+                env!("CARGO_BIN_EXE_jwt-auth"),
+                &url,
+                &mut this,
+                "this build",
+            ),
+            (baseline, &baseline_url, &mut before, "baseline"),
         ] {
-            vacuum(&url);
-            let (_svc, addr) = start_binary(binary, Some(&url)).await;
+            vacuum(url);
+            let (_svc, addr) = start_binary(binary, Some(url)).await;
             let (token, cookies) = sessions(addr, conns).await;
             let o = load(addr, Kind::Refresh, conns, dur, &token, cookies).await;
             row(&format!("{label}: refresh on postgres"), &o, Some(f));
