@@ -12,6 +12,8 @@
 -- are those of the single rotation (ROTATE in the service), row by row; the sessions are locked
 -- in id order, so two batches (of two instances) sharing sessions queue instead of
 -- deadlocking. A batch never holds one token twice (the service removes duplicates first).
+-- Functions are named with their schema: an object of the same name earlier on the caller's
+-- search path cannot stand in for them.
 CREATE FUNCTION rotate_refresh_tokens(
     presented bytea[], successors bytea[], nows int8[], idle_ends int8[], kept int8)
 RETURNS TABLE (rotation int8, session uuid, account uuid, created int8, expires int8,
@@ -25,7 +27,8 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH input AS (
-        SELECT * FROM unnest(presented, successors, nows, idle_ends)
+        SELECT * FROM ROWS FROM (pg_catalog.unnest(presented), pg_catalog.unnest(successors),
+                                 pg_catalog.unnest(nows), pg_catalog.unnest(idle_ends))
                  WITH ORDINALITY AS i(presented, successor, now, idle, n)),
     family AS MATERIALIZED (
         SELECT i.n, i.presented, i.successor, i.now, i.idle,
@@ -40,18 +43,18 @@ BEGIN
         ORDER BY s.id
         FOR UPDATE OF s),
     consumed AS (
-        UPDATE refresh_tokens t SET consumed_at = to_timestamp(f.now)
+        UPDATE refresh_tokens t SET consumed_at = pg_catalog.to_timestamp(f.now)
         FROM family f
         WHERE t.hash = f.presented AND t.session_id = f.id AND t.consumed_at IS NULL
         RETURNING f.n, f.presented, f.successor, f.now, f.idle, f.id, f.user_id,
                   f.created_at, f.expires_at, f.generation),
     successor AS (
         INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at, generation)
-        SELECT c.successor, c.id, c.presented, to_timestamp(c.now), c.generation + 1
+        SELECT c.successor, c.id, c.presented, pg_catalog.to_timestamp(c.now), c.generation + 1
         FROM consumed c),
     forgotten AS (
         DELETE FROM refresh_tokens t USING consumed c
-        WHERE t.session_id = c.id AND t.generation = c.generation - kept),
+        WHERE t.session_id = c.id AND t.generation = c.generation - rotate_refresh_tokens.kept),
     idle AS (
         SELECT c.n, c.id, c.user_id, c.created_at, c.expires_at, c.now,
                CASE WHEN c.idle IS NULL THEN NULL
@@ -59,7 +62,8 @@ BEGIN
         FROM consumed c),
     touched AS (
         UPDATE sessions s
-        SET last_used_at = to_timestamp(i.now), idle_expires_at = to_timestamp(i.at)
+        SET last_used_at = pg_catalog.to_timestamp(i.now),
+            idle_expires_at = pg_catalog.to_timestamp(i.at)
         FROM idle i WHERE s.id = i.id)
     SELECT i.n, i.id, i.user_id, extract(epoch FROM i.created_at)::int8,
            extract(epoch FROM i.expires_at)::int8, i.at

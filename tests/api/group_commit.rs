@@ -406,6 +406,17 @@ async fn rotation_table_scans(url: &str) -> i64 {
     .unwrap()
 }
 
+/// Calls of the batch statement so far (as reported; `rotation_table_scans` waits for that).
+async fn batch_calls(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_user_functions \
+         WHERE funcname = 'rotate_refresh_tokens'",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
 /// One batch of every cookie (held, so they arrive together, `waiting` of them at the lock);
 /// the successors, in order.
 async fn one_batch(app: &Arc<TestApp>, url: &str, waiting: i64, cookies: &[String]) -> Vec<String> {
@@ -433,8 +444,9 @@ async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
     // One connection, which keeps one plan for each statement from the first execution on
     // (PostgreSQL settles on such a generic plan by itself after five executions, when it
     // costs no more than planning each time).
+    // Function calls are counted too, to show the batches ran as batches.
     let generic = format!(
-        "{url}{}options=-c%20plan_cache_mode%3Dforce_generic_plan",
+        "{url}{}options=-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20track_functions%3Dpl",
         if url.contains('?') { '&' } else { '?' }
     );
     let one = Database::connect(
@@ -455,6 +467,17 @@ async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
     // No purge run (its scan of the sessions would count) while the test counts.
     let settings = [SETTINGS, &[("SESSION_PURGE_INTERVAL_SECS", "3600")]].concat();
     let app = Arc::new(spawn_app_from(stores, &settings).await);
+    // No statistics arrive meanwhile (they would have the plans made again), whatever the
+    // server's autovacuum setting.
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    for table in ["users", "sessions", "refresh_tokens"] {
+        sqlx::query(&format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
     let mut cookies: Vec<String> = logins(&app, 8)
         .await
         .iter()
@@ -465,7 +488,6 @@ async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
         cookies = one_batch(&app, &url, 1, &cookies).await;
     }
     // The tables grow to what a busy deployment holds: many sessions, one with a long history.
-    let mut conn = PgConnection::connect(&url).await.unwrap();
     sqlx::query(
         "WITH other AS ( \
              INSERT INTO users (id, email, password_hash, created_at) \
@@ -488,6 +510,7 @@ async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
     .await
     .unwrap();
     let before = rotation_table_scans(&url).await;
+    let calls_before = batch_calls(&mut conn).await;
     for _ in 0..4 {
         cookies = one_batch(&app, &url, 1, &cookies).await;
     }
@@ -496,5 +519,8 @@ async fn batches_planned_on_a_young_database_never_scan_the_grown_tables() {
         before,
         "a batch read a whole table instead of looking its rows up"
     );
+    // Two workers share eight rotations a round, so at least six of them go as one batch.
+    let calls = batch_calls(&mut conn).await - calls_before;
+    assert!(calls >= 4, "{calls} batch statements in four rounds");
     assert_eq!(crate::rotation::current_tokens(&app).await, 8);
 }
